@@ -1,0 +1,52 @@
+# Two commands: `make demo` and `make test`. Each sets up what it needs first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
+OUT    ?= out
+DEMO_PERSONS ?= 2000
+PYTEST_WORKERS ?= 2
+
+export GX_ANALYTICS_ENABLED := false
+
+.PHONY: setup demo test test-slow lint bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet -e '.[test,postgres,mariadb]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	rm -rf $(OUT)
+	$(BIN)/continuity estate generate --out $(OUT)/estate --persons $(DEMO_PERSONS) --seed 1 --defects
+	@echo
+	@echo "Every quirk of the estate, measured on its databases (docs/estate.md):"
+	$(BIN)/continuity estate quirks $(OUT)/estate
+	@echo
+	$(BIN)/continuity target init sqlite:///$(OUT)/product.sqlite
+	@echo
+	@echo "Done. $(OUT)/estate holds the legacy and PoliceWorks databases, gazetteer.csv, the ideal"
+	@echo "target (target.sqlite), its damaged copy with defects.json, and the ground truth"
+	@echo "(truth.sqlite); $(OUT)/product.sqlite is an empty replacement-product database."
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) -m "not slow"
+
+test-slow: setup
+	$(BIN)/pytest -q -m slow
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(OUT) $(VENV) .mypy_cache .ruff_cache

@@ -1,0 +1,273 @@
+"""The ``continuity`` command line: thin click commands over the library.
+
+Errors Continuity raises on purpose (:class:`ContinuityError`) are caught in one place, printed
+as one line and exit 2; a reconciliation that finds losses exits 1; success exits 0.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from continuity import __version__
+from continuity.domain.errors import ContinuityError
+
+
+class ContinuityGroup(click.Group):
+    """A click group that turns a ContinuityError into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ContinuityError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+class Progress:
+    """A progress bar on stderr that appears only once work has started.
+
+    Validation errors therefore print alone, on one line, with no half-drawn bar before them.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            self._bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self._bar.__enter__()
+        self._bar.update(done - self._bar.pos)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+@click.group(cls=ContinuityGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="continuity")
+def main() -> None:
+    """Continuity moves a police force's records out of legacy systems into a replacement
+    records product, and proves that nothing was lost on the way.
+
+    Start with `continuity estate generate --out DIR` to make a synthetic police estate (legacy
+    crime system, PoliceWorks, gazetteer, the ideal target and its ground truth) to rehearse on.
+    """
+
+
+@main.group(cls=ContinuityGroup)
+def estate() -> None:
+    """Synthetic police estates whose truth is known: demo and test material."""
+
+
+@estate.command("generate")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Directory to write into; must be new or empty. Holds the SQLite databases unless "
+    "URLs are given, and always the ground truth, gazetteer and manifests.",
+)
+@click.option(
+    "--persons",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Number of distinct humans (each appears as one or more records across systems).",
+)
+@click.option(
+    "--seed",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Random seed: the same seed and size give identical content on any database.",
+)
+@click.option(
+    "--defects",
+    is_flag=True,
+    help="Also write a damaged copy of the ideal target and defects.json listing every planted "
+    "defect and decoy.",
+)
+@click.option(
+    "--legacy-url",
+    envvar="CONTINUITY_LEGACY_URL",
+    help="SQLAlchemy URL for the legacy crime "
+    "system [default: DIR/legacy.sqlite; env CONTINUITY_LEGACY_URL].",
+)
+@click.option(
+    "--policeworks-url",
+    envvar="CONTINUITY_POLICEWORKS_URL",
+    help="SQLAlchemy URL for PoliceWorks "
+    "[default: DIR/policeworks.sqlite; env CONTINUITY_POLICEWORKS_URL].",
+)
+@click.option(
+    "--target-url",
+    envvar="CONTINUITY_TARGET_URL",
+    help="SQLAlchemy URL for the ideal target "
+    "[default: DIR/target.sqlite; env CONTINUITY_TARGET_URL].",
+)
+@click.option(
+    "--damaged-url",
+    envvar="CONTINUITY_DAMAGED_URL",
+    help="SQLAlchemy URL for the damaged copy "
+    "written with --defects [default: DIR/target_defects.sqlite].",
+)
+@click.option(
+    "--processes",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 2),
+    help="Worker processes: 2 writes the sources and the target side in parallel.",
+)
+def estate_generate(
+    out: Path,
+    persons: int,
+    seed: int,
+    defects: bool,
+    legacy_url: str | None,
+    policeworks_url: str | None,
+    target_url: str | None,
+    damaged_url: str | None,
+    processes: int,
+) -> None:
+    """Generate a synthetic police estate with its ideal target and ground truth.
+
+    Humans, places and crimes are generated first (the truth), then rendered into the legacy crime
+    system and PoliceWorks with their quirks, a gazetteer, the ideal target (the product schema as a
+    perfect migration leaves it) and truth.sqlite. See docs/estate.md.
+    """
+    from continuity.estate.generate import EstateOptions, generate_estate
+
+    opts = EstateOptions(
+        out=out,
+        persons=persons,
+        seed=seed,
+        defects=defects,
+        legacy_url=legacy_url,
+        policeworks_url=policeworks_url,
+        target_url=target_url,
+        damaged_url=damaged_url,
+        processes=processes,
+    )
+    with Progress("Generating estate") as progress:
+        summary = generate_estate(opts, on_progress=progress)
+    click.echo(
+        f"Estate of {persons:,} persons (seed {seed}) written in {summary.seconds:.1f} s "
+        f"({summary.total_rows / max(summary.seconds, 1e-9):,.0f} rows/s):"
+    )
+    from continuity.db import redact
+
+    for side, url in summary.urls.items():
+        rows = sum(summary.counts.get(side, {}).values())
+        click.echo(f"  {side:<12} {rows:>12,} rows  {redact(url)}")
+    click.echo(
+        f"  {'gazetteer':<12} {summary.counts['gazetteer']['gazetteer.csv']:>12,} rows  "
+        f"{out / 'gazetteer.csv'}"
+    )
+    if defects:
+        click.echo(
+            f"  {summary.defects_planted} defects planted, listed with the decoys in "
+            f"{out / 'defects.json'}"
+        )
+        if summary.defects_missing:
+            click.echo(
+                f"  warning: no candidate for {', '.join(summary.defects_missing)}: "
+                "use more --persons",
+                err=True,
+            )
+
+
+@estate.command("digest")
+@click.argument("out", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--legacy-url", envvar="CONTINUITY_LEGACY_URL", help="As given to generate.")
+@click.option(
+    "--policeworks-url", envvar="CONTINUITY_POLICEWORKS_URL", help="As given to generate."
+)
+@click.option("--target-url", envvar="CONTINUITY_TARGET_URL", help="As given to generate.")
+def estate_digest(
+    out: Path, legacy_url: str | None, policeworks_url: str | None, target_url: str | None
+) -> None:
+    """Print row counts and content digests of an estate's databases.
+
+    Digests do not depend on the database: the same seed and size print the same lines whether
+    the estate was written to SQLite, PostgreSQL or MariaDB.
+    """
+    from continuity.estate.generate import EstateOptions, estate_digests
+
+    opts = EstateOptions(
+        out=out, legacy_url=legacy_url, policeworks_url=policeworks_url, target_url=target_url
+    )
+    urls = {k: v for k, v in opts.urls().items() if k != "truth"}
+    for side, tables in estate_digests(urls).items():
+        for table, (count, digest) in tables.items():
+            click.echo(f"{side:<12} {table:<22} {count:>10}  {digest[:16]}")
+
+
+@estate.command("quirks")
+@click.argument("out", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--legacy-url", envvar="CONTINUITY_LEGACY_URL", help="As given to generate.")
+@click.option(
+    "--policeworks-url", envvar="CONTINUITY_POLICEWORKS_URL", help="As given to generate."
+)
+@click.option("--target-url", envvar="CONTINUITY_TARGET_URL", help="As given to generate.")
+def estate_quirks(
+    out: Path, legacy_url: str | None, policeworks_url: str | None, target_url: str | None
+) -> None:
+    """Measure every quirk of an estate on its databases, against its stated minimum rate.
+
+    Exits 1 if a quirk falls short of its stated rate (see docs/estate.md).
+    """
+    from continuity.estate import quirks
+    from continuity.estate.generate import EstateOptions
+
+    urls = EstateOptions(
+        out=out, legacy_url=legacy_url, policeworks_url=policeworks_url, target_url=target_url
+    ).urls()
+    measured = quirks.measure(urls)
+    short = 0
+    click.echo(f"{'quirk':<32} {'system':<12} {'rate':>8} {'stated':>8}")
+    for name, system, _description, minimum in quirks.catalogue():
+        shown, among = measured[name]
+        rate = shown / among if among else 0.0
+        ok = among > 0 and minimum <= rate <= quirks.MAXIMUM.get(name, 1.0)
+        short += not ok
+        click.echo(f"{name:<32} {system:<12} {rate:>8.2%} {minimum:>8.2%}{'' if ok else '  SHORT'}")
+    if short:
+        sys.exit(1)
+
+
+@main.group(cls=ContinuityGroup)
+def target() -> None:
+    """The replacement product's schema (the bundled target)."""
+
+
+@target.command("init")
+@click.argument("url")
+def target_init(url: str) -> None:
+    """Create the product's tables in the database at URL (an empty database)."""
+    from continuity.db import check_reachable, create_tables, engine_for, existing_tables, redact
+    from continuity.target_schema import metadata
+
+    engine = engine_for(url)
+    check_reachable(engine)
+    present = existing_tables(engine, metadata)
+    if present:
+        raise ContinuityError(
+            f"{redact(url)} already holds target tables ({', '.join(present[:4])}"
+            f"{' ...' if len(present) > 4 else ''})"
+        )
+    create_tables(engine, metadata)
+    engine.dispose()
+    click.echo(f"Created {len(metadata.tables)} tables in {redact(url)}")
+
+
+if __name__ == "__main__":
+    main()

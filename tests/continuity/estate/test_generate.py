@@ -1,0 +1,213 @@
+"""Estate generation: determinism on every database, bad input, nothing half-written."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from continuity.cli import main
+from continuity.domain.errors import EstateError
+from continuity.estate import render
+from continuity.estate.generate import EstateOptions, estate_digests, generate_estate
+
+PERSONS = 1200  # two chunks, one of them short
+
+
+def _digests(out: Path, **urls: str) -> dict[str, dict[str, tuple[int, str]]]:
+    opts = EstateOptions(out=out, **urls)  # type: ignore[arg-type]
+    return estate_digests({k: v for k, v in opts.urls().items() if k != "truth"})
+
+
+def test_same_seed_and_size_give_identical_content(tmp_path: Path) -> None:
+    generate_estate(EstateOptions(out=tmp_path / "a", persons=PERSONS, seed=11, processes=1))
+    generate_estate(EstateOptions(out=tmp_path / "b", persons=PERSONS, seed=11, processes=2))
+    generate_estate(EstateOptions(out=tmp_path / "c", persons=PERSONS, seed=12, processes=1))
+    a, b, c = (_digests(tmp_path / n) for n in "abc")
+    assert a == b
+    assert a["legacy"]["NOMINAL"] != c["legacy"]["NOMINAL"]
+    assert all(count > 0 for side in a.values() for count, _ in side.values())
+
+
+def _three_databases(new_database: Callable[[], str]) -> dict[str, str]:
+    return {
+        "legacy_url": new_database(),
+        "policeworks_url": new_database(),
+        "target_url": new_database(),
+    }
+
+
+@pytest.mark.postgres
+def test_postgresql_estate_is_identical_to_sqlite(
+    tmp_path: Path, pg_database: Callable[[], str]
+) -> None:
+    urls = _three_databases(pg_database)
+    generate_estate(EstateOptions(out=tmp_path / "lite", persons=PERSONS, seed=5))
+    generate_estate(EstateOptions(out=tmp_path / "pg", persons=PERSONS, seed=5, **urls))
+    assert _digests(tmp_path / "pg", **urls) == _digests(tmp_path / "lite")
+
+
+@pytest.mark.mariadb
+def test_mariadb_estate_is_identical_to_sqlite(
+    tmp_path: Path, mariadb_database: Callable[[], str]
+) -> None:
+    """Identical once read: MariaDB's zero dates are NULL to every reader, as they must be."""
+    urls = _three_databases(mariadb_database)
+    generate_estate(EstateOptions(out=tmp_path / "lite", persons=PERSONS, seed=5))
+    generate_estate(EstateOptions(out=tmp_path / "maria", persons=PERSONS, seed=5, **urls))
+    assert _digests(tmp_path / "maria", **urls) == _digests(tmp_path / "lite")
+
+
+@pytest.mark.mariadb
+def test_policeworks_on_mariadb_holds_zero_dates(
+    tmp_path: Path, mariadb_database: Callable[[], str]
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    url = mariadb_database()
+    generate_estate(EstateOptions(out=tmp_path / "m", persons=PERSONS, seed=5, policeworks_url=url))
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        zero = conn.execute(
+            text("SELECT COUNT(*) FROM pw_person WHERE CAST(dob AS CHAR) = '0000-00-00'")
+        ).scalar()
+        nulls = conn.execute(text("SELECT COUNT(*) FROM pw_person WHERE dob IS NULL")).scalar()
+    engine.dispose()
+    assert zero and zero > 0
+    assert nulls == 0
+
+
+def test_non_empty_output_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    result = CliRunner().invoke(
+        main, ["estate", "generate", "--out", str(tmp_path), "--persons", "10"]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "is not empty" in result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_unreachable_database_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "new"
+    result = CliRunner().invoke(
+        main,
+        [
+            "estate",
+            "generate",
+            "--out",
+            str(out),
+            "--persons",
+            "10",
+            "--target-url",
+            "postgresql+psycopg://nobody@127.0.0.1:1/none",
+        ],
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "error: cannot reach postgresql+psycopg://nobody@127.0.0.1:1/none"
+    )
+    assert result.stderr.strip().count("\n") == 0
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--persons", "0"], "0 is not in the range x>=1"),
+        (["--seed", "-1"], "-1 is not in the range x>=0"),
+        (["--persons", "many"], "'many' is not a valid integer"),
+        (["--target-url", "not a url"], "not a database URL"),
+    ],
+)
+def test_bad_arguments_are_refused(tmp_path: Path, args: list[str], message: str) -> None:
+    out = tmp_path / "new"
+    result = CliRunner().invoke(main, ["estate", "generate", "--out", str(out), *args])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert not out.exists()
+
+
+def test_same_database_twice_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'one.sqlite'}"
+    with pytest.raises(EstateError, match="are the same database"):
+        generate_estate(
+            EstateOptions(out=tmp_path / "o", persons=10, legacy_url=url, target_url=url)
+        )
+
+
+@pytest.mark.postgres
+def test_database_already_holding_an_estate_is_refused(
+    tmp_path: Path, pg_database: Callable[[], str]
+) -> None:
+    url = pg_database()
+    generate_estate(EstateOptions(out=tmp_path / "first", persons=10, target_url=url))
+    with pytest.raises(EstateError, match="already holds estate tables"):
+        generate_estate(EstateOptions(out=tmp_path / "second", persons=10, target_url=url))
+    assert not (tmp_path / "second").exists()
+
+
+@pytest.mark.postgres
+def test_failure_midway_leaves_nothing_behind(
+    tmp_path: Path, pg_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault injected while chunk 1 renders: the PostgreSQL tables and the directory are gone."""
+    from sqlalchemy import create_engine, inspect
+
+    real = render.render_ideal
+
+    def failing(chunk, idx):  # type: ignore[no-untyped-def]
+        if chunk.index == 1:
+            raise RuntimeError("disk on fire")
+        return real(chunk, idx)
+
+    monkeypatch.setattr(render, "render_ideal", failing)
+    url = pg_database()
+    out = tmp_path / "o"
+    with pytest.raises(EstateError, match="nothing kept: RuntimeError: disk on fire"):
+        generate_estate(EstateOptions(out=out, persons=PERSONS, target_url=url, processes=1))
+    assert not out.exists()
+    engine = create_engine(url)
+    assert inspect(engine).get_table_names() == []
+    engine.dispose()
+
+
+def test_cli_generates_and_summarises(tmp_path: Path) -> None:
+    out = tmp_path / "e"
+    result = CliRunner().invoke(
+        main, ["estate", "generate", "--out", str(out), "--persons", "600", "--defects"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Estate of 600 persons (seed 1)" in result.stdout
+    assert "16 defects planted" in result.stdout
+    for name in (
+        "legacy.sqlite",
+        "policeworks.sqlite",
+        "target.sqlite",
+        "target_defects.sqlite",
+        "truth.sqlite",
+        "gazetteer.csv",
+        "defects.json",
+        "estate.json",
+        "reference/offence_crosswalk_v1.csv",
+    ):
+        assert (out / name).is_file(), name
+    digest = CliRunner().invoke(main, ["estate", "digest", str(out)])
+    assert digest.exit_code == 0
+    assert "legacy       NOMINAL" in digest.stdout
+
+
+def test_help_explains_the_command() -> None:
+    result = CliRunner().invoke(main, ["estate", "generate", "--help"])
+    assert result.exit_code == 0
+    for option in (
+        "--persons",
+        "--seed",
+        "--defects",
+        "--legacy-url",
+        "--policeworks-url",
+        "--target-url",
+    ):
+        assert option in result.stdout
