@@ -7,6 +7,7 @@ as one line and exit 2; a reconciliation that finds losses exits 1; success exit
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -185,13 +186,24 @@ def estate_generate(
             )
 
 
+def estate_urls(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options naming an existing estate's databases (default: the SQLite files in DIR)."""
+    for name, env in reversed(
+        (
+            ("--legacy-url", "LEGACY"),
+            ("--policeworks-url", "POLICEWORKS"),
+            ("--target-url", "TARGET"),
+        )
+    ):
+        command = click.option(name, envvar=f"CONTINUITY_{env}_URL", help="As given to generate.")(
+            command
+        )
+    return command
+
+
 @estate.command("digest")
 @click.argument("out", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--legacy-url", envvar="CONTINUITY_LEGACY_URL", help="As given to generate.")
-@click.option(
-    "--policeworks-url", envvar="CONTINUITY_POLICEWORKS_URL", help="As given to generate."
-)
-@click.option("--target-url", envvar="CONTINUITY_TARGET_URL", help="As given to generate.")
+@estate_urls
 def estate_digest(
     out: Path, legacy_url: str | None, policeworks_url: str | None, target_url: str | None
 ) -> None:
@@ -213,11 +225,7 @@ def estate_digest(
 
 @estate.command("quirks")
 @click.argument("out", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--legacy-url", envvar="CONTINUITY_LEGACY_URL", help="As given to generate.")
-@click.option(
-    "--policeworks-url", envvar="CONTINUITY_POLICEWORKS_URL", help="As given to generate."
-)
-@click.option("--target-url", envvar="CONTINUITY_TARGET_URL", help="As given to generate.")
+@estate_urls
 def estate_quirks(
     out: Path, legacy_url: str | None, policeworks_url: str | None, target_url: str | None
 ) -> None:

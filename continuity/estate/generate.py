@@ -1,10 +1,10 @@
 """Generate an estate: legacy and PoliceWorks databases, gazetteer, ideal target, ground truth.
 
-Two processes share the work, one per side: *sources* (legacy, PoliceWorks, gazetteer) and
-*target* (ideal target, damaged copy, ground truth). Each regenerates the same chunks from the
-seed, which costs less than shipping rows between processes, and each writes only its own
-databases. Nothing is written until every output has been checked; a failure removes what
-this run created.
+Two worker processes each generate half of the chunks and write every output's rows for them,
+one transaction per chunk and database (they take turns on a SQLite file, and write at once to
+a server). A SQLite target is first written unkeyed to a staging file, then copied once in key
+order: random-key inserts into a large B-tree cost several times more than one sorted copy.
+Nothing is written until every output has been checked; a failure removes what this run made.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, MetaData
+from sqlalchemy import MetaData
+from sqlalchemy.engine import make_url
 
 from continuity import target_schema
 from continuity.db import (
@@ -31,8 +32,10 @@ from continuity.db import (
     create_tables,
     engine_for,
     existing_tables,
+    load_sorted_from,
     redact,
     table_digest,
+    unconstrained,
 )
 from continuity.domain.errors import ContinuityError, EstateError
 from continuity.estate import render, schemas, vocab
@@ -52,8 +55,6 @@ GAZETTEER_COLUMNS = (
     "easting",
     "northing",
 )
-#: Chunks between commits: bounds the work lost to a crash without slowing the bulk path.
-COMMIT_EVERY = 50
 
 
 @dataclass(frozen=True)
@@ -139,40 +140,77 @@ def _tick() -> None:
         raise _Stopped("stopped: the other side of the estate failed")
 
 
-def _engines(stack: ExitStack, urls: dict[str, str], sides: tuple[str, ...]) -> dict[str, Engine]:
-    engines = {side: engine_for(urls[side]) for side in sides if side in urls}
-    for engine in engines.values():
-        stack.callback(engine.dispose)
-    return engines
+SOURCE_SIDES = ("legacy", "policeworks", "truth")
+TARGET_SIDES = ("target", "damaged")
 
 
-def _sources_side(opts: EstateOptions, urls: dict[str, str]) -> dict[str, Any]:
-    """Legacy, PoliceWorks, gazetteer and ground truth (the lighter writes: no enforced keys)."""
+def _staging_path(url: str) -> Path | None:
+    """Where a SQLite target is staged, unkeyed, while chunks arrive (None for a server)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database + ".staging")
+
+
+def _write_urls(urls: dict[str, str]) -> dict[str, str]:
+    """The URL each side's rows go to while chunks are generated."""
+    out = dict(urls)
+    for side in TARGET_SIDES:
+        staging = _staging_path(urls[side]) if side in urls else None
+        if staging is not None:
+            out[side] = f"sqlite:///{staging}"
+    return out
+
+
+def _chunk_range(first: int, last: int, persons: int) -> list[tuple[int, int]]:
+    return _chunks(persons)[first:last]
+
+
+def _worker(
+    opts: EstateOptions, urls: dict[str, str], first: int, last: int, plant_below: int
+) -> dict[str, Any]:
+    """Generate chunks ``first`` to ``last`` - 1 and write every output's rows for them.
+
+    Each chunk is one transaction per database; workers in other processes take turns on a
+    SQLite file and write concurrently to a server.
+    """
+    write_urls = _write_urls(urls)
     with ExitStack() as stack:
-        engines = _engines(stack, urls, ("legacy", "policeworks", "truth"))
-        zero_dates = engines["policeworks"].dialect.name == "mysql"
-        writers = {
-            side: stack.enter_context(BulkWriter(engine, METADATA[side], scratch=True))
-            for side, engine in engines.items()
-        }
-        legacy, pw, truth = writers["legacy"], writers["policeworks"], writers["truth"]
+        writers: dict[str, BulkWriter] = {}
+        for side, url in write_urls.items():
+            engine = engine_for(url)
+            stack.callback(engine.dispose)
+            metadata = unconstrained(METADATA[side]) if url != urls[side] else METADATA[side]
+            # Appends to unkeyed tables touch only the last pages: a small cache is enough.
+            writers[side] = stack.enter_context(
+                BulkWriter(engine, metadata, scratch=True, cache_mb=8)
+            )
+        zero_dates = writers["policeworks"].dialect == "mysql"
+        planter = DefectPlanter() if "damaged" in writers and first < plant_below else None
         stats = {"merges": 0, "mopi_excluded": 0, "legal_hold": 0, "quarantine": 0}
         gazetteer_rows = 0
-        fh = stack.enter_context(
-            (opts.out / "gazetteer.csv").open("w", newline="", encoding="utf-8")
-        )
-        gazetteer = csv.writer(fh)
-        gazetteer.writerow(GAZETTEER_COLUMNS)
-        for n, (index, size) in enumerate(_chunks(opts.persons), 1):
+        part = opts.out / f"gazetteer.part{first:06d}.csv"
+        gazetteer = csv.writer(stack.enter_context(part.open("w", newline="", encoding="utf-8")))
+        for index, size in _chunk_range(first, last, opts.persons):
             chunk = generate_chunk(opts.seed, index, size)
             idx = ChunkIndex(chunk)
-            legacy.write_all(render.render_legacy(chunk, idx))
-            pw.write_all(render.render_policeworks(chunk, idx, zero_dates))
-            rows = render.render_gazetteer(chunk)
-            gazetteer.writerows(rows)
-            gazetteer_rows += len(rows)
+            ideal = render.render_ideal(chunk, idx)
             truth_rows = render.render_truth(chunk, idx)
-            truth.write_all(truth_rows)
+            rows = {
+                "legacy": render.render_legacy(chunk, idx),
+                "policeworks": render.render_policeworks(chunk, idx, zero_dates),
+                "truth": truth_rows,
+                "target": ideal,
+            }
+            if "damaged" in writers:
+                planting = planter is not None and index < plant_below
+                rows["damaged"] = planter.plant(chunk, idx, ideal) if planting else ideal  # type: ignore[union-attr]
+            for side, writer in writers.items():
+                writer.write_all(rows[side])
+                writer.commit()
+            gazetteer_part = render.render_gazetteer(chunk)
+            gazetteer.writerows(gazetteer_part)
+            gazetteer_rows += len(gazetteer_part)
             stats["merges"] += sum(
                 len(idx.legacy_records[i]) + len(idx.pw_records[i]) - 1
                 for i in range(len(chunk.humans))
@@ -180,72 +218,41 @@ def _sources_side(opts: EstateOptions, urls: dict[str, str]) -> dict[str, Any]:
             stats["mopi_excluded"] += sum(1 for r in truth_rows["crime"] if r[5] == "EXCLUDED")
             stats["legal_hold"] += sum(1 for c in chunk.crimes if c.legal_hold)
             stats["quarantine"] += len(truth_rows["quarantine"])
-            if n % COMMIT_EVERY == 0:
-                for writer in writers.values():
-                    writer.commit()
             _tick()
-        meta = [
-            ("generator_version", str(GENERATOR_VERSION)),
-            ("seed", str(opts.seed)),
-            ("persons", str(opts.persons)),
-            ("chunk_humans", str(CHUNK_HUMANS)),
-            ("as_of", AS_OF.isoformat()),
-            *((f"stat_{k}", str(v)) for k, v in stats.items()),
-        ]
-        truth.write("estate", meta)
-        for writer in writers.values():
-            writer.commit()
-            writer.close()
-        for side, engine in engines.items():
-            create_indexes(engine, METADATA[side])
         return {
-            "legacy": legacy.counts,
-            "policeworks": pw.counts,
-            "truth": truth.counts,
-            "gazetteer": {"gazetteer.csv": gazetteer_rows},
+            "counts": {side: writer.counts for side, writer in writers.items()},
+            "gazetteer": gazetteer_rows,
             "stats": stats,
+            "planter": planter,
         }
 
 
-def _target_side(opts: EstateOptions, urls: dict[str, str]) -> dict[str, Any]:
-    """The ideal target and, with defects, its damaged copy and the manifest."""
-    with ExitStack() as stack:
-        engines = _engines(stack, urls, ("target", "damaged"))
-        # Random-key inserts into the target's primary keys are its cost; a larger cache keeps
-        # them off the disk for longer (the sources side declares no keys and needs none).
-        writers = {
-            side: stack.enter_context(
-                BulkWriter(
-                    engine,
-                    target_schema.metadata,
-                    scratch=True,
-                    cache_mb=256 if side == "target" else 128,
-                )
-            )
-            for side, engine in engines.items()
-        }
-        target, damaged = writers["target"], writers.get("damaged")
-        planter = DefectPlanter() if damaged else None
-        for n, (index, size) in enumerate(_chunks(opts.persons), 1):
-            chunk = generate_chunk(opts.seed, index, size)
-            idx = ChunkIndex(chunk)
-            ideal = render.render_ideal(chunk, idx)
-            target.write_all(ideal)
-            if damaged is not None and planter is not None:
-                damaged.write_all(planter.plant(chunk, idx, ideal))
-            if n % COMMIT_EVERY == 0:
-                for writer in writers.values():
-                    writer.commit()
-            _tick()
-        for writer in writers.values():
-            writer.commit()
-            writer.close()
-        for engine in engines.values():
+def _finish_sources(urls: dict[str, str]) -> None:
+    """Index the declared keys of the source and ground-truth tables (after the bulk load)."""
+    for side in SOURCE_SIDES:
+        engine = engine_for(urls[side])
+        try:
+            create_indexes(engine, METADATA[side])
+        finally:
+            engine.dispose()
+        _tick()
+
+
+def _finish_targets(urls: dict[str, str]) -> None:
+    """Build keyed SQLite targets from their staging files in key order, then their indexes."""
+    for side in TARGET_SIDES:
+        if side not in urls:
+            continue
+        engine = engine_for(urls[side])
+        try:
+            staging = _staging_path(urls[side])
+            if staging is not None:
+                load_sorted_from(engine, str(staging), target_schema.metadata)
+                staging.unlink()
             create_indexes(engine, target_schema.metadata)
-        result: dict[str, Any] = {side: writer.counts for side, writer in writers.items()}
-        if planter is not None:
-            result["planter"] = planter
-        return result
+        finally:
+            engine.dispose()
+        _tick()
 
 
 def _prepare(opts: EstateOptions) -> tuple[dict[str, str], bool]:
@@ -322,20 +329,30 @@ def generate_estate(
     """
     started = time.perf_counter()
     urls, created = _prepare(opts)
-    chunks = len(_chunks(opts.persons))
     try:
-        for side, url in urls.items():
+        for side, url in _write_urls(urls).items():
             engine = engine_for(url)
+            if url != urls[side]:  # a SQLite target, staged
+                _staging_path(urls[side]).unlink(missing_ok=True)  # type: ignore[union-attr]
+                create_tables(engine, unconstrained(METADATA[side]))
+                engine.dispose()
+                engine = engine_for(urls[side])
             create_tables(engine, METADATA[side], with_indexes=False)
             engine.dispose()
-        sources, target = _run_sides(opts, urls, chunks, on_progress)
+        results = _run(opts, urls, on_progress)
+        _join_gazetteer(opts.out)
         _write_reference(opts.out)
+        stats = {k: sum(r["stats"][k] for r in results) for k in results[0]["stats"]}
+        _write_estate_meta(urls["truth"], opts, stats)
         summary = EstateSummary(opts.out, urls, seconds=0.0)
-        stats = sources.pop("stats")
-        summary.counts = {**sources, "target": target["target"]}
-        if "damaged" in target:
-            summary.counts["damaged"] = target["damaged"]
-            planter: DefectPlanter = target["planter"]
+        for r in results:
+            for side, counts in r["counts"].items():
+                merged = summary.counts.setdefault(side, {})
+                for table, n in counts.items():
+                    merged[table] = merged.get(table, 0) + n
+        summary.counts["gazetteer"] = {"gazetteer.csv": sum(r["gazetteer"] for r in results)}
+        planter: DefectPlanter | None = results[0]["planter"]
+        if planter is not None:
             manifest: dict[str, Any] = {
                 "version": 1,
                 "seed": opts.seed,
@@ -364,6 +381,7 @@ def generate_estate(
                     "counts": summary.counts,
                     "stats": stats,
                     "seconds": round(summary.seconds, 2),
+                    "phase_seconds": {k: round(v, 2) for k, v in results[0]["phases"].items()},
                 },
                 indent=1,
             )
@@ -372,6 +390,10 @@ def generate_estate(
         return summary
     except BaseException as exc:
         _drop_created(urls)
+        for side in TARGET_SIDES:
+            staging = _staging_path(urls[side]) if side in urls else None
+            if staging is not None:
+                staging.unlink(missing_ok=True)
         _remove_out(opts.out, created)
         if isinstance(exc, ContinuityError):
             raise
@@ -383,41 +405,89 @@ def generate_estate(
         ) from exc
 
 
-def _run_sides(
-    opts: EstateOptions,
-    urls: dict[str, str],
-    chunks: int,
-    on_progress: Callable[[int, int], None] | None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    total = 2 * chunks
+def _run(
+    opts: EstateOptions, urls: dict[str, str], on_progress: Callable[[int, int], None] | None
+) -> list[dict[str, Any]]:
+    """Generate in one or two processes, then finish (keys and indexes); return worker results."""
+    started = time.perf_counter()
+    chunks = len(_chunks(opts.persons))
+    half = (chunks + 1) // 2  # defects are planted in the first half, however many processes
+    total = chunks + len(SOURCE_SIDES) + sum(1 for side in TARGET_SIDES if side in urls)
     if opts.processes < 2 or chunks < 4:
-        sources = _sources_side(opts, urls)
+        results = [_worker(opts, urls, 0, chunks, half)]
+        generated = time.perf_counter()
         if on_progress:
             on_progress(chunks, total)
-        target = _target_side(opts, urls)
+        _finish_sources(urls)
+        _finish_targets(urls)
         if on_progress:
             on_progress(total, total)
-        return sources, target
+        results[0]["phases"] = {
+            "generate": generated - started,
+            "finish": time.perf_counter() - generated,
+        }
+        return results
     ctx = mp.get_context("fork")
     counter, abort = ctx.Value("i", 0), ctx.Event()
     with cf.ProcessPoolExecutor(
         2, mp_context=ctx, initializer=_init_worker, initargs=(counter, abort)
     ) as pool:
-        futures = [pool.submit(_sources_side, opts, urls), pool.submit(_target_side, opts, urls)]
-        while True:
-            done, _ = cf.wait(futures, timeout=0.25, return_when=cf.FIRST_EXCEPTION)
-            if on_progress:
-                on_progress(counter.value, total)
-            if any(f.exception() for f in done):
-                abort.set()  # the other side stops at its next chunk
-                break
-            if len(done) == 2:
-                break
-    # Both sides have ended; report the failure that caused the stop, not the stop itself.
-    errors = [e for e in (f.exception() for f in futures) if e is not None]
-    if errors:
-        raise next((e for e in errors if not isinstance(e, _Stopped)), errors[0])
-    return futures[0].result(), futures[1].result()
+
+        def run_all(calls: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[Any]:
+            futures = [pool.submit(fn, *args) for fn, args in calls]
+            while True:
+                done, _ = cf.wait(futures, timeout=0.25, return_when=cf.FIRST_EXCEPTION)
+                if on_progress:
+                    on_progress(counter.value, total)
+                if any(f.exception() for f in done):
+                    abort.set()  # the other worker stops at its next chunk
+                    cf.wait(futures)
+                    break
+                if len(done) == len(futures):
+                    break
+            # Report the failure that caused the stop, not the stop itself.
+            errors = [e for e in (f.exception() for f in futures) if e is not None]
+            if errors:
+                raise next((e for e in errors if not isinstance(e, _Stopped)), errors[0])
+            return [f.result() for f in futures]
+
+        results = run_all(
+            [(_worker, (opts, urls, 0, half, half)), (_worker, (opts, urls, half, chunks, half))]
+        )
+        generated = time.perf_counter()
+        run_all([(_finish_sources, (urls,)), (_finish_targets, (urls,))])
+    results[0]["phases"] = {
+        "generate": generated - started,
+        "finish": time.perf_counter() - generated,
+    }
+    return results
+
+
+def _join_gazetteer(out: Path) -> None:
+    """Concatenate the workers' gazetteer parts, in chunk order, under one header."""
+    parts = sorted(out.glob("gazetteer.part*.csv"))
+    with (out / "gazetteer.csv").open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerow(GAZETTEER_COLUMNS)
+        for part in parts:
+            with part.open(encoding="utf-8") as src:
+                shutil.copyfileobj(src, fh)
+            part.unlink()
+
+
+def _write_estate_meta(truth_url: str, opts: EstateOptions, stats: dict[str, int]) -> None:
+    engine = engine_for(truth_url)
+    meta = [
+        ("generator_version", str(GENERATOR_VERSION)),
+        ("seed", str(opts.seed)),
+        ("persons", str(opts.persons)),
+        ("chunk_humans", str(CHUNK_HUMANS)),
+        ("as_of", AS_OF.isoformat()),
+        *((f"stat_{k}", str(v)) for k, v in stats.items()),
+    ]
+    with BulkWriter(engine, schemas.truth) as writer:
+        writer.write("estate", meta)
+        writer.commit()
+    engine.dispose()
 
 
 def _write_reference(out: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import lru_cache
 
 from continuity.domain.keys import target_key
 from continuity.domain.names import strip_diacritics
@@ -226,6 +227,7 @@ class ChunkIndex:
         return recs[0].key if recs else None
 
 
+@lru_cache(maxsize=16384)
 def addr_ref(pid: int) -> str:
     return f"A{pid + 1:09d}"
 

@@ -25,7 +25,16 @@ from continuity.estate.index import (
     addr_ref,
     canonical_lines,
 )
-from continuity.estate.truth import AS_OF, GO_LIVE, Chunk, Crime, Place, Rng, legacy_crime_no
+from continuity.estate.truth import (
+    AS_OF,
+    GO_LIVE,
+    Chunk,
+    Crime,
+    Place,
+    Rng,
+    Warning,
+    legacy_crime_no,
+)
 
 Rows = dict[str, list[tuple[Any, ...]]]
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -328,6 +337,36 @@ def crime_disposition(c: Crime) -> tuple[str, str | None]:
     return "MIGRATED", None
 
 
+def _warning_rows(
+    out: Rows,
+    keys: tuple[str, str | None, str | None],
+    subject: tuple[str, str | None, str | None],
+    w: Warning,
+    legacy_table: str,
+    group: int,
+) -> None:
+    """Target row and crosswalk rows of one warning marker on a person or a location.
+
+    PoliceWorks holds the dates and the restriction; a warning only the legacy system holds
+    (a WARNn column, a premises marker) arrives with none.
+    """
+    wk, legacy_key, pw_key = keys
+    if pw_key is not None:
+        out["warning_marker"].append(
+            (wk, *subject, w.code, w.start, w.review, w.end, w.restricted, group, w.review)
+        )
+        rule = "merge:same_warning" if legacy_key else "anchor"
+        out["migration_crosswalk"].append(
+            (POLICEWORKS, "pw_warning", pw_key, "warning_marker", wk, rule, None)
+        )
+    else:
+        out["warning_marker"].append((wk, *subject, w.code, None, None, None, False, group, None))
+    if legacy_key is not None:
+        out["migration_crosswalk"].append(
+            (LEGACY, legacy_table, legacy_key, "warning_marker", wk, "anchor", None)
+        )
+
+
 def render_ideal(chunk: Chunk, idx: ChunkIndex) -> Rows:
     """The product's tables exactly as a perfect migration leaves them, with the crosswalk."""
     out: Rows = defaultdict(list)
@@ -393,43 +432,9 @@ def render_ideal(chunk: Chunk, idx: ChunkIndex) -> Rows:
             keys = idx.person_warning(hi, w)
             if keys is None:
                 continue  # an ended warning only the legacy system knew of: nobody holds it
-            wk, legacy_key, pw_key = keys
-            group = 1 if w.code == "FI" else 2
-            if pw_key is not None:  # PoliceWorks holds the dates and the restriction
-                out["warning_marker"].append(
-                    (
-                        wk,
-                        "PERSON",
-                        pk,
-                        None,
-                        w.code,
-                        w.start,
-                        w.review,
-                        w.end,
-                        w.restricted,
-                        group,
-                        w.review,
-                    )
-                )
-                xw.append(
-                    (
-                        POLICEWORKS,
-                        "pw_warning",
-                        pw_key,
-                        "warning_marker",
-                        wk,
-                        "merge:same_warning" if legacy_key else "anchor",
-                        None,
-                    )
-                )
-            else:
-                out["warning_marker"].append(
-                    (wk, "PERSON", pk, None, w.code, None, None, None, False, group, None)
-                )
-            if legacy_key is not None:
-                xw.append(
-                    (LEGACY, "NOMINAL.WARN", legacy_key, "warning_marker", wk, "anchor", None)
-                )
+            _warning_rows(
+                out, keys, ("PERSON", pk, None), w, "NOMINAL.WARN", group=1 if w.code == "FI" else 2
+            )
 
     for pid in sorted(idx.location_key):
         p = idx.place[pid]
@@ -464,51 +469,10 @@ def render_ideal(chunk: Chunk, idx: ChunkIndex) -> Rows:
                 )
             )
         if p.firearms is not None:
-            w = p.firearms
-            wk, legacy_key, pw_key = idx.location_warning(pid)
-            if pw_key is not None:
-                out["warning_marker"].append(
-                    (
-                        wk,
-                        "LOCATION",
-                        None,
-                        lk,
-                        "FI",
-                        w.start,
-                        w.review,
-                        w.end,
-                        w.restricted,
-                        1,
-                        w.review,
-                    )
-                )
-                xw.append(
-                    (
-                        POLICEWORKS,
-                        "pw_warning",
-                        pw_key,
-                        "warning_marker",
-                        wk,
-                        "merge:same_warning" if legacy_key else "anchor",
-                        None,
-                    )
-                )
-            else:
-                out["warning_marker"].append(
-                    (wk, "LOCATION", None, lk, "FI", None, None, None, False, 1, None)
-                )
-            if legacy_key is not None:
-                xw.append(
-                    (
-                        LEGACY,
-                        "ADDRESS.PREMISES_MARKER",
-                        legacy_key,
-                        "warning_marker",
-                        wk,
-                        "anchor",
-                        None,
-                    )
-                )
+            keys = idx.location_warning(pid)
+            _warning_rows(
+                out, keys, ("LOCATION", None, lk), p.firearms, "ADDRESS.PREMISES_MARKER", group=1
+            )
 
     for ci, c in enumerate(crimes):
         disposition, _ = crime_disposition(c)

@@ -126,6 +126,7 @@ class Crime:
     referrals: list[tuple[int, str, str, dt.datetime]] = field(default_factory=list)
     legacy_view: LegacyView | None = None
     garbage: str | None = None  # why the legacy copy cannot be migrated, if it cannot
+    _crime_no: str | None = None
 
     @property
     def in_legacy(self) -> bool:
@@ -147,9 +148,19 @@ class Crime:
 
     @property
     def reference(self) -> str:
-        if self.in_legacy:
-            return legacy_crime_no(self)
-        return f"CRI/{self.recorded.year % 100:02d}/{self.cid:08d}"
+        """The crime reference the target keeps: the legacy number, else PoliceWorks' own."""
+        return (
+            self.crime_no
+            if self.in_legacy
+            else f"CRI/{self.recorded.year % 100:02d}/{self.cid:08d}"
+        )
+
+    @property
+    def crime_no(self) -> str:
+        """The legacy crime number (division/sequence/year), computed once: it keys many rows."""
+        if self._crime_no is None:
+            self._crime_no = f"{self.division:02d}/{self.cid:08d}/{self.recorded.year % 100:02d}"
+        return self._crime_no
 
 
 @dataclass(slots=True)
@@ -182,7 +193,7 @@ _GUID_NAMESPACE = uuid.UUID("6f1c6b1e-9a57-4d1e-8d2e-0c0ffee0b0b0").bytes
 
 
 def legacy_crime_no(crime: Crime) -> str:
-    return f"{crime.division:02d}/{crime.cid:08d}/{crime.recorded.year % 100:02d}"
+    return crime.crime_no
 
 
 class Rng(random.Random):
