@@ -205,26 +205,57 @@ def unconstrained(metadata: MetaData) -> MetaData:
     return copy
 
 
-def load_sorted_from(engine: Engine, staging_path: str, metadata: MetaData) -> None:
-    """Fill the (empty) tables of a SQLite database from a staging file, in primary-key order.
+def _attached(raw: Any, paths: Sequence[str]) -> list[str]:
+    cur = raw.cursor()
+    for pragma in ("synchronous=OFF", "journal_mode=OFF", "threads=2", "cache_size=-65536"):
+        cur.execute(f"PRAGMA {pragma}")
+    names = []
+    for n, path in enumerate(paths):
+        names.append(f"part{n}")
+        cur.execute(f"ATTACH DATABASE ? AS part{n}", (path,))
+    cur.close()
+    return names
+
+
+def load_sorted_from(engine: Engine, staging_paths: Sequence[str], metadata: MetaData) -> None:
+    """Fill the (empty) tables of a SQLite database from staging files, in primary-key order.
 
     Random-key inserts into a large SQLite B-tree cost ~10 µs each once it outgrows the cache;
-    appending unkeyed rows to a staging file and copying them once in key order is linear. The
+    appending unkeyed rows to staging files and copying them once in key order is linear. The
     sorter may use two threads. Secondary indexes are built afterwards (:func:`create_indexes`).
     """
     quote = engine.dialect.identifier_preparer.quote
     raw = engine.raw_connection()
     try:
+        parts = _attached(raw, staging_paths)
         cur = raw.cursor()
-        for pragma in ("synchronous=OFF", "journal_mode=OFF", "threads=2", "cache_size=-262144"):
-            cur.execute(f"PRAGMA {pragma}")
-        cur.execute("ATTACH DATABASE ? AS staging", (staging_path,))
         for table in metadata.sorted_tables:
             name = quote(table.name)
             order = ", ".join(quote(c.name) for c in table.primary_key.columns)
-            cur.execute(f"INSERT INTO main.{name} SELECT * FROM staging.{name} ORDER BY {order}")
+            union = " UNION ALL ".join(f"SELECT * FROM {part}.{name}" for part in parts)
+            cur.execute(f"INSERT INTO main.{name} SELECT * FROM ({union}) ORDER BY {order}")
         raw.commit()
-        cur.execute("DETACH DATABASE staging")
+        for part in parts:
+            cur.execute(f"DETACH DATABASE {part}")
+        cur.close()
+    finally:
+        raw.close()
+
+
+def append_from(engine: Engine, part_paths: Sequence[str], metadata: MetaData) -> None:
+    """Append every table's rows from other SQLite files of the same (unkeyed) tables."""
+    quote = engine.dialect.identifier_preparer.quote
+    raw = engine.raw_connection()
+    try:
+        parts = _attached(raw, part_paths)
+        cur = raw.cursor()
+        for part in parts:
+            for table in metadata.sorted_tables:
+                name = quote(table.name)
+                cur.execute(f"INSERT INTO main.{name} SELECT * FROM {part}.{name}")
+        raw.commit()
+        for part in parts:
+            cur.execute(f"DETACH DATABASE {part}")
         cur.close()
     finally:
         raw.close()

@@ -3,17 +3,41 @@
 from __future__ import annotations
 
 import datetime as dt
-from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 LONDON = ZoneInfo("Europe/London")
 UTC = dt.UTC
+_HOUR = dt.timedelta(hours=1)
+_BST: dict[int, tuple[dt.datetime, dt.datetime] | None] = {}
 
 
-@lru_cache(maxsize=65536)
-def _offset_at(day: dt.date, hour: int) -> dt.timedelta:
-    local = dt.datetime(day.year, day.month, day.day, hour, tzinfo=LONDON)
-    return local.utcoffset() or dt.timedelta(0)
+def _offset(local: dt.datetime) -> dt.timedelta:
+    return local.replace(tzinfo=LONDON).utcoffset() or dt.timedelta(0)
+
+
+def _first_hour(start: dt.datetime, days: int, in_bst: bool) -> dt.datetime | None:
+    """The first wall-clock hour from ``start`` (within ``days``) whose BST-ness is ``in_bst``."""
+    for day in range(days):
+        noon = start + dt.timedelta(days=day, hours=12)
+        if (_offset(noon) == _HOUR) == in_bst:
+            hour = noon - dt.timedelta(hours=36)
+            while (_offset(hour) == _HOUR) != in_bst:
+                hour += _HOUR
+            return hour
+    return None
+
+
+def bst_window(year: int) -> tuple[dt.datetime, dt.datetime] | None:
+    """Wall-clock [start, end) of British Summer Time in ``year``, read off the tz database.
+
+    Clocks change on the hour, so the window is found hour by hour once per year and cached;
+    converting a timestamp is then two comparisons.
+    """
+    if year not in _BST:
+        start = _first_hour(dt.datetime(year, 2, 1), 120, in_bst=True)
+        end = _first_hour(dt.datetime(year, 8, 15), 120, in_bst=False) if start else None
+        _BST[year] = (start, end) if start and end else None
+    return _BST[year]
 
 
 def london_to_utc(local: dt.datetime) -> dt.datetime:
@@ -21,6 +45,10 @@ def london_to_utc(local: dt.datetime) -> dt.datetime:
 
     An hour repeated when clocks go back is read as its first occurrence (``fold=0``), the
     convention the legacy system's users followed; a skipped hour is read with the offset before
-    the change.
+    the change. Years with no summer time (or with double summer time) are read from the tz
+    database directly.
     """
-    return local - _offset_at(local.date(), local.hour)
+    window = bst_window(local.year)
+    if window is None or not 1972 <= local.year <= 2037:
+        return local - _offset(local)
+    return local - _HOUR if window[0] <= local < window[1] else local

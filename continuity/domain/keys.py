@@ -18,11 +18,12 @@ def uuid5_text(namespace: bytes, name: str) -> str:
     Keys are made for every target row, so the standard library's object-building path shows
     in profiles; this computes the same RFC 4122 value directly on bytes.
     """
-    raw = bytearray(sha1(namespace + name.encode("utf-8"), usedforsecurity=False).digest()[:16])
-    raw[6] = (raw[6] & 0x0F) | 0x50
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    x = raw.hex()
-    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+    x = sha1(namespace + name.encode("utf-8"), usedforsecurity=False).hexdigest()
+    # Version 5 in the 13th hex digit; RFC 4122 variant (binary 10xx) in the 17th.
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 _NAMESPACE_BYTES = CONTINUITY_NAMESPACE.bytes

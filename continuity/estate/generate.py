@@ -1,9 +1,10 @@
 """Generate an estate: legacy and PoliceWorks databases, gazetteer, ideal target, ground truth.
 
 Two worker processes each generate half of the chunks and write every output's rows for them,
-one transaction per chunk and database (they take turns on a SQLite file, and write at once to
-a server). A SQLite target is first written unkeyed to a staging file, then copied once in key
-order: random-key inserts into a large B-tree cost several times more than one sorted copy.
+one transaction per chunk and database. They write at once to a server; a SQLite file they
+never share (see ``_worker_urls``): the second worker's rows go to part files appended at the
+end. SQLite targets are staged unkeyed and copied once in key order, since random-key inserts
+into a B-tree that outgrows the cache cost several times more than one sorted copy.
 Nothing is written until every output has been checked; a failure removes what this run made.
 """
 
@@ -27,6 +28,7 @@ from sqlalchemy.engine import make_url
 from continuity import target_schema
 from continuity.db import (
     BulkWriter,
+    append_from,
     check_reachable,
     create_indexes,
     create_tables,
@@ -141,25 +143,47 @@ def _tick() -> None:
 
 
 SOURCE_SIDES = ("legacy", "policeworks", "truth")
+#: Chunks per transaction: few enough to keep a server's transactions short, enough to make
+#: commits cheap (a failed run removes everything it wrote, so nothing depends on them).
+COMMIT_EVERY = 8
 TARGET_SIDES = ("target", "damaged")
 
 
-def _staging_path(url: str) -> Path | None:
-    """Where a SQLite target is staged, unkeyed, while chunks arrive (None for a server)."""
+def _sqlite_path(url: str) -> Path | None:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
         return None
-    return Path(parsed.database + ".staging")
+    return Path(parsed.database)
 
 
-def _write_urls(urls: dict[str, str]) -> dict[str, str]:
-    """The URL each side's rows go to while chunks are generated."""
-    out = dict(urls)
-    for side in TARGET_SIDES:
-        staging = _staging_path(urls[side]) if side in urls else None
-        if staging is not None:
-            out[side] = f"sqlite:///{staging}"
+def _worker_urls(urls: dict[str, str], worker: int) -> dict[str, str]:
+    """Where worker ``worker`` writes each side's rows while chunks are generated.
+
+    A server takes every worker's writes at once. A SQLite file is written by one process at a
+    time, so workers never share one: worker 0 writes the source and truth files themselves,
+    the others private part files appended afterwards; every worker stages target rows, unkeyed,
+    in a file of its own, copied into the keyed target in key order at the end.
+    """
+    out = {}
+    for side, url in urls.items():
+        path = _sqlite_path(url)
+        if path is None or (worker == 0 and side not in TARGET_SIDES):
+            out[side] = url
+        elif side in TARGET_SIDES:
+            out[side] = f"sqlite:///{path}.staging{worker}"
+        else:
+            out[side] = f"sqlite:///{path}.part{worker}"
     return out
+
+
+def _scratch(urls: dict[str, str], workers: int, side: str) -> list[Path]:
+    """The scratch files the workers wrote for ``side`` (empty for a server)."""
+    files = []
+    for worker in range(workers):
+        url = _worker_urls(urls, worker)[side]
+        if url != urls[side]:
+            files.append(Path(make_url(url).database or ""))
+    return files
 
 
 def _chunk_range(first: int, last: int, persons: int) -> list[tuple[int, int]]:
@@ -167,14 +191,13 @@ def _chunk_range(first: int, last: int, persons: int) -> list[tuple[int, int]]:
 
 
 def _worker(
-    opts: EstateOptions, urls: dict[str, str], first: int, last: int, plant_below: int
+    opts: EstateOptions, urls: dict[str, str], worker: int, first: int, last: int, plant_below: int
 ) -> dict[str, Any]:
     """Generate chunks ``first`` to ``last`` - 1 and write every output's rows for them.
 
-    Each chunk is one transaction per database; workers in other processes take turns on a
-    SQLite file and write concurrently to a server.
+    Each chunk is one transaction per database, written where :func:`_worker_urls` says.
     """
-    write_urls = _write_urls(urls)
+    write_urls = _worker_urls(urls, worker)
     with ExitStack() as stack:
         writers: dict[str, BulkWriter] = {}
         for side, url in write_urls.items():
@@ -207,7 +230,8 @@ def _worker(
                 rows["damaged"] = planter.plant(chunk, idx, ideal) if planting else ideal  # type: ignore[union-attr]
             for side, writer in writers.items():
                 writer.write_all(rows[side])
-                writer.commit()
+                if index % COMMIT_EVERY == 0:
+                    writer.commit()
             gazetteer_part = render.render_gazetteer(chunk)
             gazetteer.writerows(gazetteer_part)
             gazetteer_rows += len(gazetteer_part)
@@ -219,6 +243,8 @@ def _worker(
             stats["legal_hold"] += sum(1 for c in chunk.crimes if c.legal_hold)
             stats["quarantine"] += len(truth_rows["quarantine"])
             _tick()
+        for writer in writers.values():
+            writer.commit()
         return {
             "counts": {side: writer.counts for side, writer in writers.items()},
             "gazetteer": gazetteer_rows,
@@ -227,28 +253,34 @@ def _worker(
         }
 
 
-def _finish_sources(urls: dict[str, str]) -> None:
-    """Index the declared keys of the source and ground-truth tables (after the bulk load)."""
+def _finish_sources(urls: dict[str, str], workers: int) -> None:
+    """Append the other workers' part files, then index the declared keys (after the load)."""
     for side in SOURCE_SIDES:
         engine = engine_for(urls[side])
         try:
+            parts = _scratch(urls, workers, side)
+            if parts:
+                append_from(engine, [str(p) for p in parts], METADATA[side])
+                for part in parts:
+                    part.unlink()
             create_indexes(engine, METADATA[side])
         finally:
             engine.dispose()
         _tick()
 
 
-def _finish_targets(urls: dict[str, str]) -> None:
-    """Build keyed SQLite targets from their staging files in key order, then their indexes."""
+def _finish_targets(urls: dict[str, str], workers: int) -> None:
+    """Build keyed SQLite targets from the staging files in key order, then their indexes."""
     for side in TARGET_SIDES:
         if side not in urls:
             continue
         engine = engine_for(urls[side])
         try:
-            staging = _staging_path(urls[side])
-            if staging is not None:
-                load_sorted_from(engine, str(staging), target_schema.metadata)
-                staging.unlink()
+            staging = _scratch(urls, workers, side)
+            if staging:
+                load_sorted_from(engine, [str(p) for p in staging], target_schema.metadata)
+                for path in staging:
+                    path.unlink()
             create_indexes(engine, target_schema.metadata)
         finally:
             engine.dispose()
@@ -329,17 +361,21 @@ def generate_estate(
     """
     started = time.perf_counter()
     urls, created = _prepare(opts)
+    workers = 1 if opts.processes < 2 or len(_chunks(opts.persons)) < 4 else 2
     try:
-        for side, url in _write_urls(urls).items():
+        for side, url in urls.items():
+            for path in _scratch(urls, workers, side):  # unkeyed copies of the tables
+                path.unlink(missing_ok=True)  # left by a run that was killed
+                scratch = engine_for(f"sqlite:///{path}")
+                create_tables(scratch, unconstrained(METADATA[side]))
+                scratch.dispose()
             engine = engine_for(url)
-            if url != urls[side]:  # a SQLite target, staged
-                _staging_path(urls[side]).unlink(missing_ok=True)  # type: ignore[union-attr]
-                create_tables(engine, unconstrained(METADATA[side]))
-                engine.dispose()
-                engine = engine_for(urls[side])
+            if side in TARGET_SIDES and _sqlite_path(url) is not None:
+                with engine.begin() as conn:  # before the first table: larger pages, fewer to fill
+                    conn.exec_driver_sql("PRAGMA page_size=16384")
             create_tables(engine, METADATA[side], with_indexes=False)
             engine.dispose()
-        results = _run(opts, urls, on_progress)
+        results = _run(opts, urls, workers, on_progress)
         _join_gazetteer(opts.out)
         _write_reference(opts.out)
         stats = {k: sum(r["stats"][k] for r in results) for k in results[0]["stats"]}
@@ -390,10 +426,9 @@ def generate_estate(
         return summary
     except BaseException as exc:
         _drop_created(urls)
-        for side in TARGET_SIDES:
-            staging = _staging_path(urls[side]) if side in urls else None
-            if staging is not None:
-                staging.unlink(missing_ok=True)
+        for side in urls:
+            for path in _scratch(urls, workers, side):
+                path.unlink(missing_ok=True)
         _remove_out(opts.out, created)
         if isinstance(exc, ContinuityError):
             raise
@@ -406,20 +441,23 @@ def generate_estate(
 
 
 def _run(
-    opts: EstateOptions, urls: dict[str, str], on_progress: Callable[[int, int], None] | None
+    opts: EstateOptions,
+    urls: dict[str, str],
+    workers: int,
+    on_progress: Callable[[int, int], None] | None,
 ) -> list[dict[str, Any]]:
     """Generate in one or two processes, then finish (keys and indexes); return worker results."""
     started = time.perf_counter()
     chunks = len(_chunks(opts.persons))
     half = (chunks + 1) // 2  # defects are planted in the first half, however many processes
     total = chunks + len(SOURCE_SIDES) + sum(1 for side in TARGET_SIDES if side in urls)
-    if opts.processes < 2 or chunks < 4:
-        results = [_worker(opts, urls, 0, chunks, half)]
+    if workers == 1:
+        results = [_worker(opts, urls, 0, 0, chunks, half)]
         generated = time.perf_counter()
         if on_progress:
             on_progress(chunks, total)
-        _finish_sources(urls)
-        _finish_targets(urls)
+        _finish_sources(urls, workers)
+        _finish_targets(urls, workers)
         if on_progress:
             on_progress(total, total)
         results[0]["phases"] = {
@@ -452,10 +490,13 @@ def _run(
             return [f.result() for f in futures]
 
         results = run_all(
-            [(_worker, (opts, urls, 0, half, half)), (_worker, (opts, urls, half, chunks, half))]
+            [
+                (_worker, (opts, urls, 0, 0, half, half)),
+                (_worker, (opts, urls, 1, half, chunks, half)),
+            ]
         )
         generated = time.perf_counter()
-        run_all([(_finish_sources, (urls,)), (_finish_targets, (urls,))])
+        run_all([(_finish_sources, (urls, workers)), (_finish_targets, (urls, workers))])
     results[0]["phases"] = {
         "generate": generated - started,
         "finish": time.perf_counter() - generated,
