@@ -7,8 +7,9 @@ on PostgreSQL): SQLAlchemy's ``insert()`` with dicts is four times slower here.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Engine, MetaData, create_engine, inspect, select
@@ -153,8 +154,6 @@ def table_digest(engine: Engine, table_name: str, metadata: MetaData) -> tuple[i
     The digest is the sum modulo 2**256 of the SHA-256 of each row's canonical text, so it does
     not depend on collation order, which differs between SQLite, PostgreSQL and MariaDB.
     """
-    import hashlib
-
     table = metadata.tables[table_name]
     total = 0
     count = 0
@@ -164,12 +163,6 @@ def table_digest(engine: Engine, table_name: str, metadata: MetaData) -> tuple[i
             total += int.from_bytes(hashlib.sha256(row_text(row).encode("utf-8")).digest(), "big")
             count += 1
     return count, f"{total % (1 << 256):064x}"
-
-
-def iter_rows(engine: Engine, sql: Any, batch: int = 10_000) -> Iterable[Sequence[Any]]:
-    """Stream the rows of a select, ``batch`` at a time (server-side cursor where supported)."""
-    with engine.connect() as conn:
-        yield from conn.execution_options(yield_per=batch).execute(sql)
 
 
 def create_tables(engine: Engine, metadata: MetaData, with_indexes: bool = True) -> None:

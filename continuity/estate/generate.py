@@ -186,10 +186,6 @@ def _scratch(urls: dict[str, str], workers: int, side: str) -> list[Path]:
     return files
 
 
-def _chunk_range(first: int, last: int, persons: int) -> list[tuple[int, int]]:
-    return _chunks(persons)[first:last]
-
-
 def _worker(
     opts: EstateOptions, urls: dict[str, str], worker: int, first: int, last: int, plant_below: int
 ) -> dict[str, Any]:
@@ -214,7 +210,7 @@ def _worker(
         gazetteer_rows = 0
         part = opts.out / f"gazetteer.part{first:06d}.csv"
         gazetteer = csv.writer(stack.enter_context(part.open("w", newline="", encoding="utf-8")))
-        for index, size in _chunk_range(first, last, opts.persons):
+        for index, size in _chunks(opts.persons)[first:last]:
             chunk = generate_chunk(opts.seed, index, size)
             idx = ChunkIndex(chunk)
             ideal = render.render_ideal(chunk, idx)

@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import MetaData, select
+from sqlalchemy import MetaData, func, select
 
+from continuity import target_schema
 from continuity.db import engine_for
 from continuity.domain.dates import london_to_utc
 from continuity.domain.names import strip_diacritics
@@ -477,8 +478,6 @@ def measure(urls: Mapping[str, str]) -> dict[str, tuple[int, int]]:
     counts["both_systems_differ"] = [differ, loaded]
     counts["utc_vs_local"] = [shifted, loaded]
 
-    from continuity import target_schema  # the estate's ideal target uses the bundled schema
-
     unmatched = total = 0
     for r in _rows(engines["target"], target_schema.metadata, "location"):
         total += 1
@@ -490,8 +489,6 @@ def measure(urls: Mapping[str, str]) -> dict[str, tuple[int, int]]:
 
 
 def _count(engine: Any, metadata: MetaData, table: str) -> int:
-    from sqlalchemy import func
-
     with engine.connect() as conn:
         return int(
             conn.execute(select(func.count()).select_from(metadata.tables[table])).scalar_one()
