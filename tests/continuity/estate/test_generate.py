@@ -16,37 +16,50 @@ from continuity.estate.generate import EstateOptions, estate_digests, generate_e
 PERSONS = 1200  # two chunks, one of them short
 
 
-def _digests(out: Path, **urls: str) -> dict[str, dict[str, tuple[int, str]]]:
-    opts = EstateOptions(out=out, **urls)  # type: ignore[arg-type]
+def _digests(
+    out: Path, defects: bool = False, **urls: str
+) -> dict[str, dict[str, tuple[int, str]]]:
+    opts = EstateOptions(out=out, defects=defects, **urls)  # type: ignore[arg-type]
     return estate_digests({k: v for k, v in opts.urls().items() if k != "truth"})
 
 
 def test_same_seed_and_size_give_identical_content(tmp_path: Path) -> None:
-    generate_estate(EstateOptions(out=tmp_path / "a", persons=PERSONS, seed=11, processes=1))
-    generate_estate(EstateOptions(out=tmp_path / "b", persons=PERSONS, seed=11, processes=2))
-    generate_estate(EstateOptions(out=tmp_path / "c", persons=PERSONS, seed=12, processes=1))
-    a, b, c = (_digests(tmp_path / n) for n in "abc")
+    persons = 4500  # five chunks: enough for two worker processes
+    for name, seed, processes in (("a", 11, 1), ("b", 11, 2), ("c", 12, 1)):
+        generate_estate(
+            EstateOptions(
+                out=tmp_path / name, persons=persons, seed=seed, defects=True, processes=processes
+            )
+        )
+    a, b, c = (_digests(tmp_path / n, defects=True) for n in "abc")
     assert a == b
+    assert (tmp_path / "a" / "defects.json").read_text() == (
+        tmp_path / "b" / "defects.json"
+    ).read_text()
     assert a["legacy"]["NOMINAL"] != c["legacy"]["NOMINAL"]
     assert all(count > 0 for side in a.values() for count, _ in side.values())
 
 
-def _three_databases(new_database: Callable[[], str]) -> dict[str, str]:
-    return {
-        "legacy_url": new_database(),
-        "policeworks_url": new_database(),
-        "target_url": new_database(),
-    }
+def _four_databases(new_database: Callable[[], str]) -> dict[str, str]:
+    names = ("legacy_url", "policeworks_url", "target_url", "damaged_url")
+    return {name: new_database() for name in names}
 
 
 @pytest.mark.postgres
 def test_postgresql_estate_is_identical_to_sqlite(
     tmp_path: Path, pg_database: Callable[[], str]
 ) -> None:
-    urls = _three_databases(pg_database)
-    generate_estate(EstateOptions(out=tmp_path / "lite", persons=PERSONS, seed=5))
-    generate_estate(EstateOptions(out=tmp_path / "pg", persons=PERSONS, seed=5, **urls))
-    assert _digests(tmp_path / "pg", **urls) == _digests(tmp_path / "lite")
+    urls = _four_databases(pg_database)
+    generate_estate(EstateOptions(out=tmp_path / "lite", persons=PERSONS, seed=5, defects=True))
+    generate_estate(
+        EstateOptions(out=tmp_path / "pg", persons=PERSONS, seed=5, defects=True, **urls)
+    )
+    pg = _digests(tmp_path / "pg", defects=True, **urls)
+    assert set(pg) == {"legacy", "policeworks", "target", "damaged"}
+    assert pg == _digests(tmp_path / "lite", defects=True)
+    assert (tmp_path / "pg" / "defects.json").read_text() == (
+        tmp_path / "lite" / "defects.json"
+    ).read_text()
 
 
 @pytest.mark.mariadb
@@ -54,10 +67,14 @@ def test_mariadb_estate_is_identical_to_sqlite(
     tmp_path: Path, mariadb_database: Callable[[], str]
 ) -> None:
     """Identical once read: MariaDB's zero dates are NULL to every reader, as they must be."""
-    urls = _three_databases(mariadb_database)
-    generate_estate(EstateOptions(out=tmp_path / "lite", persons=PERSONS, seed=5))
-    generate_estate(EstateOptions(out=tmp_path / "maria", persons=PERSONS, seed=5, **urls))
-    assert _digests(tmp_path / "maria", **urls) == _digests(tmp_path / "lite")
+    urls = _four_databases(mariadb_database)
+    generate_estate(EstateOptions(out=tmp_path / "lite", persons=PERSONS, seed=5, defects=True))
+    generate_estate(
+        EstateOptions(out=tmp_path / "maria", persons=PERSONS, seed=5, defects=True, **urls)
+    )
+    maria = _digests(tmp_path / "maria", defects=True, **urls)
+    assert set(maria) == {"legacy", "policeworks", "target", "damaged"}
+    assert maria == _digests(tmp_path / "lite", defects=True)
 
 
 @pytest.mark.mariadb
