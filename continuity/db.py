@@ -23,11 +23,15 @@ sqlite3.register_adapter(dt.date, dt.date.isoformat)
 sqlite3.register_adapter(dt.datetime, lambda v: v.isoformat(" ", "microseconds"))
 
 
+#: SQLAlchemy's names for MySQL-compatible servers (``mariadb://`` URLs use the second).
+MYSQL_FAMILY = frozenset({"mysql", "mariadb"})
+
+
 def redact(url: str) -> str:
     """The URL with any password hidden, for messages and logs."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<unparseable URL>"
 
 
@@ -35,13 +39,13 @@ def engine_for(url: str) -> Engine:
     """An engine for ``url``, tuned for bulk work; a bad URL is a one-line error."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
         raise ContinuityError(f"not a database URL: {url!r}") from exc
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         # Writers in several processes take turns on one file: wait for the lock, don't fail.
         kwargs["connect_args"] = {"timeout": 600}
-    if parsed.get_backend_name() == "mysql":
+    if parsed.get_backend_name() in MYSQL_FAMILY:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     try:
         return create_engine(parsed, **kwargs)
@@ -105,9 +109,13 @@ class BulkWriter:
             cur.execute(f"PRAGMA cache_size=-{cache_mb * 1024}")
             if scratch:
                 cur.execute("PRAGMA journal_mode=OFF")
-        elif self.dialect == "mysql":
-            # Zero dates are a PoliceWorks-on-MariaDB quirk the estate reproduces on purpose.
-            cur.execute("SET SESSION sql_mode = ''")
+        elif self.dialect in MYSQL_FAMILY:
+            # Strict (a value that does not fit is an error, never silently cut), but without
+            # NO_ZERO_DATE: zero dates are a PoliceWorks-on-MariaDB quirk the estate reproduces.
+            cur.execute(
+                "SET SESSION sql_mode = "
+                "'STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"
+            )
             cur.execute("SET SESSION foreign_key_checks = 0, unique_checks = 0")
         cur.close()
         self.counts: dict[str, int] = dict.fromkeys(self._sql, 0)

@@ -209,7 +209,7 @@ class DefectPlanter:
             rule="merge:same_name_dob",
             score=91,
         )
-        return ctx.person_expect(b, "persons", "MERGED", "ALTERED", ["dob", "pnc_id"])
+        return ctx.person_expect(b, "persons", "MERGED", "ALTERED", ctx.person_differences(a, b))
 
     def _location_firearms_warning_dropped(
         self, ctx: _Context, d: Damage
@@ -336,7 +336,7 @@ class DefectPlanter:
             column_is("migration_crosswalk", "target_key", ka),
             target_key=kb,
         )
-        fields = ["forename", "surname", "dob"]
+        fields = ctx.person_differences(a, b)
         orphan = {
             "side": "target",
             "class": "persons",
@@ -505,6 +505,20 @@ class _Context:
 
     def location_warning_key(self, pid: int) -> str:
         return self.idx.location_warning(pid)[0]
+
+    def person_differences(self, a: int, b: int) -> list[str]:
+        """The compared person fields in which humans ``a`` and ``b`` differ in the ideal target."""
+        cols = COLUMNS["person"]
+        rows = {r[0]: r for r in self.ideal["person"]}
+        ra, rb = rows[self.idx.person_key[a]], rows[self.idx.person_key[b]]
+        fields = [
+            c
+            for c in ("forename", "middle_names", "surname", "dob", "gender_code")
+            if ra[cols.index(c)] != rb[cols.index(c)]
+        ]
+        if self.chunk.humans[a].pnc != self.chunk.humans[b].pnc:
+            fields.append("pnc_id")
+        return fields
 
     def _sources_of(self, target: str) -> list[tuple[str, str, str]]:
         """Source records of a target record, from the *ideal* crosswalk (defects edit the copy)."""

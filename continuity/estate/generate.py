@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 
 from continuity import target_schema
 from continuity.db import (
+    MYSQL_FAMILY,
     BulkWriter,
     append_from,
     check_reachable,
@@ -204,7 +205,7 @@ def _worker(
             writers[side] = stack.enter_context(
                 BulkWriter(engine, metadata, scratch=True, cache_mb=8)
             )
-        zero_dates = writers["policeworks"].dialect == "mysql"
+        zero_dates = writers["policeworks"].dialect in MYSQL_FAMILY
         planter = DefectPlanter() if "damaged" in writers and first < plant_below else None
         stats = {"merges": 0, "mopi_excluded": 0, "legal_hold": 0, "quarantine": 0}
         gazetteer_rows = 0
@@ -236,7 +237,11 @@ def _worker(
                 for i in range(len(chunk.humans))
             )
             stats["mopi_excluded"] += sum(1 for r in truth_rows["crime"] if r[5] == "EXCLUDED")
-            stats["legal_hold"] += sum(1 for c in chunk.crimes if c.legal_hold)
+            stats["legal_hold"] += sum(
+                1
+                for c in chunk.crimes
+                if c.legal_hold and render.crime_disposition(c)[0] == "MIGRATED"
+            )
             stats["quarantine"] += len(truth_rows["quarantine"])
             _tick()
         for writer in writers.values():
@@ -283,8 +288,12 @@ def _finish_targets(urls: dict[str, str], workers: int) -> None:
         _tick()
 
 
-def _prepare(opts: EstateOptions) -> tuple[dict[str, str], bool]:
-    """Check every argument and output before anything is written; returns (urls, out created)."""
+def _prepare(opts: EstateOptions) -> tuple[dict[str, str], bool, list[Path]]:
+    """Check every argument and output before anything is written.
+
+    Returns the URLs, whether the output directory was created, and the SQLite files that did
+    not exist before (to delete if the run fails).
+    """
     if opts.persons < 1:
         raise EstateError(f"--persons must be at least 1 (got {opts.persons})")
     if opts.seed < 0:
@@ -301,7 +310,12 @@ def _prepare(opts: EstateOptions) -> tuple[dict[str, str], bool]:
                 f"--{side}-url and --{seen[url]}-url are the same database: {redact(url)}"
             )
         seen[url] = side
+    for url in urls.values():
+        engine_for(url).dispose()  # a malformed URL fails here, before anything exists
     created = not opts.out.exists()
+    new_files = [
+        p for url in urls.values() if (p := _sqlite_path(url)) is not None and not p.exists()
+    ]
     try:
         opts.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -321,9 +335,16 @@ def _prepare(opts: EstateOptions) -> tuple[dict[str, str], bool]:
             finally:
                 engine.dispose()
     except ContinuityError:
+        _remove_new_files(new_files)
         _remove_out(opts.out, created)
         raise
-    return urls, created
+    return urls, created, new_files
+
+
+def _remove_new_files(paths: list[Path]) -> None:
+    """Delete the SQLite files this run created (connecting to a SQLite URL creates its file)."""
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def _remove_out(out: Path, created: bool) -> None:
@@ -335,9 +356,8 @@ def _remove_out(out: Path, created: bool) -> None:
 
 
 def _drop_created(urls: dict[str, str]) -> None:
+    """Drop the tables this run created, in every database (SQLite files it made go too)."""
     for side, url in urls.items():
-        if url.startswith("sqlite:"):
-            continue  # files go with the output directory
         try:
             engine = engine_for(url)
             METADATA[side].drop_all(engine)
@@ -356,7 +376,7 @@ def generate_estate(
         on_progress: called with (chunks done, chunks total) summed over both sides.
     """
     started = time.perf_counter()
-    urls, created = _prepare(opts)
+    urls, created, new_files = _prepare(opts)
     workers = 1 if opts.processes < 2 or len(_chunks(opts.persons)) < 4 else 2
     try:
         for side, url in urls.items():
@@ -422,6 +442,7 @@ def generate_estate(
         return summary
     except BaseException as exc:
         _drop_created(urls)
+        _remove_new_files(new_files)
         for side in urls:
             for path in _scratch(urls, workers, side):
                 path.unlink(missing_ok=True)

@@ -392,7 +392,7 @@ def render_ideal(chunk: Chunk, idx: ChunkIndex) -> Rows:
                 h.dob,
                 h.dob_year_only,
                 h.gender,
-                h.handling,
+                h.handling if lrecs else None,  # only the legacy HANDLING column holds it
                 "MIGRATION",
                 group,
                 review,
@@ -400,7 +400,7 @@ def render_ideal(chunk: Chunk, idx: ChunkIndex) -> Rows:
         )
         names = [("PRIMARY", h.forename, h.surname, anchor.system)]
         seen = {(h.forename.casefold(), h.surname.casefold())}
-        for fn, sn in h.aliases:
+        for fn, sn in h.aliases if lrecs else ():  # only the legacy ALIAS table holds aliases
             if (fn.casefold(), sn.casefold()) not in seen:
                 seen.add((fn.casefold(), sn.casefold()))
                 names.append(("ALIAS", fn, sn, LEGACY if lrecs else POLICEWORKS))
@@ -718,7 +718,20 @@ def render_truth(chunk: Chunk, idx: ChunkIndex) -> Rows:
                 out["exclusion"].append(
                     (system, table, key, "mopi_disposal", "EXCLUDED", "parent crime excluded")
                 )
-        elif c.legal_hold:
+        elif disposition == "REJECTED":  # quarantine wins: what cannot be read cannot be held
+            out["quarantine"].append((LEGACY, "CRIME", legacy_key, reason))
+            for system, table, key in link_keys:
+                out["quarantine"].append((system, table, key, f"parent crime rejected: {reason}"))
+            for hi, _, _ in c.bail:
+                out["quarantine"].append(
+                    (
+                        LEGACY,
+                        "BAIL",
+                        f"{legacy_key}|{idx.link_nominal[(ci, hi)]}",
+                        f"parent crime rejected: {reason}",
+                    )
+                )
+        elif c.legal_hold:  # due for disposal, kept by the hold
             for system, table, key in (
                 (LEGACY, "CRIME", legacy_key),
                 (POLICEWORKS, "pw_occurrence", pw_key),
@@ -734,19 +747,6 @@ def render_truth(chunk: Chunk, idx: ChunkIndex) -> Rows:
                             "due for disposal but under a legal hold",
                         )
                     )
-        elif disposition == "REJECTED":
-            out["quarantine"].append((LEGACY, "CRIME", legacy_key, reason))
-            for system, table, key in link_keys:
-                out["quarantine"].append((system, table, key, f"parent crime rejected: {reason}"))
-            for hi, _, _ in c.bail:
-                out["quarantine"].append(
-                    (
-                        LEGACY,
-                        "BAIL",
-                        f"{legacy_key}|{idx.link_nominal[(ci, hi)]}",
-                        f"parent crime rejected: {reason}",
-                    )
-                )
     for ci, ghost, letter in idx.dangling:
         out["quarantine"].append(
             (

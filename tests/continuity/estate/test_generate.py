@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from continuity.cli import main
-from continuity.domain.errors import EstateError
+from continuity.domain.errors import ContinuityError, EstateError
 from continuity.estate import render
 from continuity.estate.generate import EstateOptions, estate_digests, generate_estate
 
@@ -83,7 +83,9 @@ def test_policeworks_on_mariadb_holds_zero_dates(
 ) -> None:
     from sqlalchemy import create_engine, text
 
-    url = mariadb_database()
+    # Written as a mariadb:// URL, which SQLAlchemy names "mariadb", not "mysql".
+    url = mariadb_database().replace("mysql+pymysql://", "mariadb+pymysql://", 1)
+    assert url.startswith("mariadb+pymysql://")
     generate_estate(EstateOptions(out=tmp_path / "m", persons=PERSONS, seed=5, policeworks_url=url))
     engine = create_engine(url)
     with engine.connect() as conn:
@@ -137,6 +139,7 @@ def test_unreachable_database_is_one_line_and_leaves_nothing(tmp_path: Path) -> 
         (["--seed", "-1"], "-1 is not in the range x>=0"),
         (["--persons", "many"], "'many' is not a valid integer"),
         (["--target-url", "not a url"], "not a database URL"),
+        (["--target-url", "postgresql+psycopg://u@h:notaport/db"], "not a database URL"),
     ],
 )
 def test_bad_arguments_are_refused(tmp_path: Path, args: list[str], message: str) -> None:
@@ -228,3 +231,52 @@ def test_help_explains_the_command() -> None:
         "--target-url",
     ):
         assert option in result.stdout
+
+
+def test_failure_removes_sqlite_databases_outside_the_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new SQLite file is deleted; an existing one keeps its own tables and loses ours."""
+    import sqlite3
+
+    existing = tmp_path / "existing.sqlite"
+    with sqlite3.connect(existing) as conn:
+        conn.execute("CREATE TABLE mine (x)")
+    new = tmp_path / "new.sqlite"
+    real = render.render_ideal
+
+    def failing(chunk, idx):  # type: ignore[no-untyped-def]
+        if chunk.index == 1:
+            raise RuntimeError("disk on fire")
+        return real(chunk, idx)
+
+    monkeypatch.setattr(render, "render_ideal", failing)
+    with pytest.raises(EstateError, match="nothing kept"):
+        generate_estate(
+            EstateOptions(
+                out=tmp_path / "o",
+                persons=PERSONS,
+                processes=1,
+                legacy_url=f"sqlite:///{new}",
+                target_url=f"sqlite:///{existing}",
+            )
+        )
+    assert not new.exists()
+    with sqlite3.connect(existing) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"mine"}
+    assert not list(tmp_path.glob("existing.sqlite.*"))
+
+
+def test_an_unreachable_later_url_leaves_no_new_sqlite_file(tmp_path: Path) -> None:
+    new = tmp_path / "legacy.sqlite"
+    with pytest.raises(ContinuityError, match="cannot reach"):
+        generate_estate(
+            EstateOptions(
+                out=tmp_path / "o",
+                persons=10,
+                legacy_url=f"sqlite:///{new}",
+                target_url="postgresql+psycopg://nobody@127.0.0.1:1/none",
+            )
+        )
+    assert not new.exists()

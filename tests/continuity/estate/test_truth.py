@@ -233,3 +233,39 @@ def test_every_defect_says_what_reconciliation_must_report(small_estate: Path) -
                 assert e["fields"]
     decoys = {d["kind"] for d in manifest["decoys"]}
     assert set(manifest["decoy_kinds"]) <= decoys
+
+
+def test_a_person_held_only_in_policeworks_gets_only_what_policeworks_holds(estate: Estate) -> None:
+    """PoliceWorks has no alias table and no handling code: the ideal target cannot invent them."""
+    systems = defaultdict(set)
+    for r in estate.truth("person_record"):
+        systems[r["human_id"]].add(r["system"])
+    pw_only = {
+        h["target_person_id"]
+        for h in estate.truth("human")
+        if systems[h["human_id"]] == {"policeworks"}
+    }
+    assert pw_only
+    for p in estate.target("person"):
+        if p["person_id"] in pw_only:
+            assert p["handling_code"] is None
+    assert not [
+        n
+        for n in estate.target("person_name")
+        if n["person_id"] in pw_only and n["name_type"] == "ALIAS"
+    ]
+
+
+def test_quarantine_wins_over_a_legal_hold() -> None:
+    """A crime that cannot be read is quarantined even when a legal hold would keep it."""
+    from continuity.estate import render
+    from continuity.estate.index import ChunkIndex
+    from continuity.estate.truth import generate_chunk
+
+    chunk = generate_chunk(7, 0, 1000)
+    garbage = next(c for c in chunk.crimes if c.garbage)
+    garbage.legal_hold = True
+    rows = render.render_truth(chunk, ChunkIndex(chunk))
+    key = ("legacy", "CRIME", garbage.crime_no)
+    assert key in {r[:3] for r in rows["quarantine"]}
+    assert key not in {r[:3] for r in rows["exclusion"]}
