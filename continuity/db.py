@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, MetaData, create_engine, inspect, select
@@ -206,16 +207,27 @@ def unconstrained(metadata: MetaData) -> MetaData:
     return copy
 
 
-def _attached(raw: Any, paths: Sequence[str]) -> list[str]:
-    cur = raw.cursor()
-    for pragma in ("synchronous=OFF", "journal_mode=OFF", "threads=2", "cache_size=-65536"):
-        cur.execute(f"PRAGMA {pragma}")
-    names = []
-    for n, path in enumerate(paths):
-        names.append(f"part{n}")
-        cur.execute(f"ATTACH DATABASE ? AS part{n}", (path,))
-    cur.close()
-    return names
+@contextmanager
+def _with_attached(engine: Engine, paths: Sequence[str]) -> Iterator[tuple[Any, list[str]]]:
+    """A bulk-tuned SQLite cursor with ``paths`` attached as ``part0``, ``part1`` …
+
+    Commits when the block ends without error; detaches and closes either way.
+    """
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        for pragma in ("synchronous=OFF", "journal_mode=OFF", "threads=2", "cache_size=-65536"):
+            cur.execute(f"PRAGMA {pragma}")
+        parts = [f"part{n}" for n in range(len(paths))]
+        for part, path in zip(parts, paths, strict=True):
+            cur.execute(f"ATTACH DATABASE ? AS {part}", (path,))
+        yield cur, parts
+        raw.commit()
+        for part in parts:
+            cur.execute(f"DETACH DATABASE {part}")
+        cur.close()
+    finally:
+        raw.close()
 
 
 def load_sorted_from(engine: Engine, staging_paths: Sequence[str], metadata: MetaData) -> None:
@@ -226,37 +238,19 @@ def load_sorted_from(engine: Engine, staging_paths: Sequence[str], metadata: Met
     sorter may use two threads. Secondary indexes are built afterwards (:func:`create_indexes`).
     """
     quote = engine.dialect.identifier_preparer.quote
-    raw = engine.raw_connection()
-    try:
-        parts = _attached(raw, staging_paths)
-        cur = raw.cursor()
+    with _with_attached(engine, staging_paths) as (cur, parts):
         for table in metadata.sorted_tables:
             name = quote(table.name)
             order = ", ".join(quote(c.name) for c in table.primary_key.columns)
             union = " UNION ALL ".join(f"SELECT * FROM {part}.{name}" for part in parts)
             cur.execute(f"INSERT INTO main.{name} SELECT * FROM ({union}) ORDER BY {order}")
-        raw.commit()
-        for part in parts:
-            cur.execute(f"DETACH DATABASE {part}")
-        cur.close()
-    finally:
-        raw.close()
 
 
 def append_from(engine: Engine, part_paths: Sequence[str], metadata: MetaData) -> None:
     """Append every table's rows from other SQLite files of the same (unkeyed) tables."""
     quote = engine.dialect.identifier_preparer.quote
-    raw = engine.raw_connection()
-    try:
-        parts = _attached(raw, part_paths)
-        cur = raw.cursor()
+    with _with_attached(engine, part_paths) as (cur, parts):
         for part in parts:
             for table in metadata.sorted_tables:
                 name = quote(table.name)
                 cur.execute(f"INSERT INTO main.{name} SELECT * FROM {part}.{name}")
-        raw.commit()
-        for part in parts:
-            cur.execute(f"DETACH DATABASE {part}")
-        cur.close()
-    finally:
-        raw.close()
