@@ -126,7 +126,8 @@ def estate() -> None:
     default=2,
     show_default=True,
     type=click.IntRange(1, 2),
-    help="Worker processes: 2 writes the sources and the target side in parallel.",
+    help="Worker processes: 2 generates the two halves of the estate in parallel "
+    "(from 4,000 persons).",
 )
 def estate_generate(
     out: Path,

@@ -122,7 +122,7 @@ def _chunks(persons: int) -> list[tuple[int, int]]:
 
 
 class _Stopped(EstateError):
-    """A side stopped because the other one failed."""
+    """A worker stopped because the other one failed."""
 
 
 _progress: Any = None
@@ -135,12 +135,12 @@ def _init_worker(counter: Any, abort: Any) -> None:
 
 
 def _tick() -> None:
-    """Count a finished chunk; stop if the other side has failed."""
+    """Count a finished chunk; stop if the other worker has failed."""
     if _progress is not None:
         with _progress.get_lock():
             _progress.value += 1
     if _abort is not None and _abort.is_set():
-        raise _Stopped("stopped: the other side of the estate failed")
+        raise _Stopped("stopped: the other worker failed")
 
 
 SOURCE_SIDES = ("legacy", "policeworks", "truth")
@@ -373,7 +373,7 @@ def generate_estate(
 
     Args:
         opts: what to generate and where.
-        on_progress: called with (chunks done, chunks total) summed over both sides.
+        on_progress: called with (steps done, steps total): chunks, then finishing steps.
     """
     started = time.perf_counter()
     urls, created, new_files = _prepare(opts)
