@@ -108,10 +108,6 @@ class EstateSummary:
     defects_missing: list[str] = field(default_factory=list)
 
     @property
-    def source_rows(self) -> int:
-        return sum(sum(self.counts.get(side, {}).values()) for side in ("legacy", "policeworks"))
-
-    @property
     def total_rows(self) -> int:
         return sum(sum(c.values()) for c in self.counts.values())
 

@@ -164,13 +164,9 @@ def test_database_already_holding_an_estate_is_refused(
     assert not (tmp_path / "second").exists()
 
 
-@pytest.mark.postgres
-def test_failure_midway_leaves_nothing_behind(
-    tmp_path: Path, pg_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A fault injected while chunk 1 renders: the PostgreSQL tables and the directory are gone."""
-    from sqlalchemy import create_engine, inspect
-
+@pytest.fixture
+def fail_at_chunk_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inject a fault while chunk 1's ideal target renders (run with processes=1)."""
     real = render.render_ideal
 
     def failing(chunk, idx):  # type: ignore[no-untyped-def]
@@ -179,6 +175,15 @@ def test_failure_midway_leaves_nothing_behind(
         return real(chunk, idx)
 
     monkeypatch.setattr(render, "render_ideal", failing)
+
+
+@pytest.mark.postgres
+def test_failure_midway_leaves_nothing_behind(
+    tmp_path: Path, pg_database: Callable[[], str], fail_at_chunk_1: None
+) -> None:
+    """A fault injected while chunk 1 renders: the PostgreSQL tables and the directory are gone."""
+    from sqlalchemy import create_engine, inspect
+
     url = pg_database()
     out = tmp_path / "o"
     with pytest.raises(EstateError, match="nothing kept: RuntimeError: disk on fire"):
@@ -229,7 +234,7 @@ def test_help_explains_the_command() -> None:
 
 
 def test_failure_removes_sqlite_databases_outside_the_output(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fail_at_chunk_1: None
 ) -> None:
     """A new SQLite file is deleted; an existing one keeps its own tables and loses ours."""
     import sqlite3
@@ -238,14 +243,6 @@ def test_failure_removes_sqlite_databases_outside_the_output(
     with sqlite3.connect(existing) as conn:
         conn.execute("CREATE TABLE mine (x)")
     new = tmp_path / "new.sqlite"
-    real = render.render_ideal
-
-    def failing(chunk, idx):  # type: ignore[no-untyped-def]
-        if chunk.index == 1:
-            raise RuntimeError("disk on fire")
-        return real(chunk, idx)
-
-    monkeypatch.setattr(render, "render_ideal", failing)
     with pytest.raises(EstateError, match="nothing kept"):
         generate_estate(
             EstateOptions(
