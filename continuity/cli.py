@@ -165,7 +165,7 @@ def estate_generate(
         f"Estate of {persons:,} persons (seed {seed}) written in {summary.seconds:.1f} s "
         f"({summary.total_rows / max(summary.seconds, 1e-9):,.0f} rows/s):"
     )
-    from continuity.db import redact
+    from continuity.domain.connect import redact
 
     for side, url in summary.urls.items():
         rows = sum(summary.counts.get(side, {}).values())
@@ -262,7 +262,8 @@ def target() -> None:
 @click.argument("url")
 def target_init(url: str) -> None:
     """Create the product's tables in the database at URL (an empty database)."""
-    from continuity.db import check_reachable, create_tables, engine_for, existing_tables, redact
+    from continuity.db import create_tables, existing_tables
+    from continuity.domain.connect import check_reachable, engine_for, redact
     from continuity.target_schema import metadata
 
     engine = engine_for(url)
@@ -276,6 +277,139 @@ def target_init(url: str) -> None:
     create_tables(engine, metadata)
     engine.dispose()
     click.echo(f"Created {len(metadata.tables)} tables in {redact(url)}")
+
+
+def _store_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option(
+        "--store",
+        "store",
+        envvar="CONTINUITY_STORE_URL",
+        help="The ledger's work store (default: work.sqlite in the estate directory, else in the "
+        "current directory).",
+    )(command)
+    return click.option(
+        "--estate",
+        type=click.Path(path_type=Path, exists=True, file_okay=False),
+        help="An estate made by `continuity estate generate`: its databases and as-of date.",
+    )(command)
+
+
+@main.command("reconcile")
+@_store_options
+@click.option(
+    "--damaged", is_flag=True, help="With --estate: reconcile its damaged target (--defects)."
+)
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="SYSTEM=URL",
+    help="A source system's database, e.g. legacy=sqlite:///legacy.sqlite (repeatable).",
+)
+@click.option("--target", "target_url", metavar="URL", help="The target database.")
+@click.option(
+    "--specs",
+    type=click.Path(path_type=Path, exists=True),
+    help="A survival spec file or a directory of them (default: the bundled specs).",
+)
+@click.option(
+    "--class", "classes", multiple=True, metavar="CLASS", help="Only this class (repeatable)."
+)
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Date the exclusion rules (MoPI review dates) are judged at (default: the estate's "
+    "as-of date, else today).",
+)
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the identities and every finding to this JSON file.",
+)
+@click.option("--show", default=10, show_default=True, help="Exceptions listed per class.")
+def reconcile_command(
+    estate: Path | None,
+    store: str | None,
+    damaged: bool,
+    sources: tuple[str, ...],
+    target_url: str | None,
+    specs: Path | None,
+    classes: tuple[str, ...],
+    as_of: Any,
+    json_file: Path | None,
+    show: int,
+) -> None:
+    """Prove, record by record, that every person, firearms warning and crime survived.
+
+    Reads the sources and the target itself (never the pipeline's word), gives every source
+    record a placement (MIGRATED, MERGED, DUPLICATED, EXCLUDED, REJECTED, DEFERRED,
+    DELETED_AT_SOURCE, MISSING) and an integrity (EQUAL or ALTERED with the field diffs),
+    and prints both accounting identities per class. Findings go to the work store.
+
+    Exits 0 when nothing is MISSING, ALTERED, DUPLICATED or ORPHAN and every exception of a
+    critical class is accepted (`continuity accept`); 1 otherwise; 2 on error.
+    """
+    import json
+
+    from continuity.reconciliation import exceptions_listing, identity_table, resolve
+    from continuity.workstore import WorkStore
+    from reconcile.engine import reconcile_all
+    from reconcile.spec import bundled_specs_dir, load_specs, spec_files
+
+    setting = resolve(estate, damaged, sources, target_url, as_of.date() if as_of else None, store)
+    loaded = load_specs(spec_files(specs or bundled_specs_dir()))
+    work = WorkStore(setting.store_url)
+    accepted = work.accepted()
+    with Progress("Reconciling") as progress:
+        result = reconcile_all(
+            loaded,
+            setting.connections,
+            setting.as_of,
+            classes,
+            progress=lambda _name, done, total: progress(done, total),
+        )
+    work.record(result, setting.connections.target, accepted)
+    click.echo(identity_table(result, accepted))
+    listing = exceptions_listing(result, accepted, show)
+    if listing:
+        click.echo(listing)
+    if json_file is not None:
+        json_file.write_text(json.dumps(result.to_dict(accepted), indent=1), encoding="utf-8")
+    sys.exit(0 if result.clean(accepted) else 1)
+
+
+@main.command("accept")
+@_store_options
+@click.argument("cls", metavar="CLASS")
+@click.argument("key")
+@click.option("--reason", required=True, help="Why the owner accepts this record as it is.")
+@click.option(
+    "--system", help="The record's source system, when the key alone is ambiguous (or 'target')."
+)
+def accept_command(
+    estate: Path | None, store: str | None, cls: str, key: str, reason: str, system: str | None
+) -> None:
+    """Accept one exception of the last reconciliation, record by record, with a reason.
+
+    An accepted record no longer blocks sign-off of its class; the acceptance (who, when, why)
+    is kept across runs.
+    """
+    from continuity.workstore import WorkStore
+
+    work = WorkStore(store or f"sqlite:///{(estate or Path('.')) / 'work.sqlite'}")
+    found = work.last_findings(cls, key)
+    systems = sorted({f["system"] or "target" for f in found})
+    if not found:
+        raise ContinuityError(f"{cls} {key}: not a finding of the last reconciliation")
+    if system is None:
+        if len(systems) > 1:
+            raise ContinuityError(f"{cls} {key}: held by {', '.join(systems)}: give --system")
+        system = systems[0]
+    elif system not in systems:
+        raise ContinuityError(f"{cls} {key}: no finding from system {system!r} ({systems})")
+    work.accept(cls, "" if system == "target" else system, key, reason)
+    click.echo(f"Accepted {cls} {system} {key}: {reason}")
 
 
 if __name__ == "__main__":

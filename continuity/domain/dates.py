@@ -52,3 +52,25 @@ def london_to_utc(local: dt.datetime) -> dt.datetime:
     if window is None or not 1972 <= local.year <= 2037:
         return local - _offset(local)
     return local - _HOUR if window[0] <= local < window[1] else local
+
+
+def dob_text(day: dt.date | None, estimated: bool) -> str | None:
+    """A date of birth as reconciliation compares it: ISO, or the year alone if estimated."""
+    if day is None:
+        return None
+    return f"{day.year:04d}" if estimated else day.isoformat()
+
+
+def dob_evidence_agrees(a: str, b: str) -> bool:
+    """Whether two dates of birth (ISO, or a year alone) could be one person's.
+
+    Equal, day and month swapped, or an estimate within a year. Any other difference is evidence
+    of two different people: a merge resting on it is wrong.
+    """
+    try:
+        if len(a) == 10 and len(b) == 10:
+            da, db = dt.date.fromisoformat(a), dt.date.fromisoformat(b)
+            return da == db or (da.year == db.year and da.day == db.month and da.month == db.day)
+        return abs(int(a[:4]) - int(b[:4])) <= 1
+    except ValueError:
+        return False

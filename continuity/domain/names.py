@@ -15,3 +15,15 @@ def strip_diacritics(text: str) -> str:
 
 
 _FOLD = str.maketrans({"ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "ß": "ss", "đ": "d", "Đ": "D"})
+
+
+_NAME_DROP = str.maketrans("", "", "'’`-. ")
+
+
+def name_key(text: str) -> str | None:
+    """A name as compared across systems: no diacritics, case, apostrophes, hyphens or spaces.
+
+    ``O'Brien``, ``OBRIEN`` and ``o brien`` agree; ``Siobhán`` and ``SIOBHAN`` agree; a name
+    mangled by a wrong encoding (``SiobhÃ¡n``) does not.
+    """
+    return strip_diacritics(text).casefold().translate(_NAME_DROP) or None

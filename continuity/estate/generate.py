@@ -27,19 +27,16 @@ from sqlalchemy.engine import make_url
 
 from continuity import target_schema
 from continuity.db import (
-    MYSQL_FAMILY,
     BulkWriter,
     append_from,
-    check_reachable,
     create_indexes,
     create_tables,
-    engine_for,
     existing_tables,
     load_sorted_from,
-    redact,
     table_digest,
     unconstrained,
 )
+from continuity.domain.connect import MYSQL_FAMILY, check_reachable, engine_for, redact
 from continuity.domain.errors import ContinuityError, EstateError
 from continuity.estate import render, schemas, vocab
 from continuity.estate.defects import DECOY_KINDS, DEFECT_KINDS, DefectPlanter

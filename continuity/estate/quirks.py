@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import MetaData, func, select
 
 from continuity import target_schema
-from continuity.db import engine_for
+from continuity.domain.connect import engine_for
 from continuity.domain.dates import london_to_utc
 from continuity.domain.names import strip_diacritics
 from continuity.estate import schemas, vocab

@@ -383,14 +383,23 @@ def render_ideal(chunk: Chunk, idx: ChunkIndex) -> Rows:
         records = lrecs + precs
         anchor = records[0]
         group, review = person_mopi[hi]
+        # A perfect migration can only show what some record holds: the anchor's spelling (a
+        # legacy anchor is the truth upper-cased) and the first date of birth any record gives.
+        forename, surname = (
+            (anchor.forename, anchor.surname)
+            if anchor.system == POLICEWORKS
+            else (h.forename, h.surname)
+        )
+        dated = next((r for r in records if r.dob is not None), None)
+        dob, dob_estimated = (dated.dob, dated.dob_estimated) if dated else (None, False)
         out["person"].append(
             (
                 pk,
-                h.forename,
+                forename,
                 h.middle,
-                h.surname,
-                h.dob,
-                h.dob_year_only,
+                surname,
+                dob,
+                dob_estimated,
                 h.gender,
                 h.handling if lrecs else None,  # only the legacy HANDLING column holds it
                 "MIGRATION",
@@ -398,8 +407,8 @@ def render_ideal(chunk: Chunk, idx: ChunkIndex) -> Rows:
                 review,
             )
         )
-        names = [("PRIMARY", h.forename, h.surname, anchor.system)]
-        seen = {(h.forename.casefold(), h.surname.casefold())}
+        names = [("PRIMARY", forename, surname, anchor.system)]
+        seen = {(forename.casefold(), surname.casefold())}
         for fn, sn in h.aliases if lrecs else ():  # only the legacy ALIAS table holds aliases
             if (fn.casefold(), sn.casefold()) not in seen:
                 seen.add((fn.casefold(), sn.casefold()))
@@ -413,7 +422,7 @@ def render_ideal(chunk: Chunk, idx: ChunkIndex) -> Rows:
             out["person_name"].append((pk, seq, kind, fn, sn, system))
         dobs: dict[dt.date, tuple[bool, str]] = {}
         for rec in records:
-            if rec.dob is not None and rec.dob != h.dob and rec.dob not in dobs:
+            if rec.dob is not None and rec.dob != dob and rec.dob not in dobs:
                 dobs[rec.dob] = (rec.dob_estimated, rec.system)
         for dob, (estimated, system) in dobs.items():
             out["person_dob"].append((pk, dob, estimated, system))
@@ -567,6 +576,7 @@ def render_ideal(chunk: Chunk, idx: ChunkIndex) -> Rows:
             )
         )
         xw.append((POLICEWORKS, "pw_intel", iid, "intelligence_report", ik, "anchor", None))
+    out["migration_quarantine"] += quarantine_rows(chunk, idx)
     if chunk.index == 0:
         for o in vocab.OFFENCES:
             out["ref_offence_code"].append(
@@ -718,19 +728,8 @@ def render_truth(chunk: Chunk, idx: ChunkIndex) -> Rows:
                 out["exclusion"].append(
                     (system, table, key, "mopi_disposal", "EXCLUDED", "parent crime excluded")
                 )
-        elif disposition == "REJECTED":  # quarantine wins: what cannot be read cannot be held
-            out["quarantine"].append((LEGACY, "CRIME", legacy_key, reason))
-            for system, table, key in link_keys:
-                out["quarantine"].append((system, table, key, f"parent crime rejected: {reason}"))
-            for hi, _, _ in c.bail:
-                out["quarantine"].append(
-                    (
-                        LEGACY,
-                        "BAIL",
-                        f"{legacy_key}|{idx.link_nominal[(ci, hi)]}",
-                        f"parent crime rejected: {reason}",
-                    )
-                )
+        elif disposition == "REJECTED":
+            pass  # quarantined (quarantine_rows): what cannot be read is not judged for disposal
         elif c.legal_hold:  # due for disposal, kept by the hold
             for system, table, key in (
                 (LEGACY, "CRIME", legacy_key),
@@ -747,12 +746,46 @@ def render_truth(chunk: Chunk, idx: ChunkIndex) -> Rows:
                             "due for disposal but under a legal hold",
                         )
                     )
+    out["quarantine"] += quarantine_rows(chunk, idx)
+    return out
+
+
+def quarantine_rows(chunk: Chunk, idx: ChunkIndex) -> list[tuple[str, str, str, str]]:
+    """Source records a perfect migration quarantines: (system, table, key, reason).
+
+    Quarantine wins over MoPI: what cannot be read cannot be held, nor judged for disposal.
+    """
+    out: list[tuple[str, str, str, str]] = []
+    for ci, c in enumerate(chunk.crimes):
+        disposition, reason = crime_disposition(c)
+        if disposition != "REJECTED":
+            continue
+        crime_no = legacy_crime_no(c)
+        out.append((LEGACY, "CRIME", crime_no, f"{reason}"))
+        for hi, role in c.links:
+            out.append(
+                (
+                    LEGACY,
+                    "CRIME_NOMINAL",
+                    f"{crime_no}|{idx.link_nominal[(ci, hi)]}|{ROLE_LETTER[role]}",
+                    f"parent crime rejected: {reason}",
+                )
+            )
+        for hi, _, _ in c.bail:
+            out.append(
+                (
+                    LEGACY,
+                    "BAIL",
+                    f"{crime_no}|{idx.link_nominal[(ci, hi)]}",
+                    f"parent crime rejected: {reason}",
+                )
+            )
     for ci, ghost, letter in idx.dangling:
-        out["quarantine"].append(
+        out.append(
             (
                 LEGACY,
                 "CRIME_NOMINAL",
-                f"{legacy_crime_no(crimes[ci])}|{ghost}|{letter}",
+                f"{legacy_crime_no(chunk.crimes[ci])}|{ghost}|{letter}",
                 f"dangling link: nominal {ghost} does not exist",
             )
         )

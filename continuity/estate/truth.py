@@ -333,6 +333,9 @@ def generate_chunk(seed: int, index: int, n_humans: int) -> Chunk:
         if rng.random() < 0.012:
             start = dt.date(rng.randrange(1985, 2026), rng.randrange(1, 13), rng.randrange(1, 29))
             p.firearms = Warning("FI", start, _add_years(start, 5), None, rng.random() < 0.3)
+            # A certificate is granted to a verified address: licensing premises are always in
+            # the gazetteer (an unmatched one is a planted defect, not a quirk).
+            p.uprn = p.uprn or f"{10_000_000_000 + p.pid:012d}"
 
     # Crimes, with dates first; participants are assigned afterwards.
     n_crimes = max(1, int(n_humans * 0.85))

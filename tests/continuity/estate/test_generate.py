@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from continuity.cli import main
 from continuity.domain.errors import ContinuityError, EstateError
 from continuity.estate import render
+from continuity.estate.defects import DEFECT_KINDS
 from continuity.estate.generate import EstateOptions, estate_digests, generate_estate
 
 PERSONS = 1200  # two chunks, one of them short
@@ -201,7 +202,7 @@ def test_cli_generates_and_summarises(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "Estate of 600 persons (seed 1)" in result.stdout
-    assert "16 defects planted" in result.stdout
+    assert f"{len(DEFECT_KINDS)} defects planted" in result.stdout
     for name in (
         "legacy.sqlite",
         "policeworks.sqlite",

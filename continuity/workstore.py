@@ -1,0 +1,209 @@
+"""The ledger's work store: what each reconciliation found, and the owners' acceptances.
+
+The work store is rebuildable evidence (a re-run rewrites it); acceptances are decisions and are
+kept across runs. Each run is written in one transaction, so a crash leaves either the whole run
+or none of it. The hash-chained, append-only audit ledger comes with sign-off (issue 8); until
+then acceptances live here, with who made them and when.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    insert,
+    select,
+)
+from sqlalchemy.exc import SQLAlchemyError
+
+from continuity import __version__
+from continuity.domain.connect import engine_for, redact
+from continuity.domain.errors import LedgerError
+from reconcile.model import Reconciliation
+
+metadata = MetaData()
+
+reconcile_run = Table(
+    "reconcile_run",
+    metadata,
+    Column("run_id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", DateTime, nullable=False),
+    Column("as_of", String(10), nullable=False),
+    Column("operator", String(80), nullable=False),
+    Column("tool_version", String(20), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("clean", Integer, nullable=False),
+    Column("summary", Text, nullable=False),  # JSON: identities and spec digests per class
+)
+reconcile_finding = Table(
+    "reconcile_finding",
+    metadata,
+    Column("run_id", Integer, nullable=False, index=True),
+    Column("class", String(60), nullable=False),
+    Column("side", String(6), nullable=False),
+    Column("system", String(40)),
+    Column("source_table", String(80), nullable=False),
+    Column("record_key", String(200), nullable=False),
+    Column("placement", String(20), nullable=False),
+    Column("integrity", String(10)),
+    Column("fields", Text),  # JSON list of field diffs
+    Column("reason", Text),
+    Column("target_key", String(200)),
+)
+acceptance = Table(
+    "acceptance",
+    metadata,
+    Column("acceptance_id", Integer, primary_key=True, autoincrement=True),
+    Column("class", String(60), nullable=False),
+    Column("system", String(40), nullable=False),
+    Column("record_key", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("operator", String(80), nullable=False),
+    Column("accepted_at", DateTime, nullable=False),
+    UniqueConstraint("class", "system", "record_key"),
+)
+
+
+def operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in a container
+        return "unknown"
+
+
+class WorkStore:
+    """One work store database (SQLite by default), created on first use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = engine_for(url)
+        try:
+            metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+            raise LedgerError(f"work store {redact(url)}: {reason}") from exc
+
+    def accepted(self) -> frozenset[tuple[str, str, str]]:
+        """(class, system, key) of every accepted exception."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(acceptance.c["class"], acceptance.c.system, acceptance.c.record_key)
+            )
+            return frozenset((r[0], r[1], r[2]) for r in rows)
+
+    def accept(self, cls: str, system: str, key: str, reason: str) -> None:
+        if not reason.strip():
+            raise LedgerError("an acceptance needs a reason (--reason)")
+        with self.engine.begin() as conn:
+            exists = conn.execute(
+                select(acceptance.c.acceptance_id).where(
+                    acceptance.c["class"] == cls,
+                    acceptance.c.system == system,
+                    acceptance.c.record_key == key,
+                )
+            ).first()
+            if exists:
+                raise LedgerError(f"{cls} {system} {key} is already accepted")
+            conn.execute(
+                insert(acceptance).values(
+                    {
+                        "class": cls,
+                        "system": system,
+                        "record_key": key,
+                        "reason": reason.strip(),
+                        "operator": operator(),
+                        "accepted_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                    }
+                )
+            )
+
+    def last_findings(self, cls: str, key: str) -> list[dict[str, Any]]:
+        """The latest run's findings for one record key of a class."""
+        with self.engine.connect() as conn:
+            run = conn.execute(
+                select(reconcile_run.c.run_id).order_by(reconcile_run.c.run_id.desc())
+            ).first()
+            if run is None:
+                return []
+            rows = conn.execute(
+                select(reconcile_finding).where(
+                    reconcile_finding.c.run_id == run[0],
+                    reconcile_finding.c["class"] == cls,
+                    reconcile_finding.c.record_key == key,
+                )
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def record(
+        self, result: Reconciliation, target: str, accepted: frozenset[tuple[str, str, str]]
+    ) -> int:
+        """Write one run and all its findings in a single transaction; return its id."""
+        summary = {
+            c.name: {
+                "spec_digest": c.spec_digest,
+                "source_identity": [s.to_dict() for s in c.sources],
+                "target_identity": c.target.to_dict(),
+                "clean": c.clean(accepted),
+            }
+            for c in result.classes
+        }
+        with self.engine.begin() as conn:
+            run_id = conn.execute(
+                insert(reconcile_run).values(
+                    started_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                    as_of=result.as_of,
+                    operator=operator(),
+                    tool_version=__version__,
+                    target=redact(target),
+                    clean=int(result.clean(accepted)),
+                    summary=json.dumps(summary, sort_keys=True),
+                )
+            ).inserted_primary_key
+            assert run_id is not None
+            run_id = run_id[0]
+            for batch in _batches(
+                (
+                    {
+                        "run_id": run_id,
+                        "class": f.cls,
+                        "side": f.side,
+                        "system": f.system,
+                        "source_table": f.table,
+                        "record_key": f.key,
+                        "placement": f.placement.value,
+                        "integrity": f.integrity.value if f.integrity else None,
+                        "fields": json.dumps([d.to_dict() for d in f.diffs]) if f.diffs else None,
+                        "reason": f.reason,
+                        "target_key": f.target_key,
+                    }
+                    for c in result.classes
+                    for f in c.findings
+                ),
+                5000,
+            ):
+                conn.execute(insert(reconcile_finding), batch)
+        return int(run_id)
+
+
+def _batches(rows: Iterable[dict[str, Any]], size: int) -> Iterable[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

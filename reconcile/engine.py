@@ -1,0 +1,573 @@
+"""Reconcile one class: both sides in parallel, then segment aggregates, then record drill-down.
+
+1. The source side and the target side each run in their own process (:mod:`reconcile.sides`),
+   streaming their rows once and spilling keyed fingerprints into hash segments.
+2. Segments whose count and fingerprint sum agree on both sides hold only records that are
+   placed and equal: they are never opened (``segments`` is the spec's documented parameter).
+3. The other segments are compared record by record; pairs whose fingerprints differ are
+   compared field by field, with the spec's rules for merged records and alternative values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from continuity.domain.connect import engine_for
+from continuity.domain.dates import dob_evidence_agrees
+from continuity.domain.errors import ReconcileError
+from reconcile.model import (
+    ClassResult,
+    FieldDiff,
+    Finding,
+    Integrity,
+    Placement,
+    Reconciliation,
+    SourceIdentity,
+    TargetIdentity,
+)
+from reconcile.sides import (
+    NULL,
+    SEP,
+    WILDCARD,
+    SideSummary,
+    Task,
+    crosswalk_table,
+    read_spill,
+    run_source_side,
+    run_target_side,
+    segment_of,
+    text,
+)
+from reconcile.spec import FieldSpec, SurvivalSpec
+from reconcile.sql import Relation, fetch_all
+
+#: Environment variable holding the fingerprint key (keyed fingerprints cannot be reversed by
+#: guessing names and dates). Without it a fixed development key is used, and said so.
+KEY_VARIABLE = "CONTINUITY_FINGERPRINT_KEY"
+_DEV_KEY = b"continuity-development-key-not-secret"
+
+
+def fingerprint_key() -> bytes:
+    value = os.environ.get(KEY_VARIABLE)
+    return value.encode("utf-8")[:64] if value else _DEV_KEY
+
+
+@dataclass(frozen=True)
+class Connections:
+    """Database URLs: one per source system, and the target."""
+
+    sources: dict[str, str]
+    target: str
+
+    def for_spec(self, spec: SurvivalSpec) -> dict[str, str]:
+        needed = set(spec.systems) | {
+            s.newer_copy.system for s in spec.sources if s.newer_copy is not None
+        }
+        missing = sorted(needed - set(self.sources))
+        if missing:
+            raise ReconcileError(
+                f"{spec.file}: class {spec.name} reads source system(s) {', '.join(missing)}, "
+                f"but no URL was given for them "
+                f"(known: {', '.join(sorted(self.sources)) or 'none'})"
+            )
+        return {**{s: self.sources[s] for s in needed}, "target": self.target}
+
+
+def reconcile_class(
+    spec: SurvivalSpec,
+    connections: Connections,
+    as_of: dt.date,
+    key: bytes | None = None,
+    parallel: bool = True,
+) -> ClassResult:
+    """Reconcile one class; return its identities and every finding."""
+    started = time.perf_counter()
+    urls = connections.for_spec(spec)
+    with tempfile.TemporaryDirectory(prefix="continuity-reconcile-") as directory:
+        task = Task(spec, urls, as_of, key or fingerprint_key(), Path(directory))
+        if parallel:
+            context = multiprocessing.get_context(
+                "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+            )
+            with ProcessPoolExecutor(2, mp_context=context) as pool:
+                source_future = pool.submit(run_source_side, task)
+                target_future = pool.submit(run_target_side, task)
+                source, target = source_future.result(), target_future.result()
+        else:
+            source, target = run_source_side(task), run_target_side(task)
+        result = _Comparison(spec, task, source, target).run()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+class _Comparison:
+    def __init__(self, spec: SurvivalSpec, task: Task, source: SideSummary, target: SideSummary):
+        self.spec, self.task, self.src, self.tgt = spec, task, source, target
+        self.fields = list(spec.fields.values())
+        self.table_of = {s.system: s.crosswalk_table for s in spec.sources}
+        self.source_of = {s.system: s for s in spec.sources}
+        self.findings: list[Finding] = []
+        self.placed: Counter[tuple[str, Placement]] = Counter()
+        self.altered: Counter[str] = Counter()
+        self.resolved: set[str] = set()  # match keys placed while comparing segments
+        self.duplicate_originals = {orig for _, orig in target.duplicates}
+        self.merged = {mk: (tk, rule) for mk, tk, rule in target.merged}
+        self.flagged = {f[0]: f for f in source.flagged}
+        self.drills: list[tuple[list[str], list[str], Placement]] = []
+        self._spill_keys: dict[int, set[str]] = {}
+        self.unfiltered = {s.system for s in spec.sources if s.population.where is None}
+
+    # -- the comparison --------------------------------------------------------------------
+
+    def run(self) -> ClassResult:
+        spec = self.spec
+        differing = [
+            s
+            for s in range(spec.segments)
+            if (self.src.counts[s], self.src.sums[s]) != (self.tgt.counts[s], self.tgt.sums[s])
+        ]
+        self.differing = set(differing)
+        stale: list[tuple[str, str]] = []
+        for s in differing:
+            stale += self._segment(s)
+        self._drill_down()
+        self._equal_segments()
+        self._duplicated_sources()
+        orphans = self._stale(stale)
+        return self._result(orphans, len(differing))
+
+    def _segment(self, segment: int) -> list[tuple[str, str]]:
+        d = self.task.directory
+        smap: dict[str, list[list[str]]] = defaultdict(list)
+        for row in read_spill(d / f"source-{segment:05d}"):
+            smap[row[0]].append(row)
+        tmap: dict[str, list[list[str]]] = defaultdict(list)
+        for row in read_spill(d / f"target-{segment:05d}"):
+            tmap[row[0]].append(row)
+        stale: list[tuple[str, str]] = []
+        for match_key, srows in smap.items():
+            self.resolved.add(match_key)
+            trows = tmap.get(match_key, [])
+            remaining = list(trows)
+            pending = []
+            for sr in srows:
+                hit = next((t for t in remaining if t[1] == sr[1]), None)
+                if hit is not None:
+                    remaining.remove(hit)
+                    self._found(sr, hit, ())
+                else:
+                    pending.append(sr)
+            for sr in pending:
+                if remaining:
+                    # Of several target rows (a reference translated to several source keys),
+                    # compare with the closest: the differences shown are then the real ones.
+                    tr = min(remaining, key=lambda t: _distance(sr[1], t[1]))
+                    remaining.remove(tr)
+                    self.drills.append((sr, tr, self._placement(tr)))
+                elif trows:
+                    self._absent(sr, "the source holds this key more than once; one landed")
+                else:
+                    self._absent(sr, None)
+        if self.spec.locate.crosswalk is not None:
+            for match_key, trows in tmap.items():
+                # A filtered population (open crimes only) leaves target rows of records outside
+                # it: only an unfiltered one can prove the crosswalk names a record that is gone.
+                if match_key not in smap and match_key.split(SEP, 1)[0] in self.unfiltered:
+                    stale += [(match_key, t[2]) for t in trows]
+        return stale
+
+    def _placement(self, tr: list[str]) -> Placement:
+        if tr[2] in self.duplicate_originals:
+            return Placement.DUPLICATED
+        if tr[3] and self.spec.locate.is_merge(tr[3]):
+            return Placement.MERGED
+        return Placement.MIGRATED
+
+    def _system_key(self, sr: list[str]) -> tuple[str, str]:
+        return sr[0].split(SEP, 1)[0], sr[2]
+
+    def _found(self, sr: list[str], tr: list[str], diffs: tuple[FieldDiff, ...]) -> None:
+        self._record(sr, tr, self._placement(tr), diffs)
+
+    def _record(
+        self, sr: list[str], tr: list[str], placement: Placement, diffs: tuple[FieldDiff, ...]
+    ) -> None:
+        system, key = self._system_key(sr)
+        self.placed[(system, placement)] += 1
+        if diffs:
+            self.altered[system] += 1
+        if placement is Placement.MIGRATED and not diffs:
+            return
+        reason = None
+        if placement is Placement.MERGED:
+            reason = f"declared merge ({tr[3]})"
+        elif placement is Placement.DUPLICATED:
+            reason = "the target holds this record more than once"
+        self.findings.append(
+            Finding(
+                self.spec.name,
+                "source",
+                system,
+                self.table_of[system],
+                key,
+                placement,
+                Integrity.ALTERED if diffs else Integrity.EQUAL,
+                diffs,
+                reason,
+                target_key=tr[2],
+            )
+        )
+
+    def _absent(self, sr: list[str], note: str | None) -> None:
+        system, key = self._system_key(sr)
+        excluded, deferred, _superseded, rejected = sr[3].split("|")
+        flagged = self.flagged.get(sr[0])
+        if rejected and flagged is not None:
+            placement, reason = Placement.REJECTED, flagged[3]
+        elif excluded:
+            placement, reason = Placement.EXCLUDED, flagged[3] if flagged else excluded
+        elif deferred:
+            placement, reason = Placement.DEFERRED, flagged[3] if flagged else deferred
+        else:
+            placement = Placement.MISSING
+            reason = note or (
+                "no crosswalk entry leads to a target record"
+                if self.spec.locate.crosswalk is not None
+                else "no target record links these parents"
+            )
+        self.placed[(system, placement)] += 1
+        self.findings.append(
+            Finding(
+                self.spec.name,
+                "source",
+                system,
+                self.table_of[system],
+                key,
+                placement,
+                None,
+                (),
+                reason,
+            )
+        )
+
+    # -- field by field --------------------------------------------------------------------
+
+    def _drill_down(self) -> None:
+        pending_alternatives: list[tuple[int, int, str, str, str]] = []
+        rows: list[tuple[list[str], list[str], Placement, list[FieldDiff]]] = []
+        for sr, tr, placement in self.drills:
+            s_texts, t_texts = sr[1].split(SEP), tr[1].split(SEP)
+            merged = placement is Placement.MERGED
+            diffs: list[FieldDiff] = []
+            for i, f in enumerate(self.fields):
+                a, b = s_texts[i], t_texts[i]
+                if a == b or WILDCARD in (a, b) or (f.null_source == "ignore" and a == NULL):
+                    continue
+                if merged:
+                    if f.merged == "skip":
+                        continue
+                    if f.merged in ("both_known", "dob_evidence") and NULL in (a, b):
+                        continue
+                    if f.merged == "dob_evidence" and dob_evidence_agrees(a, b):
+                        continue
+                    if f.alternatives is not None:
+                        system = sr[0].split(SEP, 1)[0]
+                        pending_alternatives.append((len(rows), i, system, tr[2], a))
+                diffs.append(FieldDiff(f.name, _show(a), _show(b)))
+            rows.append((sr, tr, placement, diffs))
+        for row_index, field_index, name in self._alternatives_held(pending_alternatives):
+            diffs = rows[row_index][3]
+            rows[row_index] = (*rows[row_index][:3], [d for d in diffs if d.field != name])
+            del field_index
+        for sr, tr, placement, diffs in rows:
+            self._record(sr, tr, placement, tuple(diffs))
+
+    def _alternatives_held(
+        self, pending: list[tuple[int, int, str, str, str]]
+    ) -> list[tuple[int, int, str]]:
+        """Which pending (row, field) pairs match one of the target record's other values."""
+        if not pending:
+            return []
+        engine = engine_for(self.task.urls["target"])
+        held: list[tuple[int, int, str]] = []
+        try:
+            by_field: dict[int, list[tuple[int, int, str, str, str]]] = defaultdict(list)
+            for p in pending:
+                by_field[p[1]].append(p)
+            for field_index, items in by_field.items():
+                f = self.fields[field_index]
+                values = self._alternative_values(engine, f, items)
+                for row_index, _, system, target_key, a in items:
+                    if a in values.get((system, target_key), ()):
+                        held.append((row_index, field_index, f.name))
+        finally:
+            engine.dispose()
+        return held
+
+    def _alternative_values(
+        self, engine: Any, f: FieldSpec, items: list[tuple[int, int, str, str, str]]
+    ) -> dict[tuple[str, str], set[str]]:
+        alt = f.alternatives
+        assert alt is not None
+        from reconcile.spec import Population
+
+        rel = Relation(Population(alt.table, None, (), alt.where), [alt.key, *alt.columns])
+        systems = {i[2] for i in items}
+        keys = sorted({i[3] for i in items})
+        out: dict[tuple[str, str], set[str]] = defaultdict(set)
+        norms: dict[str, Callable[[Any], Any]] = {}
+        for system in systems:
+            binding = self.source_of[system].fields[f.name]
+            spec = binding.target_normalise or f.target_normalise or f.normalise
+            norms[system] = spec.build(self.task.as_of)
+        for start in range(0, len(keys), 500):
+            stmt = (
+                sa.select(rel.col(alt.key), *(rel.col(c) for c in alt.columns))
+                .select_from(rel.from_)
+                .where(rel.col(alt.key).in_(keys[start : start + 500]))
+            )
+            if rel.filter is not None:
+                stmt = stmt.where(rel.filter)
+            for row in fetch_all(engine, stmt):
+                raw = row[1] if len(alt.columns) == 1 else tuple(row[1:])
+                for system, norm in norms.items():
+                    out[(system, str(row[0]))].add(text(norm(raw)))
+        return out
+
+    # -- records never opened, and records found elsewhere ----------------------------------
+
+    def _equal_segments(self) -> None:
+        """Flagged and merged records in segments whose aggregates agreed."""
+        for match_key, f in self.flagged.items():
+            if match_key in self.resolved:
+                continue
+            _, key, placement, reason, system = f
+            p = Placement(placement)
+            self.placed[(system, p)] += 1
+            self.findings.append(
+                Finding(
+                    self.spec.name,
+                    "source",
+                    system,
+                    self.table_of[system],
+                    key,
+                    p,
+                    None,
+                    (),
+                    reason,
+                )
+            )
+        for match_key, (target_key, rule) in self.merged.items():
+            if match_key in self.resolved:
+                continue
+            system, key = match_key.split(SEP, 1)
+            if self.spec.locate.crosswalk is None:
+                continue
+            self.placed[(system, Placement.MERGED)] += 1
+            self.findings.append(
+                Finding(
+                    self.spec.name,
+                    "source",
+                    system,
+                    self.table_of[system],
+                    key,
+                    Placement.MERGED,
+                    Integrity.EQUAL,
+                    (),
+                    f"declared merge ({rule})",
+                    target_key=target_key,
+                )
+            )
+
+    def _crosswalk_entries(self, target_keys: list[str]) -> list[tuple[str, str, str, str]]:
+        """(system, source table, source key, target key) of crosswalk entries for target keys."""
+        if not target_keys or self.spec.locate.crosswalk is None:
+            return []
+        xw, c = crosswalk_table(self.spec, "xq")
+        engine = engine_for(self.task.urls["target"])
+        out = []
+        try:
+            for start in range(0, len(target_keys), 500):
+                stmt = sa.select(
+                    xw.c[c["source_system"]],
+                    xw.c[c["source_table"]],
+                    xw.c[c["source_key"]],
+                    xw.c[c["target_key"]],
+                ).where(
+                    xw.c[c["target_table"]] == self.spec.locate.crosswalk.target_table,
+                    xw.c[c["target_key"]].in_(target_keys[start : start + 500]),
+                )
+                out += [tuple(str(v) for v in r) for r in fetch_all(engine, stmt)]
+        finally:
+            engine.dispose()
+        return out  # type: ignore[return-value]
+
+    def _duplicated_sources(self) -> None:
+        """Source records of a duplicated target record, in segments never opened."""
+        originals = sorted(self.duplicate_originals)
+        for system, table, key, target_key in self._crosswalk_entries(originals):
+            if system not in self.table_of or self.table_of[system] != table:
+                continue
+            match_key = f"{system}{SEP}{key}"
+            if match_key in self.resolved or not self._in_source(match_key):
+                continue  # compared in an opened segment already, or outside the population
+            self.placed[(system, Placement.DUPLICATED)] += 1
+            self.findings.append(
+                Finding(
+                    self.spec.name,
+                    "source",
+                    system,
+                    table,
+                    key,
+                    Placement.DUPLICATED,
+                    Integrity.EQUAL,
+                    (),
+                    "the target holds this record more than once",
+                    target_key=target_key,
+                )
+            )
+
+    def _in_source(self, match_key: str) -> bool:
+        """Whether the source side read a record with this match key (from its spill)."""
+        segment = segment_of(match_key, self.spec.segments)
+        if segment not in self._spill_keys:
+            rows = read_spill(self.task.directory / f"source-{segment:05d}")
+            self._spill_keys[segment] = {r[0] for r in rows}
+        return match_key in self._spill_keys[segment]
+
+    def _stale(self, stale: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Target records the crosswalk credits only to source records the source does not hold."""
+        if not stale:
+            return []
+        claimed = sorted({tk for _, tk in stale})
+        present: set[str] = set()
+        for system, table, key, target_key in self._crosswalk_entries(claimed):
+            if self.table_of.get(system) == table and self._in_source(f"{system}{SEP}{key}"):
+                present.add(target_key)
+        by_key: dict[str, list[str]] = defaultdict(list)
+        for match_key, tk in stale:
+            by_key[tk].append(match_key)
+        return [(tk, ", ".join(mks)) for tk, mks in by_key.items() if tk not in present]
+
+    # -- the result ------------------------------------------------------------------------
+
+    def _result(self, stale_orphans: list[tuple[str, str]], compared: int) -> ClassResult:
+        spec = self.spec
+        # Records in agreeing segments are placed and equal: MIGRATED unless already counted.
+        sources = []
+        for s in spec.sources:
+            counts = self.src.system_counts.get(s.system, [0] * spec.segments)
+            in_equal = sum(c for i, c in enumerate(counts) if i not in self.differing)
+            implicit_others = sum(
+                1
+                for f in self.findings
+                if f.system == s.system
+                and f.placement in (Placement.MERGED, Placement.DUPLICATED)
+                and segment_of(f"{s.system}{SEP}{f.key}", spec.segments) not in self.differing
+            )
+            identity = SourceIdentity(s.system, s.crosswalk_table, self.src.read.get(s.system, 0))
+            identity.terms.update(
+                {p: n for (system, p), n in self.placed.items() if system == s.system}
+            )
+            identity.terms[Placement.MIGRATED] += in_equal - implicit_others
+            identity.altered = self.altered[s.system]
+            sources.append(identity)
+        target_table = spec.target.population.table or "query"
+        tid = TargetIdentity(target_table, self.tgt.target_total)
+        for key, placement, note in self.tgt.unreached:
+            p = Placement(placement)
+            if p is Placement.TARGET_ONLY:
+                tid.target_only[note or ""] += 1
+                continue
+            if p is Placement.DUPLICATED:
+                tid.duplicated += 1
+                reason = f"a copy of target record {note}"
+            else:
+                tid.orphan += 1
+                reason = "no source record of this class leads to it"
+            self.findings.append(
+                Finding(spec.name, "target", None, target_table, key, p, None, (), reason)
+            )
+        for key, claims in stale_orphans:
+            tid.orphan += 1
+            self.findings.append(
+                Finding(
+                    spec.name,
+                    "target",
+                    None,
+                    target_table,
+                    key,
+                    Placement.ORPHAN,
+                    None,
+                    (),
+                    "the crosswalk credits it to source records the source does not hold: "
+                    + claims,
+                )
+            )
+        tid.explained = tid.total - sum(tid.target_only.values()) - tid.duplicated - tid.orphan
+        return ClassResult(
+            name=spec.name,
+            title=spec.title,
+            owner=spec.owner,
+            severity=spec.severity,
+            spec_digest=spec.digest,
+            sources=sources,
+            target=tid,
+            findings=self.findings,
+            segments_compared=compared,
+            segments=spec.segments,
+        )
+
+
+def _distance(a: str, b: str) -> int:
+    """How many fields differ between two canonical texts."""
+    return sum(x != y for x, y in zip(a.split(SEP), b.split(SEP), strict=True))
+
+
+def _show(value: str) -> str:
+    if value == NULL:
+        return "(none)"
+    if value.startswith("\x00!"):
+        return f"<unreadable: {value[2:]}>"
+    return value
+
+
+def reconcile_all(
+    specs: list[SurvivalSpec],
+    connections: Connections,
+    as_of: dt.date,
+    classes: tuple[str, ...] = (),
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Reconciliation:
+    """Reconcile every spec (or the named classes), critical classes first."""
+    known = [s.name for s in specs]
+    unknown = [c for c in classes if c not in known]
+    if unknown:
+        raise ReconcileError(f"unknown class {unknown[0]!r}; classes: {', '.join(sorted(known))}")
+    chosen = [s for s in specs if not classes or s.name in classes]
+    chosen.sort(key=lambda s: (SEVERITY_ORDER[s.severity], s.name))
+    for spec in chosen:  # every URL is checked before any data is read
+        connections.for_spec(spec)
+    results = []
+    for n, spec in enumerate(chosen):
+        if progress is not None:
+            progress(spec.name, n, len(chosen))
+        results.append(reconcile_class(spec, connections, as_of))
+    if progress is not None:
+        progress("", len(chosen), len(chosen))
+    return Reconciliation(as_of.isoformat(), results)
+
+
+SEVERITY_ORDER = {"critical": 0, "high": 1, "normal": 2}

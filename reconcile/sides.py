@@ -1,0 +1,686 @@
+"""The two sides of a reconciliation, each read and fingerprinted in its own process.
+
+Each side streams its rows once, normalises the compared fields, and writes for every row a line
+``match key, canonical fields, facts`` into one of ``segments`` spill files chosen by a hash of the
+match key. It also keeps, per segment, the count and the sum of the rows' keyed fingerprints
+(BLAKE2b in keyed mode, a MAC like HMAC and faster): the cheap aggregate that lets the comparison
+skip every segment whose two sides agree, so that work and memory grow with the differences.
+
+Spill files live in a private temporary directory that is removed after the run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from hashlib import blake2b
+from pathlib import Path
+from typing import Any, TextIO
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from continuity.domain.connect import engine_for
+from continuity.domain.digest import canonical
+from reconcile.normalisers import PartialDate, Unreadable
+from reconcile.spec import Binding, Condition, FieldSpec, Rule, SourceSpec, SurvivalSpec, resolve
+from reconcile.sql import Relation, _where_columns, fetch_all, stream, where
+
+SEP = "\x1f"  # between fields of the canonical text
+WILDCARD = "\x00*"  # a field that is not compared for this record (a superseded copy)
+NULL = canonical(None)
+_ESCAPE = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t", SEP: " "})
+MASK64 = (1 << 64) - 1
+
+
+def text(value: Any) -> str:
+    """Canonical text of a normalised value, safe inside one spill line."""
+    if isinstance(value, Unreadable):
+        return "\x00!" + value.raw.translate(_ESCAPE)
+    if isinstance(value, PartialDate):
+        return str(value)
+    out = canonical(value)
+    return out.translate(_ESCAPE) if isinstance(value, str) else out
+
+
+def segment_of(match_key: str, segments: int) -> int:
+    return zlib.crc32(match_key.encode("utf-8")) % segments
+
+
+@dataclass
+class SideSummary:
+    """What one side returns to the comparison: aggregates, counts and small lists."""
+
+    counts: list[int]
+    sums: list[int]
+    read: dict[str, int] = field(default_factory=dict)  # per source system
+    #: per source system, per segment: rows counted into the segment aggregates
+    system_counts: dict[str, list[int]] = field(default_factory=dict)
+    flagged: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    merged: list[tuple[str, str, str]] = field(default_factory=list)  # match key, target key, rule
+    unreached: list[tuple[str, str, str | None]] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # copy key, original key
+    target_total: int = 0
+
+
+class Spill:
+    """Per-segment line buffers flushed to files."""
+
+    def __init__(self, directory: Path, side: str, segments: int, flush_at: int = 4096) -> None:
+        self.paths = [directory / f"{side}-{s:05d}" for s in range(segments)]
+        self.buffers: list[list[str]] = [[] for _ in range(segments)]
+        self.flush_at = flush_at
+        self.files: dict[int, TextIO] = {}
+
+    def add(self, segment: int, line: str) -> None:
+        buf = self.buffers[segment]
+        buf.append(line)
+        if len(buf) >= self.flush_at:
+            self._flush(segment)
+
+    def _flush(self, segment: int) -> None:
+        fh = self.files.get(segment)
+        if fh is None:
+            fh = self.files[segment] = self.paths[segment].open("a", encoding="utf-8")
+        fh.write("".join(self.buffers[segment]))
+        self.buffers[segment].clear()
+        if len(self.files) > 64:  # keep few handles open
+            self.files.pop(next(iter(self.files))).close()
+
+    def close(self) -> None:
+        for s, buf in enumerate(self.buffers):
+            if buf:
+                self._flush(s)
+        for fh in self.files.values():
+            fh.close()
+        self.files.clear()
+
+
+def read_spill(path: Path) -> list[list[str]]:
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as fh:
+        return [line.rstrip("\n").split("\t") for line in fh]
+
+
+class Fingerprinter:
+    """Keyed fingerprints of match key + canonical fields, and their per-segment sums."""
+
+    def __init__(self, key: bytes, segments: int) -> None:
+        self.key = key
+        self.segments = segments
+        self.counts = [0] * segments
+        self.sums = [0] * segments
+
+    def add(self, match_key: str, fields: str, counted: bool = True) -> int:
+        segment = zlib.crc32(match_key.encode("utf-8")) % self.segments
+        if counted:
+            data = f"{match_key}\x1e{fields}".encode()
+            fp = int.from_bytes(blake2b(data, key=self.key, digest_size=8).digest(), "big")
+            self.counts[segment] += 1
+            self.sums[segment] = (self.sums[segment] + fp) & MASK64
+        return segment
+
+
+# --- rules -----------------------------------------------------------------------------------
+
+
+def _holds(c: Condition, attrs: dict[str, Any], as_of: dt.date) -> bool:
+    value = attrs.get(c.attribute)
+    want = resolve(c.value, as_of)
+    if c.op == "null":
+        return (value is None) == bool(want)
+    if value is None or isinstance(value, Unreadable | PartialDate):
+        return False
+    try:
+        if isinstance(want, str) and isinstance(value, dt.date):
+            want = dt.date.fromisoformat(want)
+        if isinstance(value, dt.datetime) and not isinstance(want, dt.datetime):
+            value = value.date()
+        if c.op == "eq":
+            return bool(value == want or str(value) == str(want))
+        if c.op == "ne":
+            return not (value == want or str(value) == str(want))
+        if c.op == "in":
+            return value in want or str(value) in {str(w) for w in want}
+        return bool(
+            {
+                "lt": value < want,
+                "le": value <= want,
+                "gt": value > want,
+                "ge": value >= want,
+            }[c.op]
+        )
+    except (TypeError, ValueError):
+        return False
+
+
+def first_rule(rules: Iterable[Rule], attrs: dict[str, Any], as_of: dt.date) -> Rule | None:
+    for r in rules:
+        if all(_holds(c, attrs, as_of) for c in r.when) and not any(
+            _holds(c, attrs, as_of) for c in r.unless
+        ):
+            return r
+    return None
+
+
+# --- the source side -------------------------------------------------------------------------
+
+
+def _reader(
+    binding: Binding, fallback: FieldSpec | None, index: dict[str, int], as_of: dt.date
+) -> Callable:
+    """A function row -> normalised value for one binding."""
+    spec = binding.normalise or (fallback.normalise if fallback else None)
+    norm = spec.build(as_of) if spec is not None else (lambda v: v)
+    if not binding.columns:
+        const = norm(binding.const)
+        return lambda row: const
+    if len(binding.columns) == 1:
+        i = index[binding.columns[0]]
+        return lambda row: norm(row[i])
+    idx = [index[c] for c in binding.columns]
+    return lambda row: norm(tuple(row[i] for i in idx))
+
+
+def _text_reader(binding: Binding, f: FieldSpec, index: dict[str, int], as_of: dt.date) -> Callable:
+    """row -> canonical text, memoised on the raw value (most fields repeat)."""
+    read = _reader(binding, f, index, as_of)
+    if len(binding.columns) != 1:
+        return lambda row: text(read(row))
+    i = index[binding.columns[0]]
+    memo: dict[Any, str] = {}
+
+    def text_of(row: Any) -> str:
+        raw = row[i]
+        try:
+            return memo[raw]
+        except KeyError:
+            out = memo[raw] = text(read(row))
+            if len(memo) > 100_000:
+                memo.clear()
+            return out
+
+    return text_of
+
+
+def _columns_of(bindings: Iterable[Binding]) -> list[str]:
+    return [c for b in bindings for c in b.columns]
+
+
+@dataclass(frozen=True)
+class Task:
+    spec: SurvivalSpec
+    urls: dict[str, str]  # source system -> URL, and "target"
+    as_of: dt.date
+    key: bytes
+    directory: Path
+
+
+def quarantined(spec: SurvivalSpec, engine: Engine) -> dict[tuple[str, str, str], str]:
+    """The quarantine's entries for this class's source tables: (system, table, key) -> reason."""
+    q = spec.quarantine
+    if q is None:
+        return {}
+    c = q.columns
+    t = sa.table(
+        q.table,
+        *(sa.column(c[k]) for k in ("source_system", "source_table", "source_key", "reason")),
+    )
+    tables = {s.crosswalk_table for s in spec.sources}
+    stmt = sa.select(
+        t.c[c["source_system"]], t.c[c["source_table"]], t.c[c["source_key"]], t.c[c["reason"]]
+    ).where(t.c[c["source_table"]].in_(sorted(tables)))
+    return {(r[0], r[1], r[2]): r[3] or "quarantined" for r in fetch_all(engine, stmt)}
+
+
+def run_source_side(task: Task) -> SideSummary:
+    spec = task.spec
+    target = engine_for(task.urls["target"])
+    rejected = quarantined(spec, target)
+    target.dispose()
+    fp = Fingerprinter(task.key, spec.segments)
+    spill = Spill(task.directory, "source", spec.segments)
+    summary = SideSummary(fp.counts, fp.sums)
+    engines: dict[str, Engine] = {}
+    try:
+        for source in spec.sources:
+            engine = engines.setdefault(source.system, engine_for(task.urls[source.system]))
+            copies = _newer_copies(source, engines, task) if source.newer_copy else {}
+            summary.read[source.system] = _read_source(
+                spec, source, engine, copies, rejected, task.as_of, fp, spill, summary
+            )
+    finally:
+        spill.close()
+        for e in engines.values():
+            e.dispose()
+    return summary
+
+
+def _newer_copies(
+    source: SourceSpec, engines: dict[str, Engine], task: Task
+) -> dict[str, tuple[str | None, str | None]]:
+    """Key of this source -> (exclusion rule, deferral rule) evaluated on its newer copy."""
+    copy = source.newer_copy
+    assert copy is not None
+    engine = engines.setdefault(copy.system, engine_for(task.urls[copy.system]))
+    from reconcile.spec import Population
+
+    names = list(copy.attributes)
+    cols = [copy.column, *_columns_of(copy.attributes.values())]
+    rel = Relation(Population(copy.table, None), cols)
+    stmt = sa.select(*(rel.col(c) for c in cols)).select_from(rel.from_)
+    stmt = stmt.where(rel.col(copy.column).is_not(None))
+    index = {c: i for i, c in enumerate(cols)}
+    readers = [_reader(copy.attributes[n], None, index, task.as_of) for n in names]
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for rows in stream(engine, stmt):
+        for row in rows:
+            attrs = {n: r(row) for n, r in zip(names, readers, strict=True)}
+            ex = first_rule(source.exclude, attrs, task.as_of)
+            de = first_rule(source.defer, attrs, task.as_of)
+            out[str(row[0])] = (ex.name if ex else None, de.name if de else None)
+    return out
+
+
+def _read_source(
+    spec: SurvivalSpec,
+    source: SourceSpec,
+    engine: Engine,
+    copies: dict[str, tuple[str | None, str | None]],
+    rejected: dict[tuple[str, str, str], str],
+    as_of: dt.date,
+    fp: Fingerprinter,
+    spill: Spill,
+    summary: SideSummary,
+) -> int:
+    fields = list(spec.fields.values())
+    match_cols = list(source.match or ())
+    cols = list(
+        dict.fromkeys(
+            [
+                *source.key,
+                *match_cols,
+                *_columns_of(source.fields.values()),
+                *_columns_of(source.attributes.values()),
+            ]
+        )
+    )
+    rel = Relation(source.population, cols)
+    stmt = sa.select(*(rel.col(c) for c in cols)).select_from(rel.from_)
+    if rel.filter is not None:
+        stmt = stmt.where(rel.filter)
+    index = {c: i for i, c in enumerate(cols)}
+    key_idx = [index[c] for c in source.key]
+    match_idx = [index[c] for c in match_cols]
+    readers = [_text_reader(source.fields[f.name], f, index, as_of) for f in fields]
+    attr_names = list(source.attributes)
+    attr_readers = [_reader(source.attributes[n], None, index, as_of) for n in attr_names]
+    copy_key_idx = (
+        index[source.newer_copy.key] if source.newer_copy and source.newer_copy.key else None
+    )
+    compare = source.newer_copy.compare if source.newer_copy else None
+    kept = [compare is None or f.name in compare for f in fields]
+    system, table = source.system, source.crosswalk_table
+    prefix = f"{system}{SEP}"
+    add, put = fp.add, spill.add
+    counts = summary.system_counts.setdefault(system, [0] * spec.segments)
+    n = 0
+    single_key = len(key_idx) == 1 and source.key_format is None
+    for rows in stream(engine, stmt):
+        n += len(rows)
+        for row in rows:
+            if single_key:
+                raw = row[key_idx[0]]
+                key = "" if raw is None else str(raw)
+            else:
+                key = source.key_text(tuple(row[i] for i in key_idx))
+            match = key if not match_idx else "|".join(str(row[i]) for i in match_idx)
+            texts = [r(row) for r in readers]
+            copy_of = copies.get(key if copy_key_idx is None else str(row[copy_key_idx]))
+            superseded = copy_of is not None
+            if copy_of is not None:
+                excluded, deferred = copy_of
+                if compare is not None:
+                    texts = [t if k else WILDCARD for t, k in zip(texts, kept, strict=True)]
+            elif source.exclude or source.defer:
+                attrs = {a: r(row) for a, r in zip(attr_names, attr_readers, strict=True)}
+                ex = first_rule(source.exclude, attrs, as_of)
+                de = first_rule(source.defer, attrs, as_of)
+                excluded, deferred = (ex.name if ex else None), (de.name if de else None)
+            else:
+                excluded = deferred = None
+            reason = rejected.get((system, table, key))
+            flags = "|".join(
+                (
+                    excluded or "",
+                    deferred or "",
+                    "S" if superseded else "",
+                    "R" if reason is not None else "",
+                )
+            )
+            match_key = prefix + match
+            canon = SEP.join(texts)
+            counted = excluded is None and deferred is None and reason is None
+            segment = add(match_key, canon, counted)
+            put(segment, f"{match_key}\t{canon}\t{key}\t{flags}\n")
+            if counted:
+                counts[segment] += 1
+            else:
+                summary.flagged.append(
+                    (
+                        match_key,
+                        key,
+                        "REJECTED"
+                        if reason is not None
+                        else ("EXCLUDED" if excluded else "DEFERRED"),
+                        reason or _rule_reason(source, excluded or deferred),
+                        system,
+                    )
+                )
+    return n
+
+
+def _rule_reason(source: SourceSpec, name: str | None) -> str:
+    for r in (*source.exclude, *source.defer):
+        if r.name == name:
+            return f"{r.name}: {r.reason}" if r.reason != r.name else r.name
+    return name or ""
+
+
+# --- the target side -------------------------------------------------------------------------
+
+
+def crosswalk_table(spec: SurvivalSpec, alias: str) -> tuple[Any, dict[str, str]]:
+    xw = spec.locate.crosswalk
+    table, columns = (xw.table, xw.columns) if xw else ("migration_crosswalk", {})
+    if not columns:
+        from reconcile.spec import CROSSWALK_COLUMNS
+
+        columns = CROSSWALK_COLUMNS
+    names = [
+        columns[k]
+        for k in (
+            "source_system",
+            "source_table",
+            "source_key",
+            "target_table",
+            "target_key",
+            "rule",
+        )
+    ]
+    schema, _, name = table.rpartition(".")
+    t = sa.table(name, *(sa.column(c) for c in names), schema=schema or None).alias(alias)
+    return t, columns
+
+
+def _target_columns(spec: SurvivalSpec) -> list[str]:
+    cols = [*spec.target.key_columns, *spec.target.duplicate_key]
+    for f in spec.fields.values():
+        cols += list(f.target)
+    for p in spec.locate.parents:
+        cols.append(p.column)
+    for t in spec.target.target_only:
+        cols += _where_columns(t.where)
+    return list(dict.fromkeys(cols))
+
+
+def located_statement(spec: SurvivalSpec, source: SourceSpec) -> tuple[Any, list[str]]:
+    """Target rows located from ``source``'s records, with what the comparison needs.
+
+    Columns: match key parts, rule, superseded flag, target key parts, then one value per field.
+    """
+    cols = _target_columns(spec)
+    rel = Relation(spec.target.population, cols)
+    system = source.system
+    select: list[Any] = []
+    names: list[str] = []
+    frm = rel.from_
+    conds: list[Any] = [] if rel.filter is None else [rel.filter]
+    if spec.locate.crosswalk is not None:
+        xw, c = crosswalk_table(spec, "xw")
+        frm = xw.join(frm, rel.col(spec.target.key_columns[0]) == xw.c[c["target_key"]])
+        conds += [
+            xw.c[c["source_system"]] == system,
+            xw.c[c["source_table"]] == source.crosswalk_table,
+            xw.c[c["target_table"]] == spec.locate.crosswalk.target_table,
+        ]
+        select += [xw.c[c["source_key"]], xw.c[c["rule"]]]
+        names += ["match", "rule"]
+        copy = source.newer_copy
+        if copy is not None and copy.compare is not None:
+            x2, _ = crosswalk_table(spec, "x2")
+            select.append(
+                sa.exists()
+                .where(
+                    x2.c[c["target_table"]] == xw.c[c["target_table"]],
+                    x2.c[c["target_key"]] == xw.c[c["target_key"]],
+                    x2.c[c["source_system"]] == copy.system,
+                    x2.c[c["source_table"]] == copy.table,
+                )
+                .label("superseded")
+            )
+        else:
+            select.append(sa.literal(0).label("superseded"))
+        names.append("superseded")
+    else:
+        for i, p in enumerate(spec.locate.parents):
+            xp, c = crosswalk_table(spec, f"xp{i}")
+            frm = frm.join(
+                xp,
+                sa.and_(
+                    xp.c[c["target_table"]] == p.target_table,
+                    xp.c[c["target_key"]] == rel.col(p.column),
+                    xp.c[c["source_system"]] == system,
+                    xp.c[c["source_table"]] == p.source_tables[system],
+                ),
+            )
+            select.append(xp.c[c["source_key"]])
+            names.append(f"match{i}")
+        select += [sa.literal(None).label("rule"), sa.literal(0).label("superseded")]
+        names += ["rule", "superseded"]
+    select += [rel.col(k) for k in spec.target.key_columns]
+    names += [f"key{i}" for i in range(len(spec.target.key_columns))]
+    for f in spec.fields.values():
+        if f.translate:
+            xt, c = crosswalk_table(spec, f"xt_{f.name}")
+            binding = source.fields[f.name]
+            frm = frm.outerjoin(
+                xt,
+                sa.and_(
+                    xt.c[c["target_table"]] == f.translate,
+                    xt.c[c["target_key"]] == rel.col(f.target[0]),
+                    xt.c[c["source_system"]] == system,
+                    xt.c[c["source_table"]] == binding.translate_table,
+                ),
+            )
+            select.append(xt.c[c["source_key"]])
+            names.append(f"field:{f.name}")
+        else:
+            for col in f.target:
+                select.append(rel.col(col))
+                names.append(f"field:{f.name}:{col}")
+    stmt = sa.select(*select).select_from(frm)
+    if conds:
+        stmt = stmt.where(*conds)
+    return stmt, names
+
+
+def run_target_side(task: Task) -> SideSummary:
+    spec = task.spec
+    engine = engine_for(task.urls["target"])
+    fp = Fingerprinter(task.key, spec.segments)
+    spill = Spill(task.directory, "target", spec.segments)
+    summary = SideSummary(fp.counts, fp.sums)
+    try:
+        for source in spec.sources:
+            summary.read[source.system] = _read_target(
+                spec, source, engine, fp, spill, summary, task.as_of
+            )
+        _unreached(spec, engine, summary)
+    finally:
+        spill.close()
+        engine.dispose()
+    return summary
+
+
+def _target_reader(
+    f: FieldSpec, binding: Binding, positions: list[int], as_of: dt.date
+) -> Callable:
+    spec = binding.target_normalise or f.target_normalise or f.normalise
+    norm = spec.build(as_of)
+    if len(positions) == 1:
+        i = positions[0]
+        memo: dict[Any, str] = {}
+
+        def text_of(row: Any) -> str:
+            raw = row[i]
+            try:
+                return memo[raw]
+            except KeyError:
+                out = memo[raw] = text(norm(raw))
+                if len(memo) > 100_000:
+                    memo.clear()
+                return out
+
+        return text_of
+    return lambda row: text(norm(tuple(row[i] for i in positions)))
+
+
+def _read_target(
+    spec: SurvivalSpec,
+    source: SourceSpec,
+    engine: Engine,
+    fp: Fingerprinter,
+    spill: Spill,
+    summary: SideSummary,
+    as_of: dt.date,
+) -> int:
+    stmt, names = located_statement(spec, source)
+    pos = {n: i for i, n in enumerate(names)}
+    fields = list(spec.fields.values())
+    readers = []
+    for f in fields:
+        if f.translate:
+            positions = [pos[f"field:{f.name}"]]
+        else:
+            positions = [pos[f"field:{f.name}:{c}"] for c in f.target]
+        readers.append(_target_reader(f, source.fields[f.name], positions, as_of))
+    compare = source.newer_copy.compare if source.newer_copy else None
+    kept = [compare is None or f.name in compare for f in fields]
+    match_idx = [i for i, n in enumerate(names) if n.startswith("match")]
+    key_idx = [i for i, n in enumerate(names) if n.startswith("key")]
+    rule_i, sup_i = pos["rule"], pos["superseded"]
+    prefix = f"{source.system}{SEP}"
+    is_merge = spec.locate.is_merge
+    n = 0
+    for rows in stream(engine, stmt):
+        n += len(rows)
+        for row in rows:
+            match_key = prefix + "|".join(str(row[i]) for i in match_idx)
+            texts = [r(row) for r in readers]
+            superseded = bool(row[sup_i])
+            if superseded and compare is not None:
+                texts = [t if k else WILDCARD for t, k in zip(texts, kept, strict=True)]
+            canon = SEP.join(texts)
+            target_key = "|".join(str(row[i]) for i in key_idx)
+            rule = row[rule_i]
+            segment = fp.add(match_key, canon)
+            spill.add(
+                segment, f"{match_key}\t{canon}\t{target_key}\t{rule or ''}\t{int(superseded)}\n"
+            )
+            if rule is not None and is_merge(rule):
+                summary.merged.append((match_key, target_key, rule))
+    return n
+
+
+def _unreached(spec: SurvivalSpec, engine: Engine, summary: SideSummary) -> None:
+    """Target records no source record of this class reaches: target-only, duplicate or orphan."""
+    target = spec.target
+    cols = _target_columns(spec)
+    rel = Relation(target.population, cols)
+    base = sa.select(sa.func.count()).select_from(rel.from_)
+    if rel.filter is not None:
+        base = base.where(rel.filter)
+    summary.target_total = int(fetch_all(engine, base)[0][0])
+    reached: list[Any] = []
+    if spec.locate.crosswalk is not None:
+        xw, c = crosswalk_table(spec, "xu")
+        reached.append(
+            sa.exists().where(
+                xw.c[c["target_table"]] == spec.locate.crosswalk.target_table,
+                xw.c[c["target_key"]] == rel.col(target.key_columns[0]),
+                xw.c[c["source_table"]].in_(sorted({s.crosswalk_table for s in spec.sources})),
+            )
+        )
+    else:
+        for i, p in enumerate(spec.locate.parents):
+            xp, c = crosswalk_table(spec, f"xu{i}")
+            reached.append(
+                sa.exists().where(
+                    xp.c[c["target_table"]] == p.target_table,
+                    xp.c[c["target_key"]] == rel.col(p.column),
+                    xp.c[c["source_table"]].in_(sorted(set(p.source_tables.values()))),
+                )
+            )
+    only = [
+        sa.case((where(t.where, rel.col), 1), else_=0).label(f"only{i}")
+        for i, t in enumerate(target.target_only)
+    ]
+    stmt = sa.select(
+        *(rel.col(k) for k in target.key_columns),
+        *(rel.col(k) for k in target.duplicate_key),
+        *only,
+    ).select_from(rel.from_)
+    conds = [sa.not_(sa.and_(*reached))]
+    if rel.filter is not None:
+        conds.append(rel.filter)
+    stmt = stmt.where(*conds)
+    nk, nd = len(target.key_columns), len(target.duplicate_key)
+    candidates: dict[tuple[Any, ...], list[str]] = {}
+    for rows in stream(engine, stmt):
+        for row in rows:
+            key = "|".join(str(v) for v in row[:nk])
+            flags = row[nk + nd :]
+            hit = next((t.name for t, f in zip(target.target_only, flags, strict=True) if f), None)
+            if hit is not None:
+                summary.unreached.append((key, "TARGET_ONLY", hit))
+            elif nd and all(v is not None for v in row[nk : nk + nd]):
+                candidates.setdefault(tuple(row[nk : nk + nd]), []).append(key)
+            else:
+                summary.unreached.append((key, "ORPHAN", None))
+    if candidates:
+        _duplicates(spec, engine, rel, reached, candidates, summary)
+
+
+def _duplicates(
+    spec: SurvivalSpec,
+    engine: Engine,
+    rel: Relation,
+    reached: list[Any],
+    candidates: dict[tuple[Any, ...], list[str]],
+    summary: SideSummary,
+) -> None:
+    """An unreached record sharing the duplicate key of a reached one is a DUPLICATED copy."""
+    dup = spec.target.duplicate_key
+    values = list(candidates)
+    originals: dict[tuple[Any, ...], str] = {}
+    for start in range(0, len(values), 500):
+        batch = values[start : start + 500]
+        stmt = (
+            sa.select(*(rel.col(k) for k in dup), *(rel.col(k) for k in spec.target.key_columns))
+            .select_from(rel.from_)
+            .where(sa.and_(*reached), sa.tuple_(*(rel.col(k) for k in dup)).in_(batch))
+        )
+        for row in fetch_all(engine, stmt):
+            originals.setdefault(tuple(row[: len(dup)]), "|".join(str(v) for v in row[len(dup) :]))
+    for value, keys in candidates.items():
+        original = originals.get(value)
+        for key in keys:
+            if original is None:
+                summary.unreached.append((key, "ORPHAN", None))
+            else:
+                summary.unreached.append((key, "DUPLICATED", original))
+                summary.duplicates.append((key, original))
