@@ -29,9 +29,17 @@ demo: setup
 	@echo
 	$(BIN)/continuity target init sqlite:///$(OUT)/product.sqlite
 	@echo
+	@echo "Reconciliation of the ideal target: every class clean (exit 0)."
+	$(BIN)/continuity reconcile --estate $(OUT)/estate --show 0
+	@echo
+	@echo "Reconciliation of the damaged target: every planted defect (defects.json) found (exit 1)."
+	$(BIN)/continuity reconcile --estate $(OUT)/estate --damaged --json $(OUT)/reconciliation.json; \
+	  status=$$?; test $$status -eq 1 || { echo "expected exit 1, got $$status"; exit 1; }
+	@echo
 	@echo "Done. $(OUT)/estate holds the legacy and PoliceWorks databases, gazetteer.csv, the ideal"
-	@echo "target (target.sqlite), its damaged copy with defects.json, and the ground truth"
-	@echo "(truth.sqlite); $(OUT)/product.sqlite is an empty replacement-product database."
+	@echo "target (target.sqlite), its damaged copy with defects.json, the ground truth"
+	@echo "(truth.sqlite) and the work store (work.sqlite); $(OUT)/reconciliation.json holds every"
+	@echo "finding of the damaged run; $(OUT)/product.sqlite is an empty replacement-product database."
 
 lint: setup
 	$(BIN)/ruff check .

@@ -351,14 +351,21 @@ def reconcile_command(
     critical class is accepted (`continuity accept`); 1 otherwise; 2 on error.
     """
     import json
+    import os
 
     from continuity.reconciliation import exceptions_listing, identity_table, resolve
     from continuity.workstore import WorkStore
-    from reconcile.engine import reconcile_all
+    from reconcile.engine import KEY_VARIABLE, reconcile_all
     from reconcile.spec import bundled_specs_dir, load_specs, spec_files
 
     setting = resolve(estate, damaged, sources, target_url, as_of.date() if as_of else None, store)
     loaded = load_specs(spec_files(specs or bundled_specs_dir()))
+    if not os.environ.get(KEY_VARIABLE):
+        click.echo(
+            f"warning: {KEY_VARIABLE} is not set: fingerprints use a development key that "
+            "anyone can reproduce (set it for real data)",
+            err=True,
+        )
     work = WorkStore(setting.store_url)
     accepted = work.accepted()
     with Progress("Reconciling") as progress:
@@ -390,15 +397,21 @@ def reconcile_command(
 def accept_command(
     estate: Path | None, store: str | None, cls: str, key: str, reason: str, system: str | None
 ) -> None:
-    """Accept one exception of the last reconciliation, record by record, with a reason.
+    """Accept one exception of a critical class (firearms warnings), with a reason.
 
-    An accepted record no longer blocks sign-off of its class; the acceptance (who, when, why)
-    is kept across runs.
+    In a critical class anything not placed-and-EQUAL (even REJECTED, EXCLUDED or an unmatched
+    address) blocks sign-off until its owner accepts it here, record by record. The acceptance
+    (who, when, why) is kept across runs. Other classes are made clean by fixing the load.
     """
     from continuity.workstore import WorkStore
 
     work = WorkStore(store or f"sqlite:///{(estate or Path('.')) / 'work.sqlite'}")
     found = work.last_findings(cls, key)
+    if found and not found[0]["critical"]:
+        raise ContinuityError(
+            f"{cls} is not a critical class: its losses are fixed in the load or the spec, "
+            "not accepted record by record"
+        )
     systems = sorted({f["system"] or "target" for f in found})
     if not found:
         raise ContinuityError(f"{cls} {key}: not a finding of the last reconciliation")

@@ -146,10 +146,34 @@ def create_tables(engine: Engine, metadata: MetaData, with_indexes: bool = True)
 
 
 def create_indexes(engine: Engine, metadata: MetaData) -> None:
-    """Create every secondary index of ``metadata`` (after a bulk load)."""
+    """Create every secondary index of ``metadata`` (after a bulk load), then gather statistics.
+
+    A freshly loaded server table has none until autovacuum comes round, and the planner then
+    joins millions of rows by nested loops as if each table held one row.
+    """
     for table in metadata.sorted_tables:
         for index in table.indexes:
             index.create(engine)
+    analyze(engine, metadata)
+
+
+def analyze(engine: Engine, metadata: MetaData) -> None:
+    """Refresh the planner's statistics on ``metadata``'s tables (PostgreSQL and MariaDB)."""
+    from sqlalchemy import text
+
+    if engine.dialect.name == "sqlite":
+        return
+    preparer = engine.dialect.identifier_preparer
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            name = preparer.quote(table.name)
+            conn.execute(
+                text(
+                    f"ANALYZE TABLE {name}"
+                    if engine.dialect.name in MYSQL_FAMILY
+                    else f"ANALYZE {name}"
+                )
+            )
 
 
 def unconstrained(metadata: MetaData) -> MetaData:

@@ -58,6 +58,7 @@ reconcile_finding = Table(
     Column("source_table", String(80), nullable=False),
     Column("record_key", String(200), nullable=False),
     Column("placement", String(20), nullable=False),
+    Column("critical", Integer, nullable=False),
     Column("integrity", String(10)),
     Column("fields", Text),  # JSON list of field diffs
     Column("reason", Text),
@@ -184,6 +185,7 @@ class WorkStore:
                         "source_table": f.table,
                         "record_key": f.key,
                         "placement": f.placement.value,
+                        "critical": int(c.critical),
                         "integrity": f.integrity.value if f.integrity else None,
                         "fields": json.dumps([d.to_dict() for d in f.diffs]) if f.diffs else None,
                         "reason": f.reason,

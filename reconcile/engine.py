@@ -208,13 +208,25 @@ class _Comparison:
         self.placed[(system, placement)] += 1
         if diffs:
             self.altered[system] += 1
-        if placement is Placement.MIGRATED and not diffs:
+        excluded, deferred, _superseded, rejected = sr[3].split("|")
+        flag = (
+            "quarantined"
+            if rejected
+            else f"rule {excluded or deferred}"
+            if excluded or deferred
+            else ""
+        )
+        if placement is Placement.MIGRATED and not diffs and not flag:
             return
         reason = None
         if placement is Placement.MERGED:
             reason = f"declared merge ({tr[3]})"
         elif placement is Placement.DUPLICATED:
             reason = "the target holds this record more than once"
+        if flag:  # e.g. a crime due for MoPI disposal that was migrated all the same
+            reason = f"in the target although {flag} says it should not be" + (
+                f"; {reason}" if reason else ""
+            )
         self.findings.append(
             Finding(
                 self.spec.name,
@@ -516,7 +528,9 @@ class _Comparison:
                     + claims,
                 )
             )
-        tid.explained = tid.total - sum(tid.target_only.values()) - tid.duplicated - tid.orphan
+        # Counted, not derived: the identity then checks that every unreached record was classed.
+        tid.explained = self.tgt.target_reached - len(stale_orphans)
+
         return ClassResult(
             name=spec.name,
             title=spec.title,

@@ -140,7 +140,15 @@ def parse_date(text: str, pivot: int = 70, century: int | None = None) -> dt.dat
     raise UnreadableValue(text)
 
 
+def _whole(name: str, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"{name} must be a whole number, not {value!r}")
+
+
 def _date(pivot: int = 70, century: int | None = None) -> Normaliser:
+    _whole("pivot", pivot)
+    _whole("century", century)
+
     def date(v: Any) -> Any:
         if v is None:
             return None
@@ -161,6 +169,7 @@ def _datetime(pivot: int = 70, local: str | None = None) -> Normaliser:
 
     ``local: Europe/London`` converts wall-clock times to UTC, as legacy systems stored them.
     """
+    _whole("pivot", pivot)
     if local not in (None, "Europe/London"):
         raise ValueError(f"unsupported time zone {local!r}: only Europe/London")
     read_date = _date(pivot)
@@ -348,7 +357,7 @@ def build(name: str, args: Any, base: Path) -> Normaliser:
     if name in _FILE_BASED:
         return builder(**{**(args or {}), "_base": base})
     if name in _POSITIONAL:
-        return builder(*(args if isinstance(args, list) else [args]))
+        return builder(*(args if isinstance(args, list) else [] if args is None else [args]))
     return builder(**(args or {}))
 
 
@@ -377,9 +386,10 @@ def chain(steps: list[Normaliser], memo_size: int = 200_000) -> Normaliser:
 
 
 def _run(steps: list[Normaliser], value: Any) -> Any:
+    raw = value
     try:
         for step in steps:
             value = step(value)
     except UnreadableValue:
-        return Unreadable(str(value))
+        return Unreadable(str(raw))
     return value

@@ -63,6 +63,7 @@ class SideSummary:
     unreached: list[tuple[str, str, str | None]] = field(default_factory=list)
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # copy key, original key
     target_total: int = 0
+    target_reached: int = 0  # target records some crosswalk entry of the class leads to
 
 
 class Spill:
@@ -130,7 +131,7 @@ class Fingerprinter:
 def _holds(c: Condition, attrs: dict[str, Any], as_of: dt.date) -> bool:
     value = attrs.get(c.attribute)
     want = resolve(c.value, as_of)
-    if c.op == "null":
+    if c.op == "is_null":
         return (value is None) == bool(want)
     if value is None or isinstance(value, Unreadable | PartialDate):
         return False
@@ -305,6 +306,7 @@ def _read_source(
                 *match_cols,
                 *_columns_of(source.fields.values()),
                 *_columns_of(source.attributes.values()),
+                *([source.newer_copy.key] if source.newer_copy and source.newer_copy.key else []),
             ]
         )
     )
@@ -449,21 +451,7 @@ def located_statement(spec: SurvivalSpec, source: SourceSpec) -> tuple[Any, list
         ]
         select += [xw.c[c["source_key"]], xw.c[c["rule"]]]
         names += ["match", "rule"]
-        copy = source.newer_copy
-        if copy is not None and copy.compare is not None:
-            x2, _ = crosswalk_table(spec, "x2")
-            select.append(
-                sa.exists()
-                .where(
-                    x2.c[c["target_table"]] == xw.c[c["target_table"]],
-                    x2.c[c["target_key"]] == xw.c[c["target_key"]],
-                    x2.c[c["source_system"]] == copy.system,
-                    x2.c[c["source_table"]] == copy.table,
-                )
-                .label("superseded")
-            )
-        else:
-            select.append(sa.literal(0).label("superseded"))
+        select.append(sa.literal(0).label("superseded"))  # set from copied_targets()
         names.append("superseded")
     else:
         for i, p in enumerate(spec.locate.parents):
@@ -506,6 +494,23 @@ def located_statement(spec: SurvivalSpec, source: SourceSpec) -> tuple[Any, list
     if conds:
         stmt = stmt.where(*conds)
     return stmt, names
+
+
+def copied_targets(spec: SurvivalSpec, source: SourceSpec, engine: Engine) -> frozenset[str]:
+    """Target records the newer copy's system also leads to (their older copy is superseded).
+
+    Read once as a set (one range of the crosswalk's key) rather than probed per row: a probe
+    per row is only fast when the server's planner has statistics, which a fresh load lacks.
+    """
+    copy = source.newer_copy
+    assert copy is not None and spec.locate.crosswalk is not None
+    xw, c = crosswalk_table(spec, "xc")
+    stmt = sa.select(xw.c[c["target_key"]]).where(
+        xw.c[c["source_system"]] == copy.system,
+        xw.c[c["source_table"]] == copy.table,
+        xw.c[c["target_table"]] == spec.locate.crosswalk.target_table,
+    )
+    return frozenset(str(r[0]) for rows in stream(engine, stmt) for r in rows)
 
 
 def run_target_side(task: Task) -> SideSummary:
@@ -570,9 +575,10 @@ def _read_target(
         readers.append(_target_reader(f, source.fields[f.name], positions, as_of))
     compare = source.newer_copy.compare if source.newer_copy else None
     kept = [compare is None or f.name in compare for f in fields]
+    copied = copied_targets(spec, source, engine) if compare is not None else frozenset()
     match_idx = [i for i, n in enumerate(names) if n.startswith("match")]
     key_idx = [i for i, n in enumerate(names) if n.startswith("key")]
-    rule_i, sup_i = pos["rule"], pos["superseded"]
+    rule_i = pos["rule"]
     prefix = f"{source.system}{SEP}"
     is_merge = spec.locate.is_merge
     n = 0
@@ -581,11 +587,11 @@ def _read_target(
         for row in rows:
             match_key = prefix + "|".join(str(row[i]) for i in match_idx)
             texts = [r(row) for r in readers]
-            superseded = bool(row[sup_i])
-            if superseded and compare is not None:
+            target_key = "|".join(str(row[i]) for i in key_idx)
+            superseded = target_key in copied
+            if superseded:
                 texts = [t if k else WILDCARD for t, k in zip(texts, kept, strict=True)]
             canon = SEP.join(texts)
-            target_key = "|".join(str(row[i]) for i in key_idx)
             rule = row[rule_i]
             segment = fp.add(match_key, canon)
             spill.add(
@@ -634,6 +640,10 @@ def _unreached(spec: SurvivalSpec, engine: Engine, summary: SideSummary) -> None
         *(rel.col(k) for k in target.duplicate_key),
         *only,
     ).select_from(rel.from_)
+    counted = sa.select(sa.func.count()).select_from(rel.from_).where(sa.and_(*reached))
+    if rel.filter is not None:
+        counted = counted.where(rel.filter)
+    summary.target_reached = int(fetch_all(engine, counted)[0][0])
     conds = [sa.not_(sa.and_(*reached))]
     if rel.filter is not None:
         conds.append(rel.filter)
@@ -674,6 +684,8 @@ def _duplicates(
             .select_from(rel.from_)
             .where(sa.and_(*reached), sa.tuple_(*(rel.col(k) for k in dup)).in_(batch))
         )
+        if rel.filter is not None:
+            stmt = stmt.where(rel.filter)
         for row in fetch_all(engine, stmt):
             originals.setdefault(tuple(row[: len(dup)]), "|".join(str(v) for v in row[len(dup) :]))
     for value, keys in candidates.items():

@@ -309,7 +309,14 @@ class _Builder:
         validator = jsonschema.Draft202012Validator(json_schema())
         found = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path)))
         for e in found:
-            self.error(tuple(e.absolute_path), _schema_message(e))
+            path = tuple(e.absolute_path)
+            if e.validator in ("additionalProperties", "unevaluatedProperties"):
+                allowed = sorted(_allowed_keys(e.schema))
+                for key in sorted(set(e.instance) - set(allowed), key=str):
+                    hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
+                    self.error((*path, key), f"unknown key{hint}")
+            else:
+                self.error(path, _schema_message(e))
         if found:
             return None
         fields = {name: self.field(("fields", name), name, f) for name, f in data["fields"].items()}
@@ -322,6 +329,12 @@ class _Builder:
                 self.error(("sources", i, "system"), f"system {system!r} appears twice")
         locate = self.locate(data["locate"], sources)
         target = self.target(data["target"])
+        if locate.crosswalk is not None and len(target.key_columns) != 1:
+            self.error(
+                ("target", "key"),
+                "a crosswalk names target records by one key column; this target has "
+                f"{len(target.key_columns)}",
+            )
         spec = SurvivalSpec(
             name=data["class"],
             title=data.get("title", data["class"].replace("_", " ").capitalize()),
@@ -552,6 +565,16 @@ def _digest(data: Any) -> str:
 
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _allowed_keys(schema: dict[str, Any]) -> set[str]:
+    """Keys a schema object allows, following its allOf references (populations)."""
+    keys = set(schema.get("properties", {}))
+    for part in schema.get("allOf", []):
+        ref = part.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            keys |= _allowed_keys(json_schema()["$defs"][ref.rsplit("/", 1)[1]])
+    return keys
 
 
 def _schema_message(error: Any) -> str:

@@ -99,7 +99,7 @@ _OPS = {
     "gt": lambda c, v: c > v,
     "ge": lambda c, v: c >= v,
     "in": lambda c, v: c.in_(v),
-    "null": lambda c, v: c.is_(None) if v else c.is_not(None),
+    "is_null": lambda c, v: c.is_(None) if v else c.is_not(None),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,4 +78,7 @@ def _convert(
             lines[(*path, i)] = item.start_mark.line + 1
             items.append(_convert(item, (*path, i), lines, file, error))
         return items
-    return yaml.SafeLoader("").construct_object(node)
+    value = yaml.SafeLoader("").construct_object(node)
+    if isinstance(value, dt.date):  # a bare 2019-07-01 means the text a spec compares with
+        return value.isoformat()
+    return value

@@ -1,0 +1,220 @@
+"""The bundled specs on the estate: the ideal target is clean, and on the damaged target every
+planted defect is reported with its disposition and nothing else is (no decoy, no noise).
+
+Run on SQLite, on PostgreSQL, and across databases (SQLite sources, PostgreSQL target).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from continuity.estate.defects import COPY_COMPARED, DEFECT_KINDS
+from continuity.estate.generate import EstateOptions, generate_estate
+from reconcile.engine import Connections, reconcile_all
+from reconcile.model import Placement, Reconciliation
+from reconcile.spec import bundled_specs_dir, load_specs, spec_files
+
+Key = tuple[str, str, str, str, str, str, str | None, tuple[str, ...]]
+
+
+def run(estate: Path, target: str) -> Reconciliation:
+    info = json.loads((estate / "estate.json").read_text())
+    dbs = info["databases"]
+    specs = load_specs(spec_files(bundled_specs_dir()))
+    conns = Connections({"legacy": dbs["legacy"], "policeworks": dbs["policeworks"]}, dbs[target])
+    return reconcile_all(specs, conns, dt.date.fromisoformat(info["as_of"]))
+
+
+def reported(result: Reconciliation) -> set[Key]:
+    """Every finding a data owner is shown as an exception."""
+    return {
+        (
+            f.side,
+            f.cls,
+            f.system or "",
+            f.table,
+            f.key,
+            f.placement.value,
+            f.integrity.value if f.integrity else None,
+            tuple(sorted(f.fields)),
+        )
+        for c in result.classes
+        for f in c.exceptions()
+    }
+
+
+def expected(estate: Path, kind: str | None = None) -> set[Key]:
+    manifest = json.loads((estate / "defects.json").read_text())
+    out: set[Key] = set()
+    for d in manifest["defects"]:
+        if kind is not None and d["kind"] != kind:
+            continue
+        for e in d["expect"]:
+            integrity = e.get("integrity")
+            if e["side"] == "source" and e["placement"] in ("MIGRATED", "MERGED", "DUPLICATED"):
+                integrity = integrity or "EQUAL"
+            out.add(
+                (
+                    e["side"],
+                    e["class"],
+                    e.get("system") or "",
+                    e["table"],
+                    e["key"],
+                    e["placement"],
+                    integrity,
+                    tuple(sorted(e.get("fields", []))),
+                )
+            )
+    return out
+
+
+class Runs:
+    def __init__(self, estate: Path) -> None:
+        self.estate = estate
+        self.ideal = run(estate, "target")
+        self.damaged = run(estate, "damaged")
+
+
+@pytest.fixture(scope="module")
+def sqlite_runs(small_estate: Path) -> Runs:
+    return Runs(small_estate)
+
+
+def _server_runs(
+    tmp_path_factory: pytest.TempPathFactory, new_database: Callable[[], str], sources_too: bool
+) -> Runs:
+    out = tmp_path_factory.mktemp("server") / "e"
+    sources = (
+        {"legacy_url": new_database(), "policeworks_url": new_database()} if sources_too else {}
+    )
+    generate_estate(
+        EstateOptions(
+            out=out,
+            persons=2500,
+            seed=7,
+            defects=True,
+            processes=1,
+            target_url=new_database(),
+            damaged_url=new_database(),
+            **sources,
+        )
+    )
+    return Runs(out)
+
+
+@pytest.fixture(scope="module")
+def pg_runs(
+    tmp_path_factory: pytest.TempPathFactory, pg_database_for_module: Callable[[], str]
+) -> Runs:
+    """Everything on PostgreSQL."""
+    return _server_runs(tmp_path_factory, pg_database_for_module, sources_too=True)
+
+
+@pytest.fixture(scope="module")
+def cross_runs(
+    tmp_path_factory: pytest.TempPathFactory, pg_database_for_module: Callable[[], str]
+) -> Runs:
+    """SQLite sources, PostgreSQL targets."""
+    return _server_runs(tmp_path_factory, pg_database_for_module, sources_too=False)
+
+
+ALL_RUNS = [
+    "sqlite_runs",
+    pytest.param("pg_runs", marks=pytest.mark.postgres),
+    pytest.param("cross_runs", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(params=ALL_RUNS)
+def runs(request: pytest.FixtureRequest) -> Runs:
+    value: Runs = request.getfixturevalue(request.param)
+    return value
+
+
+def test_the_ideal_target_is_clean(runs: Runs) -> None:
+    assert runs.ideal.clean(), reported(runs.ideal)
+    for c in runs.ideal.classes:
+        assert all(s.balanced for s in c.sources) and c.target.balanced
+        assert all(s.read > 0 for s in c.sources), c.name
+
+
+@pytest.mark.parametrize("kind", DEFECT_KINDS)
+def test_each_defect_is_reported_with_its_disposition(runs: Runs, kind: str) -> None:
+    want = expected(runs.estate, kind)
+    assert want, f"{kind} was not planted"
+    missed = want - reported(runs.damaged)
+    assert not missed, missed
+
+
+def test_nothing_but_the_defects_is_reported(runs: Runs) -> None:
+    """Precision: no decoy (case, pilot records, merges, MoPI, legal holds, codes, UTC) shows."""
+    extra = reported(runs.damaged) - expected(runs.estate)
+    assert not extra, extra
+
+
+def test_the_case_and_whitespace_decoy_is_equal(sqlite_runs: Runs) -> None:
+    manifest = json.loads((sqlite_runs.estate / "defects.json").read_text())
+    decoy = next(d for d in manifest["decoys"] if d["kind"] == "case_and_whitespace")
+    person = decoy["changes"][0]["key"]["person_id"]
+    persons = next(c for c in sqlite_runs.damaged.classes if c.name == "persons")
+    assert all(f.target_key != person or not f.diffs for f in persons.findings)
+
+
+def _truth(estate: Path, query: str) -> set[tuple[Any, ...]]:
+    with sqlite3.connect(estate / "truth.sqlite") as conn:
+        return set(conn.execute(query).fetchall())
+
+
+def _placed(result: Reconciliation, cls: str, placement: Placement) -> set[tuple[Any, ...]]:
+    c = next(c for c in result.classes if c.name == cls)
+    return {(f.system, f.table, f.key) for f in c.findings if f.placement is placement}
+
+
+def test_exclusions_are_recomputed_exactly_as_the_truth_has_them(sqlite_runs: Runs) -> None:
+    """MoPI recomputed by reconcile, the legal hold overriding it, equals the ground truth."""
+    truth = _truth(
+        sqlite_runs.estate,
+        "SELECT system, source_table, source_key FROM exclusion WHERE outcome = 'EXCLUDED' "
+        "AND source_table IN ('CRIME', 'pw_occurrence')",
+    )
+    assert truth and _placed(sqlite_runs.ideal, "crimes", Placement.EXCLUDED) == truth
+    links = _truth(
+        sqlite_runs.estate,
+        "SELECT system, source_table, source_key FROM exclusion WHERE outcome = 'EXCLUDED' "
+        "AND source_table IN ('CRIME_NOMINAL', 'pw_link')",
+    )
+    assert _placed(sqlite_runs.ideal, "crime_person_links", Placement.EXCLUDED) == links
+
+
+def test_rejections_are_the_quarantine(sqlite_runs: Runs) -> None:
+    truth = _truth(
+        sqlite_runs.estate,
+        "SELECT system, source_table, source_key FROM quarantine WHERE source_table = 'CRIME'",
+    )
+    assert truth and _placed(sqlite_runs.ideal, "crimes", Placement.REJECTED) == truth
+
+
+def test_merges_are_declared_merges(sqlite_runs: Runs) -> None:
+    merged = _placed(sqlite_runs.ideal, "persons", Placement.MERGED)
+    truth = _truth(
+        sqlite_runs.estate,
+        "SELECT COUNT(*) FROM person_record",
+    )
+    humans = _truth(sqlite_runs.estate, "SELECT COUNT(*) FROM human")
+    assert len(merged) == next(iter(truth))[0] - next(iter(humans))[0]
+
+
+def test_the_defect_manifest_follows_the_bundled_specs() -> None:
+    """defects.py states which fields a legacy copy is compared on: the specs must agree."""
+    specs = {s.name: s for s in load_specs(spec_files(bundled_specs_dir()))}
+    for cls, fields in COPY_COMPARED.items():
+        legacy = next(s for s in specs[cls].sources if s.system == "legacy")
+        assert legacy.newer_copy is not None
+        assert set(legacy.newer_copy.compare or ()) == fields
