@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from continuity.domain.connect import engine_for
 from continuity.domain.dates import dob_evidence_agrees
 from continuity.domain.errors import ReconcileError
+from reconcile.columns import SEP, text
 from reconcile.model import (
     ClassResult,
     FieldDiff,
@@ -39,7 +40,6 @@ from reconcile.model import (
 )
 from reconcile.sides import (
     NULL,
-    SEP,
     WILDCARD,
     SideSummary,
     Task,
@@ -48,7 +48,6 @@ from reconcile.sides import (
     run_source_side,
     run_target_side,
     segment_of,
-    text,
 )
 from reconcile.spec import FieldSpec, SurvivalSpec
 from reconcile.sql import Relation, fetch_all

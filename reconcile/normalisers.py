@@ -165,36 +165,50 @@ def _date(pivot: int = 70, century: int | None = None) -> Normaliser:
 
 
 def _datetime(pivot: int = 70, local: str | None = None) -> Normaliser:
-    """Read a timestamp (text ``<date> HH:MM[:SS]`` or a datetime) to the minute.
+    """Read a timestamp (text ``<date> HH:MM[:SS]`` or a datetime) to the minute, as text.
 
     ``local: Europe/London`` converts wall-clock times to UTC, as legacy systems stored them.
+    The result is ``YYYY-MM-DD HH:MM``: every side's timestamps compare as the same text.
     """
     _whole("pivot", pivot)
     if local not in (None, "Europe/London"):
         raise ValueError(f"unsupported time zone {local!r}: only Europe/London")
     read_date = _date(pivot)
+    days: dict[str, Any] = {}  # date text -> date: dates repeat where timestamps do not
+
+    def day_of(date_text: str) -> Any:
+        day = days.get(date_text)
+        if day is None:
+            day = read_date(date_text)
+            if len(days) < 100_000:
+                days[date_text] = day
+        return day
 
     def datetime_(v: Any) -> Any:
         if v is None:
             return None
         if isinstance(v, dt.datetime):
-            value = v.replace(second=0, microsecond=0, tzinfo=None)
+            value = v.replace(tzinfo=None)
         else:
             text = str(v).strip()
             if not text or text in _ZERO_DATES:
                 return None
-            if len(text) > 10 and text[10] == "T":  # ISO 8601
+            if not local and len(text) >= 16 and text[4] == "-" and text[13] == ":":
+                return f"{text[:10]} {text[11:16]}"  # ISO text (SQLite): already UTC
+            if len(text) > 10 and text[10] == "T":
                 text = f"{text[:10]} {text[11:]}"
             date_text, _, time_text = text.partition(" ")
-            day = read_date(date_text)
+            day = day_of(date_text)
             if not isinstance(day, dt.date):
                 raise UnreadableValue(text)
-            hh, _, rest = time_text.partition(":")
             try:
-                value = dt.datetime(day.year, day.month, day.day, int(hh or 0), int(rest[:2] or 0))
+                hour, minute = int(time_text[:2] or 0), int(time_text[3:5] or 0)
+                value = dt.datetime(day.year, day.month, day.day, hour, minute)
             except ValueError as exc:
                 raise UnreadableValue(text) from exc
-        return london_to_utc(value) if local else value
+        if local:
+            value = london_to_utc(value)
+        return value.isoformat(" ", "minutes")
 
     return datetime_
 
@@ -361,35 +375,29 @@ def build(name: str, args: Any, base: Path) -> Normaliser:
     return builder(**(args or {}))
 
 
-def chain(steps: list[Normaliser], memo_size: int = 200_000) -> Normaliser:
-    """Compose ``steps`` into one function, memoised on hashable inputs.
+def chain(steps: list[Normaliser]) -> Normaliser:
+    """Compose ``steps`` into one function; a value a step cannot read becomes Unreadable.
 
-    The memo is cleared when it reaches ``memo_size`` entries, so memory stays bounded on a
-    high-cardinality field (timestamps) while low-cardinality ones (codes, dates) hit it.
+    Memoisation is the caller's (a column's values, :mod:`reconcile.columns`).
     """
-    memo: dict[Any, Any] = {}
+    if len(steps) == 1:
+        (step,) = steps
+
+        def one(value: Any) -> Any:
+            try:
+                return step(value)
+            except UnreadableValue:
+                return Unreadable(str(value))
+
+        return one
 
     def apply(value: Any) -> Any:
+        raw = value
         try:
-            return memo[value]
-        except KeyError:
-            pass
-        except TypeError:  # unhashable: compute without the memo
-            return _run(steps, value)
-        out = _run(steps, value)
-        if len(memo) >= memo_size:
-            memo.clear()
-        memo[value] = out
-        return out
+            for step in steps:
+                value = step(value)
+        except UnreadableValue:
+            return Unreadable(str(raw))
+        return value
 
     return apply
-
-
-def _run(steps: list[Normaliser], value: Any) -> Any:
-    raw = value
-    try:
-        for step in steps:
-            value = step(value)
-    except UnreadableValue:
-        return Unreadable(str(raw))
-    return value

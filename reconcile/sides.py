@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from hashlib import blake2b
 from pathlib import Path
@@ -24,25 +24,24 @@ from sqlalchemy import Engine
 
 from continuity.domain.connect import engine_for
 from continuity.domain.digest import canonical
-from reconcile.normalisers import PartialDate, Unreadable
-from reconcile.spec import Binding, Condition, FieldSpec, Rule, SourceSpec, SurvivalSpec, resolve
+from reconcile.columns import SEP, ColumnText, RuleVerdicts, joined
+from reconcile.normalisers import Normaliser, PartialDate, Unreadable
+from reconcile.spec import (
+    Binding,
+    Condition,
+    FieldSpec,
+    NormaliserSpec,
+    Population,
+    Rule,
+    SourceSpec,
+    SurvivalSpec,
+    resolve,
+)
 from reconcile.sql import Relation, _where_columns, fetch_all, stream, where
 
-SEP = "\x1f"  # between fields of the canonical text
 WILDCARD = "\x00*"  # a field that is not compared for this record (a superseded copy)
 NULL = canonical(None)
-_ESCAPE = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t", SEP: " "})
 MASK64 = (1 << 64) - 1
-
-
-def text(value: Any) -> str:
-    """Canonical text of a normalised value, safe inside one spill line."""
-    if isinstance(value, Unreadable):
-        return "\x00!" + value.raw.translate(_ESCAPE)
-    if isinstance(value, PartialDate):
-        return str(value)
-    out = canonical(value)
-    return out.translate(_ESCAPE) if isinstance(value, str) else out
 
 
 def segment_of(match_key: str, segments: int) -> int:
@@ -170,41 +169,26 @@ def first_rule(rules: Iterable[Rule], attrs: dict[str, Any], as_of: dt.date) -> 
 # --- the source side -------------------------------------------------------------------------
 
 
-def _reader(
-    binding: Binding, fallback: FieldSpec | None, index: dict[str, int], as_of: dt.date
-) -> Callable:
-    """A function row -> normalised value for one binding."""
-    spec = binding.normalise or (fallback.normalise if fallback else None)
-    norm = spec.build(as_of) if spec is not None else (lambda v: v)
-    if not binding.columns:
-        const = norm(binding.const)
-        return lambda row: const
-    if len(binding.columns) == 1:
-        i = index[binding.columns[0]]
-        return lambda row: norm(row[i])
-    idx = [index[c] for c in binding.columns]
-    return lambda row: norm(tuple(row[i] for i in idx))
+def _norm(spec: NormaliserSpec | None, as_of: dt.date) -> Normaliser:
+    return spec.build(as_of) if spec is not None else (lambda v: v)
 
 
-def _text_reader(binding: Binding, f: FieldSpec, index: dict[str, int], as_of: dt.date) -> Callable:
-    """row -> canonical text, memoised on the raw value (most fields repeat)."""
-    read = _reader(binding, f, index, as_of)
-    if len(binding.columns) != 1:
-        return lambda row: text(read(row))
-    i = index[binding.columns[0]]
-    memo: dict[Any, str] = {}
+def _column_text(
+    binding: Binding, f: FieldSpec, index: dict[str, int], as_of: dt.date
+) -> ColumnText:
+    """A source field's texts per batch (the binding's normaliser, else the field's)."""
+    norm = _norm(binding.normalise or f.normalise, as_of)
+    return ColumnText(norm, [index[c] for c in binding.columns], binding.const)
 
-    def text_of(row: Any) -> str:
-        raw = row[i]
-        try:
-            return memo[raw]
-        except KeyError:
-            out = memo[raw] = text(read(row))
-            if len(memo) > 100_000:
-                memo.clear()
-            return out
 
-    return text_of
+def _verdicts(
+    source: SourceSpec, attributes: dict[str, Binding], index: dict[str, int], as_of: dt.date
+) -> RuleVerdicts:
+    readers = [
+        (name, _norm(b.normalise, as_of), [index[c] for c in b.columns], b.const)
+        for name, b in attributes.items()
+    ]
+    return RuleVerdicts(source.exclude, source.defer, readers, as_of, first_rule)
 
 
 def _columns_of(bindings: Iterable[Binding]) -> list[str]:
@@ -267,22 +251,15 @@ def _newer_copies(
     copy = source.newer_copy
     assert copy is not None
     engine = engines.setdefault(copy.system, engine_for(task.urls[copy.system]))
-    from reconcile.spec import Population
-
-    names = list(copy.attributes)
     cols = [copy.column, *_columns_of(copy.attributes.values())]
     rel = Relation(Population(copy.table, None), cols)
     stmt = sa.select(*(rel.col(c) for c in cols)).select_from(rel.from_)
     stmt = stmt.where(rel.col(copy.column).is_not(None))
-    index = {c: i for i, c in enumerate(cols)}
-    readers = [_reader(copy.attributes[n], None, index, task.as_of) for n in names]
+    verdicts = _verdicts(source, copy.attributes, {c: i for i, c in enumerate(cols)}, task.as_of)
     out: dict[str, tuple[str | None, str | None]] = {}
     for rows in stream(engine, stmt):
-        for row in rows:
-            attrs = {n: r(row) for n, r in zip(names, readers, strict=True)}
-            ex = first_rule(source.exclude, attrs, task.as_of)
-            de = first_rule(source.defer, attrs, task.as_of)
-            out[str(row[0])] = (ex.name if ex else None, de.name if de else None)
+        columns = list(zip(*rows, strict=True))
+        out.update(zip(map(str, columns[0]), verdicts(columns, len(rows)), strict=True))
     return out
 
 
@@ -317,9 +294,8 @@ def _read_source(
     index = {c: i for i, c in enumerate(cols)}
     key_idx = [index[c] for c in source.key]
     match_idx = [index[c] for c in match_cols]
-    readers = [_text_reader(source.fields[f.name], f, index, as_of) for f in fields]
-    attr_names = list(source.attributes)
-    attr_readers = [_reader(source.attributes[n], None, index, as_of) for n in attr_names]
+    converters = [_column_text(source.fields[f.name], f, index, as_of) for f in fields]
+    verdicts = _verdicts(source, source.attributes, index, as_of)
     copy_key_idx = (
         index[source.newer_copy.key] if source.newer_copy and source.newer_copy.key else None
     )
@@ -327,50 +303,63 @@ def _read_source(
     kept = [compare is None or f.name in compare for f in fields]
     system, table = source.system, source.crosswalk_table
     prefix = f"{system}{SEP}"
-    add, put = fp.add, spill.add
+    put = spill.add
     counts = summary.system_counts.setdefault(system, [0] * spec.segments)
+    segments, sums, seg_counts, mac_key = fp.segments, fp.sums, fp.counts, fp.key
     n = 0
-    single_key = len(key_idx) == 1 and source.key_format is None
     for rows in stream(engine, stmt):
-        n += len(rows)
-        for row in rows:
-            if single_key:
-                raw = row[key_idx[0]]
-                key = "" if raw is None else str(raw)
-            else:
-                key = source.key_text(tuple(row[i] for i in key_idx))
-            match = key if not match_idx else "|".join(str(row[i]) for i in match_idx)
-            texts = [r(row) for r in readers]
-            copy_of = copies.get(key if copy_key_idx is None else str(row[copy_key_idx]))
-            superseded = copy_of is not None
+        size = len(rows)
+        n += size
+        columns = list(zip(*rows, strict=True))
+        if len(key_idx) == 1 and source.key_format is None:
+            keys = ["" if v is None else str(v) for v in columns[key_idx[0]]]
+        else:
+            keys = [source.key_text(k) for k in zip(*(columns[i] for i in key_idx), strict=True)]
+        matches = (
+            ["|".join(map(str, m)) for m in zip(*(columns[i] for i in match_idx), strict=True)]
+            if match_idx
+            else keys
+        )
+        texts = [convert(columns, size) for convert in converters]
+        canons = joined(texts, size)
+        wild = [WILDCARD] * size
+        subset = (
+            joined([t if k else wild for t, k in zip(texts, kept, strict=True)], size)
+            if compare is not None and copies
+            else canons
+        )
+        own = verdicts(columns, size)
+        copy_keys = keys if copy_key_idx is None else list(map(str, columns[copy_key_idx]))
+        for i in range(size):
+            key = keys[i]
+            copy_of = copies.get(copy_keys[i]) if copies else None
             if copy_of is not None:
                 excluded, deferred = copy_of
-                if compare is not None:
-                    texts = [t if k else WILDCARD for t, k in zip(texts, kept, strict=True)]
-            elif source.exclude or source.defer:
-                attrs = {a: r(row) for a, r in zip(attr_names, attr_readers, strict=True)}
-                ex = first_rule(source.exclude, attrs, as_of)
-                de = first_rule(source.defer, attrs, as_of)
-                excluded, deferred = (ex.name if ex else None), (de.name if de else None)
+                canon = subset[i]
             else:
-                excluded = deferred = None
-            reason = rejected.get((system, table, key))
-            flags = "|".join(
-                (
-                    excluded or "",
-                    deferred or "",
-                    "S" if superseded else "",
-                    "R" if reason is not None else "",
-                )
-            )
-            match_key = prefix + match
-            canon = SEP.join(texts)
+                excluded, deferred = own[i]
+                canon = canons[i]
+            reason = rejected.get((system, table, key)) if rejected else None
+            match_key = prefix + matches[i]
+            mk = match_key.encode()
+            segment = zlib.crc32(mk) % segments
             counted = excluded is None and deferred is None and reason is None
-            segment = add(match_key, canon, counted)
-            put(segment, f"{match_key}\t{canon}\t{key}\t{flags}\n")
             if counted:
+                data = mk + b"\x1e" + canon.encode()
+                value = int.from_bytes(blake2b(data, key=mac_key, digest_size=8).digest(), "big")
+                seg_counts[segment] += 1
+                sums[segment] = (sums[segment] + value) & MASK64
                 counts[segment] += 1
+                flags = "||S|" if copy_of is not None else "|||"
             else:
+                flags = "|".join(
+                    (
+                        excluded or "",
+                        deferred or "",
+                        "S" if copy_of is not None else "",
+                        "R" if reason is not None else "",
+                    )
+                )
                 summary.flagged.append(
                     (
                         match_key,
@@ -382,6 +371,7 @@ def _read_source(
                         system,
                     )
                 )
+            put(segment, f"{match_key}\t{canon}\t{key}\t{flags}\n")
     return n
 
 
@@ -531,29 +521,6 @@ def run_target_side(task: Task) -> SideSummary:
     return summary
 
 
-def _target_reader(
-    f: FieldSpec, binding: Binding, positions: list[int], as_of: dt.date
-) -> Callable:
-    spec = binding.target_normalise or f.target_normalise or f.normalise
-    norm = spec.build(as_of)
-    if len(positions) == 1:
-        i = positions[0]
-        memo: dict[Any, str] = {}
-
-        def text_of(row: Any) -> str:
-            raw = row[i]
-            try:
-                return memo[raw]
-            except KeyError:
-                out = memo[raw] = text(norm(raw))
-                if len(memo) > 100_000:
-                    memo.clear()
-                return out
-
-        return text_of
-    return lambda row: text(norm(tuple(row[i] for i in positions)))
-
-
 def _read_target(
     spec: SurvivalSpec,
     source: SourceSpec,
@@ -566,13 +533,15 @@ def _read_target(
     stmt, names = located_statement(spec, source)
     pos = {n: i for i, n in enumerate(names)}
     fields = list(spec.fields.values())
-    readers = []
+    converters = []
     for f in fields:
         if f.translate:
             positions = [pos[f"field:{f.name}"]]
         else:
             positions = [pos[f"field:{f.name}:{c}"] for c in f.target]
-        readers.append(_target_reader(f, source.fields[f.name], positions, as_of))
+        binding = source.fields[f.name]
+        norm = _norm(binding.target_normalise or f.target_normalise or f.normalise, as_of)
+        converters.append(ColumnText(norm, positions))
     compare = source.newer_copy.compare if source.newer_copy else None
     kept = [compare is None or f.name in compare for f in fields]
     copied = copied_targets(spec, source, engine) if compare is not None else frozenset()
@@ -581,22 +550,43 @@ def _read_target(
     rule_i = pos["rule"]
     prefix = f"{source.system}{SEP}"
     is_merge = spec.locate.is_merge
+    put = spill.add
+    segments, sums, seg_counts, mac_key = fp.segments, fp.sums, fp.counts, fp.key
     n = 0
     for rows in stream(engine, stmt):
-        n += len(rows)
-        for row in rows:
-            match_key = prefix + "|".join(str(row[i]) for i in match_idx)
-            texts = [r(row) for r in readers]
-            target_key = "|".join(str(row[i]) for i in key_idx)
+        size = len(rows)
+        n += size
+        columns = list(zip(*rows, strict=True))
+        if len(match_idx) == 1:
+            matches = [prefix + str(v) for v in columns[match_idx[0]]]
+        else:
+            matches = [
+                prefix + "|".join(map(str, m))
+                for m in zip(*(columns[i] for i in match_idx), strict=True)
+            ]
+        if len(key_idx) == 1:
+            target_keys = list(map(str, columns[key_idx[0]]))
+        else:
+            target_keys = [
+                "|".join(map(str, k)) for k in zip(*(columns[i] for i in key_idx), strict=True)
+            ]
+        texts = [convert(columns, size) for convert in converters]
+        canons = joined(texts, size)
+        if copied:
+            wild = [WILDCARD] * size
+            subset = joined([t if k else wild for t, k in zip(texts, kept, strict=True)], size)
+        rules = columns[rule_i]
+        for i in range(size):
+            match_key, target_key, rule = matches[i], target_keys[i], rules[i]
             superseded = target_key in copied
-            if superseded:
-                texts = [t if k else WILDCARD for t, k in zip(texts, kept, strict=True)]
-            canon = SEP.join(texts)
-            rule = row[rule_i]
-            segment = fp.add(match_key, canon)
-            spill.add(
-                segment, f"{match_key}\t{canon}\t{target_key}\t{rule or ''}\t{int(superseded)}\n"
-            )
+            canon = subset[i] if superseded else canons[i]
+            mk = match_key.encode()
+            segment = zlib.crc32(mk) % segments
+            data = mk + b"\x1e" + canon.encode()
+            value = int.from_bytes(blake2b(data, key=mac_key, digest_size=8).digest(), "big")
+            seg_counts[segment] += 1
+            sums[segment] = (sums[segment] + value) & MASK64
+            put(segment, f"{match_key}\t{canon}\t{target_key}\t{rule or ''}\t{int(superseded)}\n")
             if rule is not None and is_merge(rule):
                 summary.merged.append((match_key, target_key, rule))
     return n
