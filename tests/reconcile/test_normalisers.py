@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from continuity.domain.dates import london_to_utc
-from reconcile.normalisers import PartialDate, Unreadable, build, chain, parse_date
 from reconcile.columns import text
+from reconcile.normalisers import PartialDate, Unreadable, build, chain, parse_date
 
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
