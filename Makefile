@@ -54,6 +54,7 @@ test-slow: setup
 	$(BIN)/pytest -q -m slow
 
 bench: setup
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/run.py
 
 clean:

@@ -164,51 +164,81 @@ def _date(pivot: int = 70, century: int | None = None) -> Normaliser:
     return date
 
 
+#: "HH:MM" -> (the same wall time an hour earlier, whether that falls on the day before)
+_HOUR_EARLIER = {
+    f"{h:02d}:{m:02d}": (f"{(h - 1) % 24:02d}:{m:02d}", h == 0)
+    for h in range(24)
+    for m in range(60)
+}
+
+
 def _datetime(pivot: int = 70, local: str | None = None) -> Normaliser:
     """Read a timestamp (text ``<date> HH:MM[:SS]`` or a datetime) to the minute, as text.
 
     ``local: Europe/London`` converts wall-clock times to UTC, as legacy systems stored them.
     The result is ``YYYY-MM-DD HH:MM``: every side's timestamps compare as the same text.
+
+    Timestamps hardly repeat but their dates do: each date is read once (with whether London
+    was on summer time all that day), and a time of day is then only shifted as text.
     """
     _whole("pivot", pivot)
     if local not in (None, "Europe/London"):
         raise ValueError(f"unsupported time zone {local!r}: only Europe/London")
     read_date = _date(pivot)
-    days: dict[str, Any] = {}  # date text -> date: dates repeat where timestamps do not
+    days: dict[str, tuple[str, str, int]] = {}  # date text -> (ISO, day before, offset kind)
 
-    def day_of(date_text: str) -> Any:
-        day = days.get(date_text)
-        if day is None:
+    def day_of(date_text: str) -> tuple[str, str, int]:
+        info = days.get(date_text)
+        if info is None:
             day = read_date(date_text)
+            if not isinstance(day, dt.date):
+                raise UnreadableValue(date_text)
+            start = london_to_utc(dt.datetime(day.year, day.month, day.day))
+            end = london_to_utc(dt.datetime(day.year, day.month, day.day, 23, 59))
+            gap = (dt.datetime(day.year, day.month, day.day) - start).total_seconds()
+            same = gap == (dt.datetime(day.year, day.month, day.day, 23, 59) - end).total_seconds()
+            kind = (1 if gap == 3600 else 0) if same else 2  # 2: the clocks change that day
+            info = (day.isoformat(), (day - dt.timedelta(days=1)).isoformat(), kind)
             if len(days) < 100_000:
-                days[date_text] = day
-        return day
+                days[date_text] = info
+        return info
+
+    def slow(date_text: str, time_text: str, text: str) -> str:
+        day = read_date(date_text)
+        if not isinstance(day, dt.date):
+            raise UnreadableValue(text)
+        try:
+            hour, minute = int(time_text[:2] or 0), int(time_text[3:5] or 0)
+            value = dt.datetime(day.year, day.month, day.day, hour, minute)
+        except ValueError as exc:
+            raise UnreadableValue(text) from exc
+        return (london_to_utc(value) if local else value).isoformat(" ", "minutes")
 
     def datetime_(v: Any) -> Any:
         if v is None:
             return None
         if isinstance(v, dt.datetime):
             value = v.replace(tzinfo=None)
-        else:
-            text = str(v).strip()
-            if not text or text in _ZERO_DATES:
-                return None
-            if not local and len(text) >= 16 and text[4] == "-" and text[13] == ":":
-                return f"{text[:10]} {text[11:16]}"  # ISO text (SQLite): already UTC
-            if len(text) > 10 and text[10] == "T":
-                text = f"{text[:10]} {text[11:]}"
-            date_text, _, time_text = text.partition(" ")
-            day = day_of(date_text)
-            if not isinstance(day, dt.date):
-                raise UnreadableValue(text)
-            try:
-                hour, minute = int(time_text[:2] or 0), int(time_text[3:5] or 0)
-                value = dt.datetime(day.year, day.month, day.day, hour, minute)
-            except ValueError as exc:
-                raise UnreadableValue(text) from exc
-        if local:
-            value = london_to_utc(value)
-        return value.isoformat(" ", "minutes")
+            return (london_to_utc(value) if local else value).isoformat(" ", "minutes")
+        text = str(v).strip()
+        if not text or text in _ZERO_DATES:
+            return None
+        if len(text) > 10 and text[10] == "T":
+            text = f"{text[:10]} {text[11:]}"
+        date_text, _, time_text = text.partition(" ")
+        hhmm = time_text[:5] if time_text else "00:00"
+        if hhmm not in _HOUR_EARLIER or (len(time_text) > 5 and time_text[5] != ":"):
+            return slow(date_text, time_text, text)
+        try:
+            iso, before, kind = day_of(date_text)
+        except UnreadableValue:
+            raise UnreadableValue(text) from None
+        if not local or kind == 0:
+            return f"{iso} {hhmm}"
+        if kind == 2:
+            return slow(date_text, time_text, text)
+        earlier, back = _HOUR_EARLIER[hhmm]
+        return f"{before if back else iso} {earlier}"
 
     return datetime_
 
