@@ -254,9 +254,11 @@ class _Comparison:
         else:
             placement = Placement.MISSING
             reason = note or (
-                "no crosswalk entry leads to a target record"
-                if self.spec.locate.crosswalk is not None
-                else "no target record links these parents"
+                "no target record links these parents"
+                if self.spec.locate.crosswalk is None
+                else "no crosswalk entry leads to a target record"
+                if self.spec.target.population.where is None
+                else "no crosswalk entry leads to a target record of this class's population"
             )
         self.placed[(system, placement)] += 1
         self.findings.append(

@@ -44,6 +44,9 @@ DEFECT_KINDS = (
     "orphan_record",
     "open_investigation_closed",
     "flagged_location_unmatched",
+    "intelligence_marked_reviewed",
+    "bail_return_date_moved",
+    "safeguarding_referral_dropped",
 )
 #: Fields reconcile still compares on a legacy copy of a crime PoliceWorks took over in 2019
 #: (the bundled specs' ``newer_copy.compare``; a test keeps the two in step).
@@ -456,6 +459,40 @@ class DefectPlanter:
         )
         return ctx.location_warning_expect(pid, "MIGRATED", "ALTERED", ["address_matched"])
 
+    def _intelligence_marked_reviewed(
+        self, ctx: _Context, d: Damage
+    ) -> list[dict[str, Any]] | None:
+        """GMP's backlog: a report awaiting review arrives marked reviewed, so nobody reads it."""
+        for intel in ctx.chunk.intel:
+            if intel.review_state != "AWAITING_REVIEW" or intel.human in ctx.used:
+                continue
+            ik = target_key("intelligence_report", POLICEWORKS, ctx.chunk.guid("intel", intel.iid))
+            d.update("intelligence_report", lambda r, ik=ik: r[0] == ik, review_state="REVIEWED")
+            return ctx.target_expect(ik, "intelligence", "MIGRATED", "ALTERED", ["review_state"])
+        return None
+
+    def _bail_return_date_moved(self, ctx: _Context, d: Damage) -> list[dict[str, Any]] | None:
+        ci = ctx.take_crime(lambda c: bool(c.bail))
+        if ci is None:
+            return None
+        bail_key = next(r[0] for r in ctx.ideal["bail"] if r[2] == ctx.idx.event_key[ci])
+        row = next(r for r in ctx.ideal["bail"] if r[0] == bail_key)
+        moved = row[col("bail", "return_date")] + dt.timedelta(days=28)
+        d.update("bail", lambda r: r[0] == bail_key, return_date=moved)
+        return ctx.target_expect(bail_key, "bail", "MIGRATED", "ALTERED", ["return_date"])
+
+    def _safeguarding_referral_dropped(
+        self, ctx: _Context, d: Damage
+    ) -> list[dict[str, Any]] | None:
+        ci = ctx.take_crime(lambda c: bool(c.referrals))
+        if ci is None:
+            return None
+        ek = ctx.idx.event_key[ci]
+        rk = next(r[0] for r in ctx.ideal["safeguarding_referral"] if r[2] == ek)
+        d.delete("safeguarding_referral", lambda r: r[0] == rk)
+        d.delete("migration_crosswalk", column_is("migration_crosswalk", "target_key", rk))
+        return ctx.target_expect(rk, "safeguarding", "MISSING")
+
     def _case_decoy(self, ctx: _Context, d: Damage) -> None:
         hi = ctx.take_simple_person()
         if hi is None:
@@ -571,6 +608,17 @@ class _Context:
             self.used_places.add(pid)
             return pid
         return None
+
+    def target_expect(
+        self,
+        target: str,
+        cls: str,
+        placement: str,
+        integrity: str | None = None,
+        fields: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Expectations on every source record the ideal crosswalk leads to ``target``."""
+        return self._expect(cls, self._sources_of(target), placement, integrity, fields)
 
     def target_link(self, row: tuple[Any, ...]) -> dict[str, Any]:
         """A target-side expectation on one event_person row."""

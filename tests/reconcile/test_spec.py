@@ -54,6 +54,7 @@ def test_every_bundled_spec_loads() -> None:
     names = {s.name for s in load_specs(spec_files(bundled_specs_dir()))}
     assert {"persons", "firearms_persons", "firearms_locations", "crimes"} <= names
     assert {"crime_person_links", "open_investigations", "locations"} <= names
+    assert {"bail", "intelligence", "safeguarding", "restriction_codes"} <= names
 
 
 @pytest.mark.parametrize(
