@@ -110,12 +110,16 @@ def exceptions_listing(
         for f in ex[:limit]:
             fields = ", ".join(f"{d.field} {d.source!r}->{d.target!r}" for d in f.diffs)
             where = f"{f.system} {f.table}" if f.system else f"target {f.table}"
-            lines.append(
-                f"  {f.placement.value:<10} {f.integrity.value if f.integrity else '':<8} "
-                f"{where} {f.key}"
-                + (f"  [{fields}]" if fields else "")
-                + (f"  ({f.reason})" if f.reason and not fields else "")
-            )
+            integrity = f.integrity.value if f.integrity else ""
+            line = f"  {f.placement.value:<10} {integrity:<8} {where} {f.key}"
+            if fields:
+                line += f"  [{fields}]"
+            elif f.reason:
+                line += f"  ({f.reason})"
+            if f.candidates:
+                shown = ", ".join(f"{c['target_key']} ({c['score']:.2f})" for c in f.candidates)
+                line += f"\n      may be: {shown}"
+            lines.append(line)
         if len(ex) > limit:
             lines.append(f"  ... and {len(ex) - limit:,} more (see --json or the work store)")
     return "\n".join(lines)

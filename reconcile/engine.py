@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import multiprocessing
 import os
@@ -27,6 +28,7 @@ import sqlalchemy as sa
 from continuity.domain.connect import engine_for
 from continuity.domain.dates import dob_evidence_agrees
 from continuity.domain.errors import ReconcileError
+from reconcile.candidates import find_candidates, missing_people
 from reconcile.columns import SEP, text
 from reconcile.model import (
     ClassResult,
@@ -126,6 +128,7 @@ class _Comparison:
         self.flagged = {f[0]: f for f in source.flagged}
         self.drills: list[tuple[list[str], list[str], Placement]] = []
         self._spill_keys: dict[int, set[str]] = {}
+        self.missing_texts: list[tuple[int, str, str]] = []
         self.unfiltered = {s.system for s in spec.sources if s.population.where is None}
 
     # -- the comparison --------------------------------------------------------------------
@@ -145,7 +148,22 @@ class _Comparison:
         self._equal_segments()
         self._duplicated_sources()
         orphans = self._stale(stale)
+        self._candidates()
         return self._result(orphans, len(differing))
+
+    def _candidates(self) -> None:
+        """Likely target persons for each MISSING person (a diagnostic, not a placement)."""
+        if not self.missing_texts or self.spec.candidates is None:
+            return
+        people = missing_people(self.spec, [(str(i), canon) for i, _, canon in self.missing_texts])
+        found = find_candidates(
+            self.spec, self.task.urls["target"], people, self.spec.candidates.limit
+        )
+        for i, _key, _canon in self.missing_texts:
+            if str(i) in found:
+                self.findings[i] = dataclasses.replace(
+                    self.findings[i], candidates=tuple(found[str(i)])
+                )
 
     def _segment(self, segment: int) -> list[tuple[str, str]]:
         d = self.task.directory
@@ -261,6 +279,8 @@ class _Comparison:
                 else "no crosswalk entry leads to a target record of this class's population"
             )
         self.placed[(system, placement)] += 1
+        if placement is Placement.MISSING and self.spec.candidates is not None:
+            self.missing_texts.append((len(self.findings), key, sr[1]))
         self.findings.append(
             Finding(
                 self.spec.name,

@@ -205,6 +205,16 @@ class Quarantine:
 
 
 @dataclass(frozen=True)
+class Candidates:
+    """Which fields hold a person's names and date of birth, for missing-person diagnostics."""
+
+    forename: str
+    surname: str
+    dob: str
+    limit: int
+
+
+@dataclass(frozen=True)
 class SurvivalSpec:
     """One class of record that must survive: its sources, target and comparison."""
 
@@ -221,6 +231,7 @@ class SurvivalSpec:
     fields: dict[str, FieldSpec]
     sources: tuple[SourceSpec, ...]
     quarantine: Quarantine | None
+    candidates: Candidates | None = None
 
     @property
     def critical(self) -> bool:
@@ -349,6 +360,7 @@ class _Builder:
             fields=fields,
             sources=sources,
             quarantine=self.quarantine(data.get("quarantine")),
+            candidates=self.candidates(data.get("candidates"), fields),
         )
         return None if self.errors else spec
 
@@ -549,6 +561,16 @@ class _Builder:
                 TargetOnly(t["name"], t["where"]) for t in data.get("target_only", ())
             ),
         )
+
+    def candidates(
+        self, data: dict[str, Any] | None, fields: dict[str, FieldSpec]
+    ) -> Candidates | None:
+        if data is None:
+            return None
+        for role in ("forename", "surname", "dob"):
+            if data[role] not in fields:
+                self.error(("candidates", role), f"not a field of this class: {data[role]!r}")
+        return Candidates(data["forename"], data["surname"], data["dob"], data.get("limit", 5))
 
     def quarantine(self, data: dict[str, Any] | None) -> Quarantine | None:
         if data is None:

@@ -467,7 +467,11 @@ class DefectPlanter:
             if intel.review_state != "AWAITING_REVIEW" or intel.human in ctx.used:
                 continue
             ik = target_key("intelligence_report", POLICEWORKS, ctx.chunk.guid("intel", intel.iid))
-            d.update("intelligence_report", lambda r, ik=ik: r[0] == ik, review_state="REVIEWED")
+            d.update(
+                "intelligence_report",
+                column_is("intelligence_report", "intel_id", ik),
+                review_state="REVIEWED",
+            )
             return ctx.target_expect(ik, "intelligence", "MIGRATED", "ALTERED", ["review_state"])
         return None
 
