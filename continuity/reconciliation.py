@@ -85,6 +85,11 @@ def identity_table(result: Reconciliation, accepted: frozenset[tuple[str, str, s
             f"target-only + {t.duplicated:,} duplicated + {t.orphan:,} orphan"
             + ("" if t.balanced else "  UNBALANCED")
         )
+        for system, year, n in c.years_differing():
+            lines.append(
+                f"  {system} {year}: {n['expected']:,} expected in the target "
+                f"({n['source']:,} read), {n['target']:,} there"
+            )
     verdict = "CLEAN" if result.clean(accepted) else "NOT CLEAN"
     blocking = sum(len(c.exceptions(accepted)) for c in result.classes)
     lines += ["", f"{verdict}: {blocking:,} exception(s) block sign-off"]

@@ -552,7 +552,18 @@ class _Comparison:
         # Counted, not derived: the identity then checks that every unreached record was classed.
         tid.explained = self.tgt.target_reached - len(stale_orphans)
 
+        years: dict[str, dict[str, dict[str, int]]] = {}
+        for (system, year), n in self.src.years.items():
+            flagged = self.src.years_flagged[(system, year)]
+            years.setdefault(system, {})[year] = {
+                "source": n,
+                "expected": n - flagged,
+                "target": self.tgt.years[(system, year)],
+            }
+        for (system, year), n in self.tgt.years.items():
+            years.setdefault(system, {}).setdefault(year, {"source": 0, "expected": 0, "target": n})
         return ClassResult(
+            years=years,
             name=spec.name,
             title=spec.title,
             owner=spec.owner,

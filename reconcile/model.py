@@ -187,6 +187,17 @@ class ClassResult:
     seconds: float = 0.0
     segments_compared: int = 0
     segments: int = 0
+    #: system -> year -> {"source", "expected" (source less excluded/rejected/deferred), "target"}
+    years: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+
+    def years_differing(self) -> list[tuple[str, str, dict[str, int]]]:
+        """(system, year, counts) where the target does not hold what the source says it should."""
+        return [
+            (system, year, c)
+            for system, by_year in self.years.items()
+            for year, c in sorted(by_year.items())
+            if c["expected"] != c["target"]
+        ]
 
     @property
     def critical(self) -> bool:
@@ -218,6 +229,7 @@ class ClassResult:
             "source_identity": [s.to_dict() for s in self.sources],
             "target_identity": self.target.to_dict(),
             "findings": [f.to_dict() for f in self.findings],
+            "counts_by_year": self.years,
             "seconds": round(self.seconds, 3),
         }
 

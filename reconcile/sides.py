@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zlib
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from hashlib import blake2b
@@ -44,6 +45,15 @@ NULL = canonical(None)
 MASK64 = (1 << 64) - 1
 
 
+def year_of(text: str) -> str:
+    """The year a canonical date or timestamp text falls in ("unknown", "unreadable")."""
+    if text == NULL:
+        return "unknown"
+    if text.startswith("\x00!"):
+        return "unreadable"
+    return text[:4]
+
+
 def segment_of(match_key: str, segments: int) -> int:
     return zlib.crc32(match_key.encode("utf-8")) % segments
 
@@ -63,6 +73,9 @@ class SideSummary:
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # copy key, original key
     target_total: int = 0
     target_reached: int = 0  # target records some crosswalk entry of the class leads to
+    #: (system, year) -> rows, and on the source side rows not expected in the target
+    years: Counter[tuple[str, str]] = field(default_factory=Counter)
+    years_flagged: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 class Spill:
@@ -295,6 +308,7 @@ def _read_source(
     key_idx = [index[c] for c in source.key]
     match_idx = [index[c] for c in match_cols]
     converters = [_column_text(source.fields[f.name], f, index, as_of) for f in fields]
+    year_field = list(spec.fields).index(spec.count_by_year) if spec.count_by_year else None
     verdicts = _verdicts(source, source.attributes, index, as_of)
     copy_key_idx = (
         index[source.newer_copy.key] if source.newer_copy and source.newer_copy.key else None
@@ -321,6 +335,9 @@ def _read_source(
             else keys
         )
         texts = [convert(columns, size) for convert in converters]
+        years = list(map(year_of, texts[year_field])) if year_field is not None else None
+        if years is not None:
+            summary.years.update((system, y) for y in years)
         canons = joined(texts, size)
         wild = [WILDCARD] * size
         subset = (
@@ -360,6 +377,8 @@ def _read_source(
                         "R" if reason is not None else "",
                     )
                 )
+                if years is not None:
+                    summary.years_flagged[(system, years[i])] += 1
                 summary.flagged.append(
                     (
                         match_key,
@@ -545,6 +564,7 @@ def _read_target(
     compare = source.newer_copy.compare if source.newer_copy else None
     kept = [compare is None or f.name in compare for f in fields]
     copied = copied_targets(spec, source, engine) if compare is not None else frozenset()
+    year_field = list(spec.fields).index(spec.count_by_year) if spec.count_by_year else None
     match_idx = [i for i, n in enumerate(names) if n.startswith("match")]
     key_idx = [i for i, n in enumerate(names) if n.startswith("key")]
     rule_i = pos["rule"]
@@ -571,6 +591,8 @@ def _read_target(
                 "|".join(map(str, k)) for k in zip(*(columns[i] for i in key_idx), strict=True)
             ]
         texts = [convert(columns, size) for convert in converters]
+        if year_field is not None:
+            summary.years.update((source.system, year_of(t)) for t in texts[year_field])
         canons = joined(texts, size)
         if copied:
             wild = [WILDCARD] * size

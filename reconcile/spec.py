@@ -232,6 +232,7 @@ class SurvivalSpec:
     sources: tuple[SourceSpec, ...]
     quarantine: Quarantine | None
     candidates: Candidates | None = None
+    count_by_year: str | None = None
 
     @property
     def critical(self) -> bool:
@@ -361,7 +362,10 @@ class _Builder:
             sources=sources,
             quarantine=self.quarantine(data.get("quarantine")),
             candidates=self.candidates(data.get("candidates"), fields),
+            count_by_year=data.get("count_by_year"),
         )
+        if spec.count_by_year is not None and spec.count_by_year not in fields:
+            self.error(("count_by_year",), f"not a field of this class: {spec.count_by_year!r}")
         return None if self.errors else spec
 
     def normaliser(self, path: Path_, steps: list[Any] | None) -> NormaliserSpec | None:

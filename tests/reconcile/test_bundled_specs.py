@@ -218,3 +218,21 @@ def test_the_defect_manifest_follows_the_bundled_specs() -> None:
         legacy = next(s for s in specs[cls].sources if s.system == "legacy")
         assert legacy.newer_copy is not None
         assert set(legacy.newer_copy.compare or ()) == fields
+
+
+def test_counts_per_year_show_where_a_crime_was_lost(sqlite_runs: Runs) -> None:
+    crimes = {c.name: c for c in sqlite_runs.damaged.classes}["crimes"]
+    ideal = {c.name: c for c in sqlite_runs.ideal.classes}["crimes"]
+    assert ideal.years_differing() == [] and len(ideal.years["legacy"]) > 40  # back to the 1970s
+    deleted = next(e for e in expected(sqlite_runs.estate, "crime_deleted") if e[1] == "crimes")
+    system, key = deleted[2], deleted[4]
+    column = "legacy_key" if system == "legacy" else "policeworks_key"
+    (year,) = next(
+        iter(
+            _truth(sqlite_runs.estate, f"SELECT recorded_year FROM crime WHERE {column} = '{key}'")
+        )
+    )
+    differing = {(s, y): n for s, y, n in crimes.years_differing()}
+    assert set(differing) == {(system, str(year))}
+    counts = differing[(system, str(year))]
+    assert counts["expected"] - counts["target"] == 1
