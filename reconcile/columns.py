@@ -27,7 +27,7 @@ MEMO_LIMIT = 200_000
 def text(value: Any) -> str:
     """Canonical text of a normalised value, safe inside one spill line."""
     if type(value) is str:
-        return value.translate(_ESCAPE)
+        return value if value.isprintable() else value.translate(_ESCAPE)
     if isinstance(value, Unreadable):
         return "\x00!" + value.raw.translate(_ESCAPE)
     if isinstance(value, PartialDate):

@@ -93,6 +93,12 @@ class Spill:
         if len(buf) >= self.flush_at:
             self._flush(segment)
 
+    def flush_full(self) -> None:
+        """Write out every buffer past its limit (after a batch appended to ``buffers``)."""
+        for segment, buf in enumerate(self.buffers):
+            if len(buf) >= self.flush_at:
+                self._flush(segment)
+
     def _flush(self, segment: int) -> None:
         fh = self.files.get(segment)
         if fh is None:
@@ -119,22 +125,14 @@ def read_spill(path: Path) -> list[list[str]]:
 
 
 class Fingerprinter:
-    """Keyed fingerprints of match key + canonical fields, and their per-segment sums."""
+    """Per-segment counts and sums of the rows' keyed fingerprints (BLAKE2b of match key and
+    canonical fields, keyed): the aggregate each side hands to the comparison."""
 
     def __init__(self, key: bytes, segments: int) -> None:
         self.key = key
         self.segments = segments
         self.counts = [0] * segments
         self.sums = [0] * segments
-
-    def add(self, match_key: str, fields: str, counted: bool = True) -> int:
-        segment = zlib.crc32(match_key.encode("utf-8")) % self.segments
-        if counted:
-            data = f"{match_key}\x1e{fields}".encode()
-            fp = int.from_bytes(blake2b(data, key=self.key, digest_size=8).digest(), "big")
-            self.counts[segment] += 1
-            self.sums[segment] = (self.sums[segment] + fp) & MASK64
-        return segment
 
 
 # --- rules -----------------------------------------------------------------------------------
@@ -317,7 +315,9 @@ def _read_source(
     kept = [compare is None or f.name in compare for f in fields]
     system, table = source.system, source.crosswalk_table
     prefix = f"{system}{SEP}"
-    put = spill.add
+    buffers = spill.buffers
+    refused = {k: r for (sy, t, k), r in rejected.items() if sy == system and t == table}
+    crc32 = zlib.crc32
     counts = summary.system_counts.setdefault(system, [0] * spec.segments)
     segments, sums, seg_counts, mac_key = fp.segments, fp.sums, fp.counts, fp.key
     n = 0
@@ -356,14 +356,14 @@ def _read_source(
             else:
                 excluded, deferred = own[i]
                 canon = canons[i]
-            reason = rejected.get((system, table, key)) if rejected else None
+            reason = refused.get(key) if refused else None
             match_key = prefix + matches[i]
             mk = match_key.encode()
-            segment = zlib.crc32(mk) % segments
-            counted = excluded is None and deferred is None and reason is None
-            if counted:
-                data = mk + b"\x1e" + canon.encode()
-                value = int.from_bytes(blake2b(data, key=mac_key, digest_size=8).digest(), "big")
+            segment = crc32(mk) % segments
+            if excluded is None and deferred is None and reason is None:
+                value = int.from_bytes(
+                    blake2b(mk + b"\x1e" + canon.encode(), key=mac_key, digest_size=8).digest()
+                )
                 seg_counts[segment] += 1
                 sums[segment] = (sums[segment] + value) & MASK64
                 counts[segment] += 1
@@ -390,7 +390,8 @@ def _read_source(
                         system,
                     )
                 )
-            put(segment, f"{match_key}\t{canon}\t{key}\t{flags}\n")
+            buffers[segment].append(f"{match_key}\t{canon}\t{key}\t{flags}\n")
+        spill.flush_full()
     return n
 
 
@@ -570,7 +571,7 @@ def _read_target(
     rule_i = pos["rule"]
     prefix = f"{source.system}{SEP}"
     is_merge = spec.locate.is_merge
-    put = spill.add
+    buffers, crc32 = spill.buffers, zlib.crc32
     segments, sums, seg_counts, mac_key = fp.segments, fp.sums, fp.counts, fp.key
     n = 0
     for rows in stream(engine, stmt):
@@ -603,14 +604,18 @@ def _read_target(
             superseded = target_key in copied
             canon = subset[i] if superseded else canons[i]
             mk = match_key.encode()
-            segment = zlib.crc32(mk) % segments
-            data = mk + b"\x1e" + canon.encode()
-            value = int.from_bytes(blake2b(data, key=mac_key, digest_size=8).digest(), "big")
+            segment = crc32(mk) % segments
+            value = int.from_bytes(
+                blake2b(mk + b"\x1e" + canon.encode(), key=mac_key, digest_size=8).digest()
+            )
             seg_counts[segment] += 1
             sums[segment] = (sums[segment] + value) & MASK64
-            put(segment, f"{match_key}\t{canon}\t{target_key}\t{rule or ''}\t{int(superseded)}\n")
+            buffers[segment].append(
+                f"{match_key}\t{canon}\t{target_key}\t{rule or ''}\t{int(superseded)}\n"
+            )
             if rule is not None and is_merge(rule):
                 summary.merged.append((match_key, target_key, rule))
+        spill.flush_full()
     return n
 
 
