@@ -327,6 +327,12 @@ def _store_options(command: Callable[..., Any]) -> Callable[..., Any]:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write the identities and every finding to this JSON file.",
 )
+@click.option(
+    "--wave",
+    metavar="WAVE",
+    help="Only the records of this wave, as the specs declare it (sources' `waves`); classes "
+    "that do not declare it are reconciled whole.",
+)
 @click.option("--show", default=10, show_default=True, help="Exceptions listed per class.")
 def reconcile_command(
     estate: Path | None,
@@ -338,6 +344,7 @@ def reconcile_command(
     classes: tuple[str, ...],
     as_of: Any,
     json_file: Path | None,
+    wave: str | None,
     show: int,
 ) -> None:
     """Prove, record by record, that every person, firearms warning and crime survived.
@@ -375,6 +382,7 @@ def reconcile_command(
             setting.as_of,
             classes,
             progress=lambda _name, done, total: progress(done, total),
+            wave=wave,
         )
     work.record(result, setting.connections.target, accepted)
     click.echo(identity_table(result, accepted))

@@ -66,7 +66,8 @@ def identity_table(result: Reconciliation, accepted: frozenset[tuple[str, str, s
         "altered",
     ]
     lines = [
-        f"Reconciliation as of {result.as_of}",
+        f"Reconciliation as of {result.as_of}"
+        + (f", wave {result.wave}" if result.wave else ", every record"),
         "",
         f"{'class / system':<34}" + "".join(f"{h:>11}" for h in heads),
     ]

@@ -42,6 +42,7 @@ reconcile_run = Table(
     Column("run_id", Integer, primary_key=True, autoincrement=True),
     Column("started_at", DateTime, nullable=False),
     Column("as_of", String(10), nullable=False),
+    Column("wave", String(60)),
     Column("operator", String(80), nullable=False),
     Column("tool_version", String(20), nullable=False),
     Column("target", String(200), nullable=False),
@@ -166,6 +167,7 @@ class WorkStore:
                 insert(reconcile_run).values(
                     started_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
                     as_of=result.as_of,
+                    wave=result.wave,
                     operator=operator(),
                     tool_version=__version__,
                     target=redact(target),

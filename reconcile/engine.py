@@ -596,13 +596,23 @@ def reconcile_all(
     as_of: dt.date,
     classes: tuple[str, ...] = (),
     progress: Callable[[str, int, int], None] | None = None,
+    wave: str | None = None,
 ) -> Reconciliation:
-    """Reconcile every spec (or the named classes), critical classes first."""
+    """Reconcile every spec (or the named classes), critical classes first.
+
+    With ``wave``, each source that declares that wave reads only its records (the wave's
+    filter is pushed down as SQL); classes none of whose sources declare it are reconciled whole.
+    """
     known = [s.name for s in specs]
     unknown = [c for c in classes if c not in known]
     if unknown:
         raise ReconcileError(f"unknown class {unknown[0]!r}; classes: {', '.join(sorted(known))}")
-    chosen = [s for s in specs if not classes or s.name in classes]
+    declared = {w for s in specs for w in s.waves}
+    if wave is not None and wave not in declared:
+        raise ReconcileError(
+            f"no spec declares wave {wave!r}; waves: {', '.join(sorted(declared)) or 'none'}"
+        )
+    chosen = [s.for_wave(wave) for s in specs if not classes or s.name in classes]
     chosen.sort(key=lambda s: (SEVERITY_ORDER[s.severity], s.name))
     for spec in chosen:  # every URL is checked before any data is read
         connections.for_spec(spec)
@@ -613,7 +623,7 @@ def reconcile_all(
         results.append(reconcile_class(spec, connections, as_of))
     if progress is not None:
         progress("", len(chosen), len(chosen))
-    return Reconciliation(as_of.isoformat(), results)
+    return Reconciliation(as_of.isoformat(), results, wave)
 
 
 SEVERITY_ORDER = {"critical": 0, "high": 1, "normal": 2}

@@ -240,6 +240,7 @@ class Reconciliation:
 
     as_of: str
     classes: list[ClassResult]
+    wave: str | None = None
 
     def clean(self, accepted: frozenset[tuple[str, str, str]] = frozenset()) -> bool:
         """Nothing lost, damaged or unexplained, and every critical exception accepted."""
@@ -248,6 +249,7 @@ class Reconciliation:
     def to_dict(self, accepted: frozenset[tuple[str, str, str]] = frozenset()) -> dict[str, Any]:
         return {
             "as_of": self.as_of,
+            "wave": self.wave,
             "clean": self.clean(accepted),
             "classes": [
                 {

@@ -81,10 +81,13 @@ class SideSummary:
 class Spill:
     """Per-segment line buffers flushed to files."""
 
-    def __init__(self, directory: Path, side: str, segments: int, flush_at: int = 4096) -> None:
+    #: Lines held in memory across all segments before they are written out.
+    BUFFERED_LINES = 131_072
+
+    def __init__(self, directory: Path, side: str, segments: int) -> None:
         self.paths = [directory / f"{side}-{s:05d}" for s in range(segments)]
         self.buffers: list[list[str]] = [[] for _ in range(segments)]
-        self.flush_at = flush_at
+        self.flush_at = max(64, self.BUFFERED_LINES // segments)
         self.files: dict[int, TextIO] = {}
 
     def add(self, segment: int, line: str) -> None:

@@ -9,10 +9,11 @@ reported at once, each naming file, line and key. The reference is ``docs/surviv
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import fnmatch
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -150,6 +151,17 @@ class SourceSpec:
     exclude: tuple[Rule, ...]
     defer: tuple[Rule, ...]
     newer_copy: NewerCopy | None
+    waves: dict[str, Any] = field(default_factory=dict)
+
+    def for_wave(self, wave: str | None) -> SourceSpec:
+        """This source restricted to one wave's records (itself if it declares no such wave)."""
+        if wave is None or wave not in self.waves:
+            return self
+        w = self.waves[wave]
+        where = w if self.population.where is None else {"all": [self.population.where, w]}
+        return dataclasses.replace(
+            self, population=dataclasses.replace(self.population, where=where)
+        )
 
     def key_text(self, values: tuple[Any, ...]) -> str:
         """The record's key as the crosswalk writes it."""
@@ -241,6 +253,16 @@ class SurvivalSpec:
     @property
     def systems(self) -> tuple[str, ...]:
         return tuple(s.system for s in self.sources)
+
+    @property
+    def waves(self) -> set[str]:
+        return {w for s in self.sources for w in s.waves}
+
+    def for_wave(self, wave: str | None) -> SurvivalSpec:
+        """The class restricted to one wave: each source declaring it reads only its records."""
+        if wave is None:
+            return self
+        return dataclasses.replace(self, sources=tuple(s.for_wave(wave) for s in self.sources))
 
 
 @cache
@@ -523,6 +545,7 @@ class _Builder:
             exclude=self.rules((*path, "exclude"), s.get("exclude", []), set(attributes)),
             defer=self.rules((*path, "defer"), s.get("defer", []), set(attributes)),
             newer_copy=newer,
+            waves=dict(s.get("waves", {})),
         )
 
     def locate(self, data: dict[str, Any], sources: tuple[SourceSpec, ...]) -> Locate:

@@ -125,3 +125,25 @@ def test_only_critical_classes_take_acceptances(small_estate: Path, tmp_path: Pa
         main, ["accept", "crimes", missing["key"], "--store", store, "--reason", "r"]
     )
     assert result.exit_code == 2 and "not a critical class" in result.stderr
+
+
+def test_a_wave_reads_only_its_records(small_estate: Path, tmp_path: Path) -> None:
+    """Division 1's rehearsal wave: the crimes class reads division 1 only, and is clean."""
+    import sqlite3
+
+    store = f"sqlite:///{tmp_path / 'work.sqlite'}"
+    out = tmp_path / "w.json"
+    status, stdout = reconcile(
+        small_estate, store, "--class", "crimes", "--wave", "division-1", "--json", str(out)
+    )
+    assert status == 0, stdout
+    assert "wave division-1" in stdout
+    (crimes,) = json.loads(out.read_text())["classes"]
+    read = {s["system"]: s["source"] for s in crimes["source_identity"]}
+    with sqlite3.connect(small_estate / "legacy.sqlite") as conn:
+        (legacy,) = conn.execute('SELECT COUNT(*) FROM "CRIME" WHERE "DIVISION" = 1').fetchone()
+    with sqlite3.connect(small_estate / "policeworks.sqlite") as conn:
+        (pw,) = conn.execute("SELECT COUNT(*) FROM pw_occurrence WHERE division = 1").fetchone()
+    assert read == {"legacy": legacy, "policeworks": pw} and 0 < legacy + pw
+    status, _ = reconcile(small_estate, store, "--wave", "no-such-wave")
+    assert status == 2
