@@ -144,6 +144,6 @@ def test_a_wave_reads_only_its_records(small_estate: Path, tmp_path: Path) -> No
         (legacy,) = conn.execute('SELECT COUNT(*) FROM "CRIME" WHERE "DIVISION" = 1').fetchone()
     with sqlite3.connect(small_estate / "policeworks.sqlite") as conn:
         (pw,) = conn.execute("SELECT COUNT(*) FROM pw_occurrence WHERE division = 1").fetchone()
-    assert read == {"legacy": legacy, "policeworks": pw} and 0 < legacy + pw
+    assert read == {"legacy": legacy, "policeworks": pw} and legacy + pw > 0
     status, _ = reconcile(small_estate, store, "--wave", "no-such-wave")
     assert status == 2
