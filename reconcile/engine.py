@@ -50,6 +50,7 @@ from reconcile.sides import (
     run_source_side,
     run_target_side,
     segment_of,
+    year_of,
 )
 from reconcile.spec import FieldSpec, SurvivalSpec
 from reconcile.sql import Relation, fetch_all
@@ -129,6 +130,10 @@ class _Comparison:
         self.drills: list[tuple[list[str], list[str], Placement]] = []
         self._spill_keys: dict[int, set[str]] = {}
         self.missing_texts: list[tuple[int, str, str]] = []
+        self.year_index = (
+            list(spec.fields).index(spec.count_by_year) if spec.count_by_year else None
+        )
+        self.target_years: Counter[tuple[str, str]] = Counter()
         self.unfiltered = {s.system for s in spec.sources if s.population.where is None}
 
     # -- the comparison --------------------------------------------------------------------
@@ -174,6 +179,14 @@ class _Comparison:
         for row in read_spill(d / f"target-{segment:05d}"):
             tmap[row[0]].append(row)
         stale: list[tuple[str, str]] = []
+        if self.year_index is not None:
+            # Distinct records per year (a translated reference can give one record many rows),
+            # of the source's population only (a wave's run sees other waves' target rows).
+            for match_key, trows in tmap.items():
+                if match_key not in smap:
+                    continue
+                year = year_of(trows[0][1].split(SEP)[self.year_index])
+                self.target_years[(match_key.split(SEP, 1)[0], year)] += 1
         for match_key, srows in smap.items():
             self.resolved.add(match_key)
             trows = tmap.get(match_key, [])
@@ -552,15 +565,19 @@ class _Comparison:
         # Counted, not derived: the identity then checks that every unreached record was classed.
         tid.explained = self.tgt.target_reached - len(stale_orphans)
 
+        # Segments whose aggregates agreed hold, per year, what the source counted into them.
+        for (system, year, segment), n in self.src.years_counted.items():
+            if segment not in self.differing:
+                self.target_years[(system, year)] += n
         years: dict[str, dict[str, dict[str, int]]] = {}
         for (system, year), n in self.src.years.items():
             flagged = self.src.years_flagged[(system, year)]
             years.setdefault(system, {})[year] = {
                 "source": n,
                 "expected": n - flagged,
-                "target": self.tgt.years[(system, year)],
+                "target": self.target_years[(system, year)],
             }
-        for (system, year), n in self.tgt.years.items():
+        for (system, year), n in self.target_years.items():
             years.setdefault(system, {}).setdefault(year, {"source": 0, "expected": 0, "target": n})
         return ClassResult(
             years=years,

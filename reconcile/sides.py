@@ -47,7 +47,7 @@ MASK64 = (1 << 64) - 1
 
 def year_of(text: str) -> str:
     """The year a canonical date or timestamp text falls in ("unknown", "unreadable")."""
-    if text == NULL:
+    if text in (NULL, WILDCARD):
         return "unknown"
     if text.startswith("\x00!"):
         return "unreadable"
@@ -76,6 +76,8 @@ class SideSummary:
     #: (system, year) -> rows, and on the source side rows not expected in the target
     years: Counter[tuple[str, str]] = field(default_factory=Counter)
     years_flagged: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: source side: (system, year, segment) -> rows counted into that segment's aggregate
+    years_counted: Counter[tuple[str, str, int]] = field(default_factory=Counter)
 
 
 class Spill:
@@ -371,6 +373,8 @@ def _read_source(
                 sums[segment] = (sums[segment] + value) & MASK64
                 counts[segment] += 1
                 flags = "||S|" if copy_of is not None else "|||"
+                if years is not None:
+                    summary.years_counted[(system, years[i], segment)] += 1
             else:
                 flags = "|".join(
                     (
@@ -568,7 +572,6 @@ def _read_target(
     compare = source.newer_copy.compare if source.newer_copy else None
     kept = [compare is None or f.name in compare for f in fields]
     copied = copied_targets(spec, source, engine) if compare is not None else frozenset()
-    year_field = list(spec.fields).index(spec.count_by_year) if spec.count_by_year else None
     match_idx = [i for i, n in enumerate(names) if n.startswith("match")]
     key_idx = [i for i, n in enumerate(names) if n.startswith("key")]
     rule_i = pos["rule"]
@@ -595,8 +598,6 @@ def _read_target(
                 "|".join(map(str, k)) for k in zip(*(columns[i] for i in key_idx), strict=True)
             ]
         texts = [convert(columns, size) for convert in converters]
-        if year_field is not None:
-            summary.years.update((source.system, year_of(t)) for t in texts[year_field])
         canons = joined(texts, size)
         if copied:
             wild = [WILDCARD] * size

@@ -143,6 +143,9 @@ def test_the_ideal_target_is_clean(runs: Runs) -> None:
     for c in runs.ideal.classes:
         assert all(s.balanced for s in c.sources) and c.target.balanced
         assert all(s.read > 0 for s in c.sources), c.name
+        assert c.years_differing() == [], c.name  # counts per year agree too
+    counted = {c.name for c in runs.ideal.classes if c.years}
+    assert {"crimes", "intelligence", "safeguarding"} <= counted
 
 
 @pytest.mark.parametrize("kind", DEFECT_KINDS)
