@@ -18,7 +18,7 @@ from reconcile.normalisers import Normaliser, PartialDate, Unreadable
 from reconcile.spec import Rule
 
 SEP = "\x1f"  # between fields of the canonical text
-_ESCAPE = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t", SEP: " "})
+ESCAPE = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t", SEP: " "})
 #: A column is memoised while it has at most this share of distinct values in its first batch.
 MEMO_SHARE = 0.5
 MEMO_LIMIT = 200_000
@@ -27,9 +27,9 @@ MEMO_LIMIT = 200_000
 def text(value: Any) -> str:
     """Canonical text of a normalised value, safe inside one spill line."""
     if type(value) is str:
-        return value if value.isprintable() else value.translate(_ESCAPE)
+        return value if value.isprintable() else value.translate(ESCAPE)
     if isinstance(value, Unreadable):
-        return "\x00!" + value.raw.translate(_ESCAPE)
+        return "\x00!" + value.raw.translate(ESCAPE)
     if isinstance(value, PartialDate):
         return str(value)
     return canonical(value)

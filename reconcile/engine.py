@@ -126,10 +126,13 @@ class _Comparison:
         self.resolved: set[str] = set()  # match keys placed while comparing segments
         self.duplicate_originals = {orig for _, orig in target.duplicates}
         self.merged = {mk: (tk, rule) for mk, tk, rule in target.merged}
-        self.flagged = {f[0]: f for f in source.flagged}
+        # Keyed by match key and source key: several source records can share a match key (a
+        # link's roles for one crime and person, or a key the source holds twice).
+        self.flagged = {(f[0], f[1]): f for f in source.flagged}
         self.drills: list[tuple[list[str], list[str], Placement]] = []
         self._spill_keys: dict[int, set[str]] = {}
         self.missing_texts: list[tuple[int, str, str]] = []
+        self.credited: set[str] = set()  # merged records placed from the merge list
         self.year_index = (
             list(spec.fields).index(spec.count_by_year) if spec.count_by_year else None
         )
@@ -275,7 +278,7 @@ class _Comparison:
     def _absent(self, sr: list[str], note: str | None) -> None:
         system, key = self._system_key(sr)
         excluded, deferred, _superseded, rejected = sr[3].split("|")
-        flagged = self.flagged.get(sr[0])
+        flagged = self.flagged.get((sr[0], sr[2]))
         if rejected and flagged is not None:
             placement, reason = Placement.REJECTED, flagged[3]
         elif excluded:
@@ -319,7 +322,7 @@ class _Comparison:
             diffs: list[FieldDiff] = []
             for i, f in enumerate(self.fields):
                 a, b = s_texts[i], t_texts[i]
-                if a == b or WILDCARD in (a, b) or (f.null_source == "ignore" and a == NULL):
+                if a in (b, WILDCARD) or (f.null_source == "ignore" and a == NULL):
                     continue
                 if merged:
                     if f.merged == "skip":
@@ -396,7 +399,7 @@ class _Comparison:
 
     def _equal_segments(self) -> None:
         """Flagged and merged records in segments whose aggregates agreed."""
-        for match_key, f in self.flagged.items():
+        for (match_key, _), f in self.flagged.items():
             if match_key in self.resolved:
                 continue
             _, key, placement, reason, system = f
@@ -416,12 +419,17 @@ class _Comparison:
                 )
             )
         for match_key, (target_key, rule) in self.merged.items():
-            if match_key in self.resolved:
+            # Only agreeing segments: in an opened one a merge row whose source record is gone
+            # (or outside the population) was no pairing, and must not be credited.
+            if match_key in self.resolved or self._opened(match_key):
                 continue
             system, key = match_key.split(SEP, 1)
             if self.spec.locate.crosswalk is None:
                 continue
-            self.placed[(system, Placement.MERGED)] += 1
+            duplicated = target_key in self.duplicate_originals
+            placement = Placement.DUPLICATED if duplicated else Placement.MERGED
+            self.credited.add(match_key)
+            self.placed[(system, placement)] += 1
             self.findings.append(
                 Finding(
                     self.spec.name,
@@ -429,13 +437,18 @@ class _Comparison:
                     system,
                     self.table_of[system],
                     key,
-                    Placement.MERGED,
+                    placement,
                     Integrity.EQUAL,
                     (),
-                    f"declared merge ({rule})",
+                    "the target holds this record more than once"
+                    if duplicated
+                    else f"declared merge ({rule})",
                     target_key=target_key,
                 )
             )
+
+    def _opened(self, match_key: str) -> bool:
+        return segment_of(match_key, self.spec.segments) in self.differing
 
     def _crosswalk_entries(self, target_keys: list[str]) -> list[tuple[str, str, str, str]]:
         """(system, source table, source key, target key) of crosswalk entries for target keys."""
@@ -467,8 +480,12 @@ class _Comparison:
             if system not in self.table_of or self.table_of[system] != table:
                 continue
             match_key = f"{system}{SEP}{key}"
-            if match_key in self.resolved or not self._in_source(match_key):
-                continue  # compared in an opened segment already, or outside the population
+            if (
+                match_key in self.resolved
+                or match_key in self.credited
+                or not self._in_source(match_key)
+            ):
+                continue  # placed already, or outside the population
             self.placed[(system, Placement.DUPLICATED)] += 1
             self.findings.append(
                 Finding(

@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,8 @@ def _date(pivot: int = 70, century: int | None = None) -> Normaliser:
         text = str(v).strip()
         if not text or text in _ZERO_DATES:
             return None
+        if len(text) > 10 and text[4] == "-" and text[10] in " T":  # a timestamp as text
+            text = text[:10]
         return parse_date(text, pivot, century)
 
     return date
@@ -218,8 +221,9 @@ def _datetime(pivot: int = 70, local: str | None = None) -> Normaliser:
         if v is None:
             return None
         if isinstance(v, dt.datetime):
-            value = v.replace(tzinfo=None)
-            return (london_to_utc(value) if local else value).isoformat(" ", "minutes")
+            if v.tzinfo is not None:  # an aware timestamp (timestamptz): compare in UTC
+                return v.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "minutes")
+            return (london_to_utc(v) if local else v).isoformat(" ", "minutes")
         text = str(v).strip()
         if not text or text in _ZERO_DATES:
             return None
@@ -255,6 +259,8 @@ def _boolean(empty: bool | None = None) -> Normaliser:
             return empty if v is None else v
         if isinstance(v, int):
             return bool(v)
+        if isinstance(v, bytes) and len(v) == 1:  # MariaDB BIT(1)
+            return v != b"\x00"
         text = str(v).strip().upper()
         if not text:
             return empty
@@ -270,14 +276,21 @@ def _boolean(empty: bool | None = None) -> Normaliser:
 def _integer() -> Normaliser:
     def integer(v: Any) -> Any:
         if v is None or isinstance(v, int):
-            return v
+            return int(v) if isinstance(v, bool) else v
         text = str(v).strip()
         if not text:
             return None
         try:
             return int(text)
-        except ValueError as exc:
+        except ValueError:
+            pass
+        try:  # 3.0 from a REAL or NUMERIC column is the whole number 3
+            number = Decimal(text)
+        except InvalidOperation as exc:
             raise UnreadableValue(text) from exc
+        if number != number.to_integral_value():
+            raise UnreadableValue(text)
+        return int(number)
 
     return integer
 

@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 
 from continuity.domain.connect import engine_for
 from continuity.domain.digest import canonical
-from reconcile.columns import SEP, ColumnText, RuleVerdicts, joined
+from reconcile.columns import ESCAPE, SEP, ColumnText, RuleVerdicts, joined
 from reconcile.normalisers import Normaliser, PartialDate, Unreadable
 from reconcile.spec import (
     Binding,
@@ -175,10 +175,16 @@ def _holds(c: Condition, attrs: dict[str, Any], as_of: dt.date) -> bool:
 
 def first_rule(rules: Iterable[Rule], attrs: dict[str, Any], as_of: dt.date) -> Rule | None:
     for r in rules:
-        if all(_holds(c, attrs, as_of) for c in r.when) and not any(
-            _holds(c, attrs, as_of) for c in r.unless
+        if not all(_holds(c, attrs, as_of) for c in r.when):
+            continue
+        # An exception to the rule that cannot be read (a garbled legal-hold flag) might hold:
+        # the rule does not apply, and the record is expected in the target.
+        if any(
+            isinstance(attrs.get(c.attribute), Unreadable) or _holds(c, attrs, as_of)
+            for c in r.unless
         ):
-            return r
+            continue
+        return r
     return None
 
 
@@ -362,7 +368,10 @@ def _read_source(
                 excluded, deferred = own[i]
                 canon = canons[i]
             reason = refused.get(key) if refused else None
-            match_key = prefix + matches[i]
+            match = matches[i]
+            if not match.isprintable() or not key.isprintable():  # a tab in a key
+                match, key = match.translate(ESCAPE), key.translate(ESCAPE)
+            match_key = prefix + match
             mk = match_key.encode()
             segment = crc32(mk) % segments
             if excluded is None and deferred is None and reason is None:
@@ -577,7 +586,7 @@ def _read_target(
     rule_i = pos["rule"]
     prefix = f"{source.system}{SEP}"
     is_merge = spec.locate.is_merge
-    buffers, crc32 = spill.buffers, zlib.crc32
+    buffers, crc32, plen = spill.buffers, zlib.crc32, len(prefix)
     segments, sums, seg_counts, mac_key = fp.segments, fp.sums, fp.counts, fp.key
     n = 0
     for rows in stream(engine, stmt):
@@ -605,6 +614,9 @@ def _read_target(
         rules = columns[rule_i]
         for i in range(size):
             match_key, target_key, rule = matches[i], target_keys[i], rules[i]
+            if not match_key[plen:].isprintable() or not target_key.isprintable():
+                match_key = prefix + match_key[plen:].translate(ESCAPE)
+                target_key = target_key.translate(ESCAPE)
             superseded = target_key in copied
             canon = subset[i] if superseded else canons[i]
             mk = match_key.encode()

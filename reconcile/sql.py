@@ -123,8 +123,15 @@ def where(w: Any, col: Any) -> Any:
 
 def stream(engine: Engine, statement: Any, batch: int = 20_000) -> Iterator[list[tuple[Any, ...]]]:
     """Yield lists of row tuples through the driver, server-side where the driver allows."""
-    compiled = statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
+    compiled = statement.compile(
+        dialect=engine.dialect, compile_kwargs={"render_postcompile": True}
+    )
     sql = str(compiled)
+    # Always pass parameters, even none: a pyformat driver then reads the "%%" the compiler
+    # wrote for a literal "%" as "%" (without them, "%%" would reach the server unchanged).
+    params: Any = compiled.params
+    if engine.dialect.paramstyle in ("qmark", "numeric", "format"):
+        params = tuple(compiled.params[name] for name in compiled.positiontup or ())
     backend = engine.dialect.name
     raw: Any = None
     try:
@@ -138,7 +145,7 @@ def stream(engine: Engine, statement: Any, batch: int = 20_000) -> Iterator[list
             cursor = raw.driver_connection.cursor(pymysql.cursors.SSCursor)
         else:
             cursor = raw.cursor()
-        cursor.execute(sql)
+        cursor.execute(sql, params)
         while True:
             rows = cursor.fetchmany(batch)
             if not rows:
@@ -148,7 +155,8 @@ def stream(engine: Engine, statement: Any, batch: int = 20_000) -> Iterator[list
     except (SQLAlchemyError, engine.dialect.loaded_dbapi.Error) as exc:
         cause = getattr(exc, "orig", None) or exc
         reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-        raise ReconcileError(f"{redact(str(engine.url))}: {reason} (in: {sql[:200]})") from exc
+        shown = " ".join(sql.split())[:200]
+        raise ReconcileError(f"{redact(str(engine.url))}: {reason} (in: {shown})") from exc
     finally:
         if raw is not None:
             if backend == "postgresql":
