@@ -374,7 +374,7 @@ def reconcile_command(
             err=True,
         )
     work = WorkStore(setting.store_url)
-    accepted = work.accepted()
+    accepted = work.accepted(setting.connections.target)
     with Progress("Reconciling") as progress:
         result = reconcile_all(
             loaded,
@@ -429,7 +429,8 @@ def accept_command(
         system = systems[0]
     elif system not in systems:
         raise ContinuityError(f"{cls} {key}: no finding from system {system!r} ({systems})")
-    work.accept(cls, "" if system == "target" else system, key, reason)
+    finding = next(f for f in found if (f["system"] or "target") == system)
+    work.accept(finding, reason)
     click.echo(f"Accepted {cls} {system} {key}: {reason}")
 
 

@@ -58,7 +58,7 @@ def resolve(
     return Setting(Connections(urls, target), as_of or estate_as_of or dt.date.today(), store)
 
 
-def identity_table(result: Reconciliation, accepted: frozenset[tuple[str, str, str]]) -> str:
+def identity_table(result: Reconciliation, accepted: frozenset[tuple[str, str, str, str]]) -> str:
     """Both identities per class, as a plain-text table."""
     heads = [
         "source",
@@ -97,14 +97,14 @@ def identity_table(result: Reconciliation, accepted: frozenset[tuple[str, str, s
     return "\n".join(lines)
 
 
-def _class_line(c: ClassResult, accepted: frozenset[tuple[str, str, str]]) -> str:
+def _class_line(c: ClassResult, accepted: frozenset[tuple[str, str, str, str]]) -> str:
     n = len(c.exceptions(accepted))
     state = "clean" if c.clean(accepted) else f"{n:,} exception(s)"
     return f"{c.name} ({c.severity}, {c.owner}): {state}, {c.seconds:.1f} s"
 
 
 def exceptions_listing(
-    result: Reconciliation, accepted: frozenset[tuple[str, str, str]], limit: int
+    result: Reconciliation, accepted: frozenset[tuple[str, str, str, str]], limit: int
 ) -> str:
     """The first ``limit`` exceptions of each class, one per line."""
     lines = []

@@ -64,6 +64,7 @@ reconcile_finding = Table(
     Column("fields", Text),  # JSON list of field diffs
     Column("reason", Text),
     Column("target_key", String(200)),
+    Column("signature", String(400), nullable=False),
 )
 acceptance = Table(
     "acceptance",
@@ -72,10 +73,14 @@ acceptance = Table(
     Column("class", String(60), nullable=False),
     Column("system", String(40), nullable=False),
     Column("record_key", String(200), nullable=False),
+    # What was accepted, and where: a record that later fares worse, or the same key in another
+    # target (a rehearsal's acceptance in production), is not covered.
+    Column("signature", String(400), nullable=False),
+    Column("target", String(200), nullable=False),
     Column("reason", Text, nullable=False),
     Column("operator", String(80), nullable=False),
     Column("accepted_at", DateTime, nullable=False),
-    UniqueConstraint("class", "system", "record_key"),
+    UniqueConstraint("class", "system", "record_key", "signature", "target"),
 )
 
 
@@ -94,37 +99,64 @@ class WorkStore:
         self.engine: Engine = engine_for(url)
         try:
             metadata.create_all(self.engine)
+            self._check_layout()
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", exc)).splitlines()[0]
             raise LedgerError(f"work store {redact(url)}: {reason}") from exc
 
-    def accepted(self) -> frozenset[tuple[str, str, str]]:
-        """(class, system, key) of every accepted exception."""
+    def _check_layout(self) -> None:
+        """A store written by an older Continuity lacks columns: say so rather than fail later."""
+        from sqlalchemy import inspect
+
+        inspector = inspect(self.engine)
+        for table in metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            missing = [c.name for c in table.columns if c.name not in present]
+            if missing:
+                raise LedgerError(
+                    f"work store {redact(self.url)}: table {table.name} has an older layout "
+                    f"(no {', '.join(missing)}): move the file aside and reconcile again"
+                )
+
+    def accepted(self, target: str) -> frozenset[tuple[str, str, str, str]]:
+        """(class, system, key, signature) of every exception accepted on ``target``."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(acceptance.c["class"], acceptance.c.system, acceptance.c.record_key)
+                select(
+                    acceptance.c["class"],
+                    acceptance.c.system,
+                    acceptance.c.record_key,
+                    acceptance.c.signature,
+                ).where(acceptance.c.target == redact(target))
             )
-            return frozenset((r[0], r[1], r[2]) for r in rows)
+            return frozenset((r[0], r[1], r[2], r[3]) for r in rows)
 
-    def accept(self, cls: str, system: str, key: str, reason: str) -> None:
+    def accept(self, finding: dict[str, Any], reason: str) -> None:
+        """Accept one finding of the last run (as :meth:`last_findings` returns it)."""
         if not reason.strip():
             raise LedgerError("an acceptance needs a reason (--reason)")
+        values = {
+            "class": finding["class"],
+            "system": finding["system"] or "",
+            "record_key": finding["record_key"],
+            "signature": finding["signature"],
+            "target": finding["target"],
+        }
         with self.engine.begin() as conn:
             exists = conn.execute(
                 select(acceptance.c.acceptance_id).where(
-                    acceptance.c["class"] == cls,
-                    acceptance.c.system == system,
-                    acceptance.c.record_key == key,
+                    *(acceptance.c[k] == v for k, v in values.items())
                 )
             ).first()
             if exists:
-                raise LedgerError(f"{cls} {system} {key} is already accepted")
+                raise LedgerError(
+                    f"{values['class']} {values['system']} {values['record_key']} is already "
+                    "accepted as it stands"
+                )
             conn.execute(
                 insert(acceptance).values(
                     {
-                        "class": cls,
-                        "system": system,
-                        "record_key": key,
+                        **values,
                         "reason": reason.strip(),
                         "operator": operator(),
                         "accepted_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
@@ -133,10 +165,12 @@ class WorkStore:
             )
 
     def last_findings(self, cls: str, key: str) -> list[dict[str, Any]]:
-        """The latest run's findings for one record key of a class."""
+        """The latest run's findings for one record key of a class, with the run's target."""
         with self.engine.connect() as conn:
             run = conn.execute(
-                select(reconcile_run.c.run_id).order_by(reconcile_run.c.run_id.desc())
+                select(reconcile_run.c.run_id, reconcile_run.c.target).order_by(
+                    reconcile_run.c.run_id.desc()
+                )
             ).first()
             if run is None:
                 return []
@@ -147,10 +181,10 @@ class WorkStore:
                     reconcile_finding.c.record_key == key,
                 )
             )
-            return [dict(r._mapping) for r in rows]
+            return [{**dict(r._mapping), "target": run[1]} for r in rows]
 
     def record(
-        self, result: Reconciliation, target: str, accepted: frozenset[tuple[str, str, str]]
+        self, result: Reconciliation, target: str, accepted: frozenset[tuple[str, str, str, str]]
     ) -> int:
         """Write one run and all its findings in a single transaction; return its id."""
         summary = {
@@ -192,6 +226,7 @@ class WorkStore:
                         "fields": json.dumps([d.to_dict() for d in f.diffs]) if f.diffs else None,
                         "reason": f.reason,
                         "target_key": f.target_key,
+                        "signature": f.signature,
                     }
                     for c in result.classes
                     for f in c.findings

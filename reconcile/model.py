@@ -81,6 +81,12 @@ class Finding:
         return [d.field for d in self.diffs]
 
     @property
+    def signature(self) -> str:
+        """What was found: placement, integrity and the fields that differ."""
+        integrity = self.integrity.value if self.integrity else ""
+        return f"{self.placement.value}|{integrity}|{','.join(sorted(self.fields))}"
+
+    @property
     def is_exception(self) -> bool:
         """A finding that makes the class unclean (a loss, damage, or an unexplained record)."""
         return self.placement in (
@@ -203,19 +209,22 @@ class ClassResult:
     def critical(self) -> bool:
         return self.severity == "critical"
 
-    def exceptions(self, accepted: frozenset[tuple[str, str, str]] = frozenset()) -> list[Finding]:
+    def exceptions(
+        self, accepted: frozenset[tuple[str, str, str, str]] = frozenset()
+    ) -> list[Finding]:
         """Findings that block sign-off: losses, damage, and (critical classes) anything unplaced.
 
-        ``accepted`` holds ``(class, system, key)`` the owner accepted with a reason.
+        ``accepted`` holds ``(class, system, key, signature)`` the owner accepted with a reason:
+        an acceptance covers the finding as it was accepted, not whatever that record becomes.
         """
         return [
             f
             for f in self.findings
             if f.needs_acceptance(self.critical)
-            and (self.name, f.system or "", f.key) not in accepted
+            and (self.name, f.system or "", f.key, f.signature) not in accepted
         ]
 
-    def clean(self, accepted: frozenset[tuple[str, str, str]] = frozenset()) -> bool:
+    def clean(self, accepted: frozenset[tuple[str, str, str, str]] = frozenset()) -> bool:
         balanced = all(s.balanced for s in self.sources) and self.target.balanced
         return balanced and not self.exceptions(accepted)
 
@@ -242,11 +251,13 @@ class Reconciliation:
     classes: list[ClassResult]
     wave: str | None = None
 
-    def clean(self, accepted: frozenset[tuple[str, str, str]] = frozenset()) -> bool:
+    def clean(self, accepted: frozenset[tuple[str, str, str, str]] = frozenset()) -> bool:
         """Nothing lost, damaged or unexplained, and every critical exception accepted."""
         return all(c.clean(accepted) for c in self.classes)
 
-    def to_dict(self, accepted: frozenset[tuple[str, str, str]] = frozenset()) -> dict[str, Any]:
+    def to_dict(
+        self, accepted: frozenset[tuple[str, str, str, str]] = frozenset()
+    ) -> dict[str, Any]:
         return {
             "as_of": self.as_of,
             "wave": self.wave,

@@ -40,6 +40,8 @@ def test_exit_0_on_the_ideal_target_and_1_on_the_damaged_one(
 def test_a_critical_exception_blocks_until_accepted(small_estate: Path, tmp_path: Path) -> None:
     estate = tmp_path / "e"
     shutil.copytree(small_estate, estate)  # the work store is written beside the estate
+    manifest = estate / "estate.json"
+    manifest.write_text(manifest.read_text().replace(str(small_estate), str(estate)))
     runner = CliRunner()
     args = ["reconcile", "--estate", str(estate), "--damaged", "--class", "firearms_locations"]
     first = runner.invoke(main, [*args, "--json", str(tmp_path / "a.json")])
@@ -83,6 +85,19 @@ def test_a_critical_exception_blocks_until_accepted(small_estate: Path, tmp_path
         ],
     )
     assert twice.exit_code == 2 and "already accepted" in twice.stderr
+    # The accepted record then fares worse: its warning is lost. The acceptance covered the
+    # finding as it was, not this one: the class blocks again.
+    import sqlite3
+
+    altered = next(f for f in blocking if f["integrity"] == "ALTERED")
+    with sqlite3.connect(estate / "target_defects.sqlite") as conn:
+        (warning,) = conn.execute(
+            "SELECT target_key FROM migration_crosswalk WHERE source_key = ?", (altered["key"],)
+        ).fetchone()
+        conn.execute("DELETE FROM migration_crosswalk WHERE target_key = ?", (warning,))
+        conn.execute("DELETE FROM warning_marker WHERE warning_id = ?", (warning,))
+    worse = runner.invoke(main, args)
+    assert worse.exit_code == 1 and "MISSING" in worse.stdout
 
 
 def test_accepting_a_record_that_is_not_a_finding_is_refused(
