@@ -86,6 +86,8 @@ def identity_table(result: Reconciliation, accepted: frozenset[tuple[str, str, s
             f"target-only + {t.duplicated:,} duplicated + {t.orphan:,} orphan"
             + ("" if t.balanced else "  UNBALANCED")
         )
+        for warning in c.warnings:
+            lines.append(f"  WARNING: {warning}")
         for system, year, n in c.years_differing():
             lines.append(
                 f"  {system} {year}: {n['expected']:,} expected in the target "

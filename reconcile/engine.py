@@ -124,7 +124,9 @@ class _Comparison:
         self.placed: Counter[tuple[str, Placement]] = Counter()
         self.altered: Counter[str] = Counter()
         self.resolved: set[str] = set()  # match keys placed while comparing segments
-        self.duplicate_originals = {orig for _, orig in target.duplicates}
+        # Target records landed more than once: a source record leading to either copy is
+        # DUPLICATED (an unreached copy has no crosswalk entry; a reached one has its own).
+        self.duplicate_originals = set(target.landed_twice)
         self.merged = {mk: (tk, rule) for mk, tk, rule in target.merged}
         # Keyed by match key and source key: several source records can share a match key (a
         # link's roles for one crime and person, or a key the source holds twice).
@@ -133,6 +135,8 @@ class _Comparison:
         self._spill_keys: dict[int, set[str]] = {}
         self.missing_texts: list[tuple[int, str, str]] = []
         self.credited: set[str] = set()  # merged records placed from the merge list
+        self.paired: set[str] = set()  # target keys paired with a source record
+        self.extra: dict[str, str] = {}  # unpaired target key -> the match key it came under
         self.year_index = (
             list(spec.fields).index(spec.count_by_year) if spec.count_by_year else None
         )
@@ -199,6 +203,7 @@ class _Comparison:
                 hit = next((t for t in remaining if t[1] == sr[1]), None)
                 if hit is not None:
                     remaining.remove(hit)
+                    self.paired.add(hit[2])
                     self._found(sr, hit, ())
                 else:
                     pending.append(sr)
@@ -208,11 +213,18 @@ class _Comparison:
                     # compare with the closest: the differences shown are then the real ones.
                     tr = min(remaining, key=lambda t: _distance(sr[1], t[1]))
                     remaining.remove(tr)
+                    self.paired.add(tr[2])
                     self.drills.append((sr, tr, self._placement(tr)))
                 elif trows:
                     self._absent(sr, "the source holds this key more than once; one landed")
                 else:
                     self._absent(sr, None)
+            # A further target record for the same source record(s) (a victim also recorded
+            # as a suspect) is unexplained; rows of a record already paired are fan-out.
+            done = {t[2] for t in trows if t not in remaining}
+            for t in remaining:
+                if t[2] not in done:
+                    self.extra.setdefault(t[2], match_key)
         if self.spec.locate.crosswalk is not None:
             for match_key, trows in tmap.items():
                 # A filtered population (open crimes only) leaves target rows of records outside
@@ -579,8 +591,28 @@ class _Comparison:
                     + claims,
                 )
             )
+        stale_keys = {k for k, _ in stale_orphans}
+        for key, match_key in sorted(self.extra.items()):
+            if key in self.paired or key in stale_keys or key in self.duplicate_originals:
+                continue
+            tid.orphan += 1
+            stale_keys.add(key)
+            self.findings.append(
+                Finding(
+                    spec.name,
+                    "target",
+                    None,
+                    target_table,
+                    key,
+                    Placement.ORPHAN,
+                    None,
+                    (),
+                    "a further target record for source record(s) "
+                    f"{match_key.replace(SEP, ' ')} that are already placed",
+                )
+            )
         # Counted, not derived: the identity then checks that every unreached record was classed.
-        tid.explained = self.tgt.target_reached - len(stale_orphans)
+        tid.explained = self.tgt.target_reached - len(stale_keys) - self.tgt.reached_duplicates
 
         # Segments whose aggregates agreed hold, per year, what the source counted into them.
         for (system, year, segment), n in self.src.years_counted.items():
@@ -596,7 +628,18 @@ class _Comparison:
             }
         for (system, year), n in self.target_years.items():
             years.setdefault(system, {}).setdefault(year, {"source": 0, "expected": 0, "target": n})
+        warnings = [
+            f"{s.system} {s.table} read no records: check its table and filters"
+            + (
+                f" (the target holds {self.tgt.read[s.system]:,} records located from it)"
+                if self.tgt.read.get(s.system)
+                else ""
+            )
+            for s in sources
+            if s.read == 0
+        ]
         return ClassResult(
+            warnings=warnings,
             years=years,
             name=spec.name,
             title=spec.title,

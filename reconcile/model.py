@@ -193,6 +193,8 @@ class ClassResult:
     seconds: float = 0.0
     segments_compared: int = 0
     segments: int = 0
+    #: things an owner must know that are not findings (a source that read nothing)
+    warnings: list[str] = field(default_factory=list)
     #: system -> year -> {"source", "expected" (source less excluded/rejected/deferred), "target"}
     years: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
 
@@ -239,6 +241,7 @@ class ClassResult:
             "target_identity": self.target.to_dict(),
             "findings": [f.to_dict() for f in self.findings],
             "counts_by_year": self.years,
+            "warnings": self.warnings,
             "seconds": round(self.seconds, 3),
         }
 

@@ -73,6 +73,8 @@ class SideSummary:
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # copy key, original key
     target_total: int = 0
     target_reached: int = 0  # target records some crosswalk entry of the class leads to
+    reached_duplicates: int = 0  # of those, copies of another reached record
+    landed_twice: set[str] = field(default_factory=set)  # target keys of either copy
     #: (system, year) -> rows, and on the source side rows not expected in the target
     years: Counter[tuple[str, str]] = field(default_factory=Counter)
     years_flagged: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -696,6 +698,40 @@ def _unreached(spec: SurvivalSpec, engine: Engine, summary: SideSummary) -> None
                 summary.unreached.append((key, "ORPHAN", None))
     if candidates:
         _duplicates(spec, engine, rel, reached, candidates, summary)
+    if target.duplicate_key:
+        _reached_duplicates(spec, engine, rel, reached, summary)
+
+
+def _reached_duplicates(
+    spec: SurvivalSpec, engine: Engine, rel: Relation, reached: list[Any], summary: SideSummary
+) -> None:
+    """Records the crosswalk reaches that share a duplicate key: a record landed twice, each
+    copy with its own crosswalk entry. The first (by key) is the original, the rest copies."""
+    dup = [rel.col(k) for k in spec.target.duplicate_key]
+    keys = [rel.col(k) for k in spec.target.key_columns]
+    conds = [sa.and_(*reached), *([rel.filter] if rel.filter is not None else [])]
+    groups = (
+        sa.select(*dup)
+        .select_from(rel.from_)
+        .where(*conds)
+        .group_by(*dup)
+        .having(sa.func.count() > 1)
+    )
+    lhs = dup[0] if len(dup) == 1 else sa.tuple_(*dup)
+    stmt = sa.select(*dup, *keys).select_from(rel.from_).where(*conds, lhs.in_(groups))
+    by_value: dict[tuple[Any, ...], list[str]] = {}
+    for rows in stream(engine, stmt):
+        for row in rows:
+            value = tuple(row[: len(dup)])
+            by_value.setdefault(value, []).append("|".join(str(v) for v in row[len(dup) :]))
+    for members in by_value.values():
+        original, *copies = sorted(members)
+        summary.landed_twice.add(original)
+        for copy in copies:
+            summary.landed_twice.add(copy)
+            summary.duplicates.append((copy, original))
+            summary.unreached.append((copy, "DUPLICATED", original))
+            summary.reached_duplicates += 1
 
 
 def _duplicates(
@@ -729,3 +765,4 @@ def _duplicates(
             else:
                 summary.unreached.append((key, "DUPLICATED", original))
                 summary.duplicates.append((key, original))
+                summary.landed_twice.update((key, original))

@@ -239,3 +239,34 @@ def test_counts_per_year_show_where_a_crime_was_lost(sqlite_runs: Runs) -> None:
     assert set(differing) == {(system, str(year))}
     counts = differing[(system, str(year))]
     assert counts["expected"] - counts["target"] == 1
+
+
+def test_a_further_link_for_a_placed_pair_is_an_orphan(small_estate: Path, tmp_path: Path) -> None:
+    """A victim also recorded as a suspect: the extra target link is unexplained."""
+    import shutil
+
+    target = tmp_path / "target.sqlite"
+    shutil.copy(small_estate / "target.sqlite", target)
+    with sqlite3.connect(target) as conn:
+        event, person = conn.execute(
+            "SELECT event_id, person_id FROM event_person e WHERE role = 'VICTIM' AND NOT EXISTS "
+            "(SELECT 1 FROM event_person o WHERE o.event_id = e.event_id "
+            "AND o.person_id = e.person_id AND o.role <> 'VICTIM') LIMIT 1"
+        ).fetchone()
+        conn.execute("INSERT INTO event_person VALUES (?, ?, 'SUSPECT')", (event, person))
+    info = json.loads((small_estate / "estate.json").read_text())
+    dbs = info["databases"]
+    specs = [
+        s for s in load_specs(spec_files(bundled_specs_dir())) if s.name == "crime_person_links"
+    ]
+    result = reconcile_all(
+        specs,
+        Connections(
+            {"legacy": dbs["legacy"], "policeworks": dbs["policeworks"]}, f"sqlite:///{target}"
+        ),
+        dt.date.fromisoformat(info["as_of"]),
+    )
+    (links,) = result.classes
+    orphans = [f.key for f in links.findings if f.placement is Placement.ORPHAN]
+    assert orphans == [f"{event}|{person}|SUSPECT"]
+    assert links.target.balanced and not links.clean()

@@ -18,6 +18,7 @@ Target-side: T9 nobody leads to -> ORPHAN; T8 is a pilot record -> target-only.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import sqlite3
 from pathlib import Path
@@ -217,3 +218,47 @@ def test_both_identities_hold_whatever_is_lost(
     assert identity.altered == fate.count("alter")
     assert result.target.balanced and result.target.orphan == orphans
     assert result.clean() == (fate.count("drop") + fate.count("alter") + orphans == 0)
+
+
+def test_a_record_landed_twice_with_its_own_crosswalk_entry(spec, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """C1 loaded twice (T1 and T1b, same reference), the crosswalk pointing C1 at the copy and
+    C7's merge at the original: both copies are explained by the crosswalk, yet C1 landed twice."""
+    spec = dataclasses.replace(
+        spec, target=dataclasses.replace(spec.target, duplicate_key=("occ_ref",))
+    )
+    rows = [*TARGET_ROWS, ("T1b", "c1 ", "8N", "2021-04-03", "LOAD")]
+    xmap = [("oldcrime", "crimes", "C1", "OCC", "T1b", "direct"), *MAP_ROWS[1:]]
+    result = reconcile_class(
+        spec, _write(tmp_path, SOURCE_ROWS, rows, xmap, []), AS_OF, parallel=False
+    )
+    found = {(f.side, f.key, f.placement) for f in result.findings}
+    assert ("target", "T1b", Placement.DUPLICATED) in found
+    assert ("source", "C1", Placement.DUPLICATED) in found
+    assert result.target.balanced and result.target.duplicated == 1
+
+
+def test_a_merged_record_gone_from_the_source_is_not_credited(spec, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """C7 (merged into T1) deleted from the source: its merge row must not count as MERGED."""
+    source = [r for r in SOURCE_ROWS if r[0] != "C7"]
+    result = reconcile_class(
+        spec, _write(tmp_path, source, TARGET_ROWS, MAP_ROWS, []), AS_OF, parallel=False
+    )
+    (identity,) = result.sources
+    assert identity.balanced and identity.terms[Placement.MERGED] == 0
+    assert not any(f.key == "C7" for f in result.findings)
+
+
+def test_a_percent_sign_in_a_filter_is_a_value(spec, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source = [*SOURCE_ROWS[:2], ("C%", "8/1", "03/04/21", "OPEN", "2030-01-01", "N")]
+    (binding,) = spec.sources
+    only = dataclasses.replace(
+        binding, population=dataclasses.replace(binding.population, where={"ref": "C%"})
+    )
+    spec = dataclasses.replace(spec, sources=(only,))
+    result = reconcile_class(
+        spec, _write(tmp_path, source, TARGET_ROWS, MAP_ROWS, []), AS_OF, parallel=False
+    )
+    assert result.sources[0].read == 1
+    assert [(f.key, f.placement) for f in result.findings if f.side == "source"] == [
+        ("C%", Placement.MISSING)
+    ]
