@@ -575,40 +575,28 @@ class _Comparison:
             self.findings.append(
                 Finding(spec.name, "target", None, target_table, key, p, None, (), reason)
             )
-        for key, claims in stale_orphans:
-            tid.orphan += 1
-            self.findings.append(
-                Finding(
-                    spec.name,
-                    "target",
-                    None,
-                    target_table,
-                    key,
-                    Placement.ORPHAN,
-                    None,
-                    (),
-                    "the crosswalk credits it to source records the source does not hold: "
-                    + claims,
-                )
-            )
+        orphans = [
+            (key, "the crosswalk credits it to source records the source does not hold: " + claims)
+            for key, claims in stale_orphans
+        ]
         stale_keys = {k for k, _ in stale_orphans}
-        for key, match_key in sorted(self.extra.items()):
-            if key in self.paired or key in stale_keys or key in self.duplicate_originals:
-                continue
+        orphans += [
+            (
+                key,
+                f"a further target record for source record(s) {match_key.replace(SEP, ' ')} "
+                "that are already placed",
+            )
+            for key, match_key in sorted(self.extra.items())
+            if key not in self.paired
+            and key not in stale_keys
+            and key not in self.duplicate_originals
+        ]
+        for key, reason in orphans:
             tid.orphan += 1
             stale_keys.add(key)
             self.findings.append(
                 Finding(
-                    spec.name,
-                    "target",
-                    None,
-                    target_table,
-                    key,
-                    Placement.ORPHAN,
-                    None,
-                    (),
-                    "a further target record for source record(s) "
-                    f"{match_key.replace(SEP, ' ')} that are already placed",
+                    spec.name, "target", None, target_table, key, Placement.ORPHAN, None, (), reason
                 )
             )
         # Counted, not derived: the identity then checks that every unreached record was classed.
