@@ -359,12 +359,16 @@ def reconcile_command(
     """
     import json
     import os
+    import signal
 
     from continuity.reconciliation import exceptions_listing, identity_table, resolve
     from continuity.workstore import WorkStore
     from reconcile.engine import KEY_VARIABLE, reconcile_all
     from reconcile.spec import bundled_specs_dir, load_specs, spec_files
 
+    # A polite kill (SIGTERM) unwinds like an error: temporary spill files, which hold personal
+    # data, are removed and the work store is left as it was.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     setting = resolve(estate, damaged, sources, target_url, as_of.date() if as_of else None, store)
     loaded = load_specs(spec_files(specs or bundled_specs_dir()))
     if not os.environ.get(KEY_VARIABLE):

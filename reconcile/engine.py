@@ -19,13 +19,14 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from continuity.domain.connect import engine_for
+from continuity.domain.connect import check_reachable, engine_for
 from continuity.domain.dates import dob_evidence_agrees
 from continuity.domain.errors import ReconcileError
 from reconcile.candidates import find_candidates, missing_people
@@ -103,10 +104,15 @@ def reconcile_class(
             context = multiprocessing.get_context(
                 "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
             )
-            with ProcessPoolExecutor(2, mp_context=context) as pool:
-                source_future = pool.submit(run_source_side, task)
-                target_future = pool.submit(run_target_side, task)
-                source, target = source_future.result(), target_future.result()
+            try:
+                with ProcessPoolExecutor(2, mp_context=context) as pool:
+                    source_future = pool.submit(run_source_side, task)
+                    target_future = pool.submit(run_target_side, task)
+                    source, target = source_future.result(), target_future.result()
+            except BrokenProcessPool as exc:
+                raise ReconcileError(
+                    f"class {spec.name}: a reconciliation worker died (killed, or out of memory)"
+                ) from exc
         else:
             source, target = run_source_side(task), run_target_side(task)
         result = _Comparison(spec, task, source, target).run()
@@ -679,8 +685,15 @@ def reconcile_all(
         )
     chosen = [s.for_wave(wave) for s in specs if not classes or s.name in classes]
     chosen.sort(key=lambda s: (SEVERITY_ORDER[s.severity], s.name))
-    for spec in chosen:  # every URL is checked before any data is read
-        connections.for_spec(spec)
+    urls: set[str] = set()
+    for spec in chosen:  # every URL is named, and every database answers, before data is read
+        urls.update(connections.for_spec(spec).values())
+    for url in sorted(urls):
+        engine = engine_for(url)
+        try:
+            check_reachable(engine)
+        finally:
+            engine.dispose()
     results = []
     for n, spec in enumerate(chosen):
         if progress is not None:

@@ -512,7 +512,17 @@ def located_statement(spec: SurvivalSpec, source: SourceSpec) -> tuple[Any, list
                     xt.c[c["source_table"]] == binding.translate_table,
                 ),
             )
-            select.append(xt.c[c["source_key"]])
+            # A reference the crosswalk cannot translate for this system must not read as
+            # "no reference" (NULL), or a record wrongly given one would compare equal.
+            select.append(
+                sa.case(
+                    (
+                        sa.and_(rel.col(f.target[0]).is_not(None), xt.c[c["source_key"]].is_(None)),
+                        sa.literal("untranslatable:") + sa.cast(rel.col(f.target[0]), sa.String),
+                    ),
+                    else_=xt.c[c["source_key"]],
+                )
+            )
             names.append(f"field:{f.name}")
         else:
             for col in f.target:

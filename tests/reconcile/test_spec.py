@@ -155,3 +155,23 @@ def test_a_class_reading_a_system_without_a_url_is_an_error(tmp_path: Path) -> N
     )
     assert result.exit_code == 2
     assert "reads source system(s) old, but no URL was given" in result.stderr
+
+
+def test_an_unreachable_database_is_one_line_before_any_data_is_read(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "reconcile",
+            "--specs",
+            str(write(tmp_path, GOOD)),
+            "--source",
+            f"old=sqlite:///{tmp_path / 'old.db'}",
+            "--target",
+            "postgresql+psycopg://nobody@127.0.0.1:1/nothing",
+            "--store",
+            f"sqlite:///{tmp_path / 'w.db'}",
+        ],
+    )
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    assert "cannot reach postgresql+psycopg://nobody@127.0.0.1:1/nothing" in result.stderr
