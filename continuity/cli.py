@@ -371,12 +371,6 @@ def reconcile_command(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     setting = resolve(estate, damaged, sources, target_url, as_of.date() if as_of else None, store)
     loaded = load_specs(spec_files(specs or bundled_specs_dir()))
-    if not os.environ.get(KEY_VARIABLE):
-        click.echo(
-            f"warning: {KEY_VARIABLE} is not set: fingerprints use a development key that "
-            "anyone can reproduce (set it for real data)",
-            err=True,
-        )
     work = WorkStore(setting.store_url)
     accepted = work.accepted(setting.connections.target)
     with Progress("Reconciling") as progress:
@@ -387,6 +381,12 @@ def reconcile_command(
             classes,
             progress=lambda _name, done, total: progress(done, total),
             wave=wave,
+        )
+    if not os.environ.get(KEY_VARIABLE):
+        click.echo(
+            f"warning: {KEY_VARIABLE} is not set: fingerprints use a development key that "
+            "anyone can reproduce (set it for real data)",
+            err=True,
         )
     work.record(result, setting.connections.target, accepted)
     click.echo(identity_table(result, accepted))
