@@ -47,6 +47,7 @@ from reconcile.sides import (
     SideSummary,
     Task,
     crosswalk_table,
+    located_statement,
     read_spill,
     run_source_side,
     run_target_side,
@@ -520,6 +521,28 @@ class _Comparison:
                 )
             )
 
+    def _paired_elsewhere(self, target_keys: list[str]) -> set[str]:
+        """Of these target records, those some source record leads to under another match key
+        in a segment that agreed (so it was paired there, unseen)."""
+        if not target_keys:
+            return set()
+        engine = engine_for(self.task.urls["target"])
+        found: set[str] = set()
+        try:
+            for source in self.spec.sources:
+                for start in range(0, len(target_keys), 500):
+                    batch = [tuple(k.split("|")) for k in target_keys[start : start + 500]]
+                    stmt, names = located_statement(self.spec, source, only=batch)
+                    match_idx = [i for i, n in enumerate(names) if n.startswith("match")]
+                    key_idx = [i for i, n in enumerate(names) if n.startswith("key")]
+                    for row in fetch_all(engine, stmt):
+                        match_key = source.system + SEP + "|".join(str(row[i]) for i in match_idx)
+                        if not self._opened(match_key) and self._in_source(match_key):
+                            found.add("|".join(str(row[i]) for i in key_idx))
+        finally:
+            engine.dispose()
+        return found
+
     def _in_source(self, match_key: str) -> bool:
         """Whether the source side read a record with this match key (from its spill)."""
         segment = segment_of(match_key, self.spec.segments)
@@ -586,16 +609,22 @@ class _Comparison:
             for key, claims in stale_orphans
         ]
         stale_keys = {k for k, _ in stale_orphans}
+        extra = {
+            key: match_key
+            for key, match_key in self.extra.items()
+            if key not in self.paired
+            and key not in stale_keys
+            and key not in self.duplicate_originals
+        }
+        for key in self._paired_elsewhere(sorted(extra)):
+            del extra[key]
         orphans += [
             (
                 key,
                 f"a further target record for source record(s) {match_key.replace(SEP, ' ')} "
                 "that are already placed",
             )
-            for key, match_key in sorted(self.extra.items())
-            if key not in self.paired
-            and key not in stale_keys
-            and key not in self.duplicate_originals
+            for key, match_key in sorted(extra.items())
         ]
         for key, reason in orphans:
             tid.orphan += 1

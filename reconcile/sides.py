@@ -457,10 +457,13 @@ def _target_columns(spec: SurvivalSpec) -> list[str]:
     return list(dict.fromkeys(cols))
 
 
-def located_statement(spec: SurvivalSpec, source: SourceSpec) -> tuple[Any, list[str]]:
+def located_statement(
+    spec: SurvivalSpec, source: SourceSpec, only: list[tuple[str, ...]] | None = None
+) -> tuple[Any, list[str]]:
     """Target rows located from ``source``'s records, with what the comparison needs.
 
     Columns: match key parts, rule, superseded flag, target key parts, then one value per field.
+    ``only`` restricts the rows to these target keys (each a tuple of key column values).
     """
     cols = _target_columns(spec)
     rel = Relation(spec.target.population, cols)
@@ -528,6 +531,10 @@ def located_statement(spec: SurvivalSpec, source: SourceSpec) -> tuple[Any, list
             for col in f.target:
                 select.append(rel.col(col))
                 names.append(f"field:{f.name}:{col}")
+    if only is not None:
+        key_cols = [rel.col(k) for k in spec.target.key_columns]
+        lhs = key_cols[0] if len(key_cols) == 1 else sa.tuple_(*key_cols)
+        conds.append(lhs.in_([k[0] for k in only] if len(key_cols) == 1 else only))
     stmt = sa.select(*select).select_from(frm)
     if conds:
         stmt = stmt.where(*conds)

@@ -270,3 +270,45 @@ def test_a_further_link_for_a_placed_pair_is_an_orphan(small_estate: Path, tmp_p
     orphans = [f.key for f in links.findings if f.placement is Placement.ORPHAN]
     assert orphans == [f"{event}|{person}|SUSPECT"]
     assert links.target.balanced and not links.clean()
+
+
+def test_a_second_role_another_system_records_is_explained(
+    small_estate: Path, tmp_path: Path
+) -> None:
+    """Legacy says VICTIM, PoliceWorks says SUSPECT for the same crime and person, and the target
+    holds both links: each is explained by one system's record, so neither is an orphan."""
+    import shutil
+
+    target, pw = tmp_path / "target.sqlite", tmp_path / "pw.sqlite"
+    shutil.copy(small_estate / "target.sqlite", target)
+    shutil.copy(small_estate / "policeworks.sqlite", pw)
+    with sqlite3.connect(pw) as conn:
+        link, occurrence, person = conn.execute(
+            "SELECT l.link_id, l.from_id, l.to_id FROM pw_link l JOIN pw_occurrence o "
+            "ON o.occurrence_id = l.from_id WHERE o.legacy_crime_no IS NOT NULL "
+            "AND l.link_type = 'VICTIM' LIMIT 1"
+        ).fetchone()
+        conn.execute("UPDATE pw_link SET link_type = 'SUSPECT' WHERE link_id = ?", (link,))
+    with sqlite3.connect(target) as conn:
+        (event,) = conn.execute(
+            "SELECT target_key FROM migration_crosswalk WHERE source_key = ?", (occurrence,)
+        ).fetchone()
+        (pid,) = conn.execute(
+            "SELECT target_key FROM migration_crosswalk WHERE source_key = ?", (person,)
+        ).fetchone()
+        conn.execute("INSERT INTO event_person VALUES (?, ?, 'SUSPECT')", (event, pid))
+    info = json.loads((small_estate / "estate.json").read_text())
+    specs = [
+        s for s in load_specs(spec_files(bundled_specs_dir())) if s.name == "crime_person_links"
+    ]
+    result = reconcile_all(
+        specs,
+        Connections(
+            {"legacy": info["databases"]["legacy"], "policeworks": f"sqlite:///{pw}"},
+            f"sqlite:///{target}",
+        ),
+        dt.date.fromisoformat(info["as_of"]),
+    )
+    (links,) = result.classes
+    assert [f for f in links.findings if f.side == "target"] == []
+    assert links.clean(), links.exceptions()
