@@ -433,8 +433,9 @@ def accept_command(
         system = systems[0]
     elif system not in systems:
         raise ContinuityError(f"{cls} {key}: no finding from system {system!r} ({systems})")
-    finding = next(f for f in found if (f["system"] or "target") == system)
-    work.accept(finding, reason)
+    for finding in found:  # a key held twice gives two findings: the owner accepts the record
+        if (finding["system"] or "target") == system:
+            work.accept(finding, reason)
     click.echo(f"Accepted {cls} {system} {key}: {reason}")
 
 

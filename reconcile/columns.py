@@ -111,7 +111,11 @@ class RuleVerdicts:
         raw_rows = zip(*(columns[p] for p in positions), strict=True)
         memo, out = self.memo, []
         for raw in raw_rows:
-            verdict = memo.get(raw)
+            try:
+                verdict = memo.get(raw)
+            except TypeError:  # an unhashable value (a memoryview): decide without the memo
+                out.append(self.verdict(raw))
+                continue
             if verdict is None:
                 verdict = self.verdict(raw)
                 if len(memo) < MEMO_LIMIT:

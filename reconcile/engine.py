@@ -109,7 +109,14 @@ def reconcile_class(
                 with ProcessPoolExecutor(2, mp_context=context) as pool:
                     source_future = pool.submit(run_source_side, task)
                     target_future = pool.submit(run_target_side, task)
-                    source, target = source_future.result(), target_future.result()
+                    try:
+                        source, target = source_future.result(), target_future.result()
+                    except BaseException:
+                        # Interrupted (SIGTERM, Ctrl-C) or failed: stop the other side now, so
+                        # the spill directory (personal data) is removed without waiting.
+                        for process in list(getattr(pool, "_processes", {}).values()):
+                            process.terminate()
+                        raise
             except BrokenProcessPool as exc:
                 raise ReconcileError(
                     f"class {spec.name}: a reconciliation worker died (killed, or out of memory)"
@@ -138,6 +145,7 @@ class _Comparison:
         # Keyed by match key and source key: several source records can share a match key (a
         # link's roles for one crime and person, or a key the source holds twice).
         self.flagged = {(f[0], f[1]): f for f in source.flagged}
+        self.flagged_rows = source.flagged  # one per row: a key held twice is two records
         self.drills: list[tuple[list[str], list[str], Placement]] = []
         self._spill_keys: dict[int, set[str]] = {}
         self.missing_texts: list[tuple[int, str, str]] = []
@@ -214,6 +222,8 @@ class _Comparison:
                     self._found(sr, hit, ())
                 else:
                     pending.append(sr)
+            # Unflagged records first: a quarantined twin must not take the record's target row.
+            pending.sort(key=lambda r: r[3] not in ("|||", "||S|"))
             for sr in pending:
                 if remaining:
                     # Of several target rows (a reference translated to several source keys),
@@ -418,10 +428,10 @@ class _Comparison:
 
     def _equal_segments(self) -> None:
         """Flagged and merged records in segments whose aggregates agreed."""
-        for (match_key, _), f in self.flagged.items():
+        for f in self.flagged_rows:
+            match_key, key, placement, reason, system = f
             if match_key in self.resolved:
                 continue
-            _, key, placement, reason, system = f
             p = Placement(placement)
             self.placed[(system, p)] += 1
             self.findings.append(
@@ -531,13 +541,15 @@ class _Comparison:
         try:
             for source in self.spec.sources:
                 for start in range(0, len(target_keys), 500):
-                    batch = [tuple(k.split("|")) for k in target_keys[start : start + 500]]
+                    chunk = target_keys[start : start + 500]
+                    width = len(self.spec.target.key_columns)
+                    batch = [(k,) if width == 1 else tuple(k.split("|")) for k in chunk]
                     stmt, names = located_statement(self.spec, source, only=batch)
                     match_idx = [i for i, n in enumerate(names) if n.startswith("match")]
                     key_idx = [i for i, n in enumerate(names) if n.startswith("key")]
                     for row in fetch_all(engine, stmt):
                         match_key = source.system + SEP + "|".join(str(row[i]) for i in match_idx)
-                        if not self._opened(match_key) and self._in_source(match_key):
+                        if not self._opened(match_key):  # an agreeing segment: paired there
                             found.add("|".join(str(row[i]) for i in key_idx))
         finally:
             engine.dispose()
@@ -604,11 +616,18 @@ class _Comparison:
             self.findings.append(
                 Finding(spec.name, "target", None, target_table, key, p, None, (), reason)
             )
+        # Each target record gets one term: a reached copy is DUPLICATED, even if stale too.
+        reached_copies = self.tgt.reached_copies
         orphans = [
-            (key, "the crosswalk credits it to source records the source does not hold: " + claims)
+            (
+                key,
+                "the crosswalk credits it to source records the source does not hold: "
+                + claims.replace(SEP, " "),
+            )
             for key, claims in stale_orphans
+            if key not in reached_copies
         ]
-        stale_keys = {k for k, _ in stale_orphans}
+        stale_keys = {k for k, _ in orphans}
         extra = {
             key: match_key
             for key, match_key in self.extra.items()
@@ -635,7 +654,7 @@ class _Comparison:
                 )
             )
         # Counted, not derived: the identity then checks that every unreached record was classed.
-        tid.explained = self.tgt.target_reached - len(stale_keys) - self.tgt.reached_duplicates
+        tid.explained = self.tgt.target_reached - len(stale_keys) - len(reached_copies)
 
         # Segments whose aggregates agreed hold, per year, what the source counted into them.
         for (system, year, segment), n in self.src.years_counted.items():

@@ -82,9 +82,15 @@ class Finding:
 
     @property
     def signature(self) -> str:
-        """What was found: placement, integrity and the fields that differ."""
+        """What was found: placement, integrity, the differing fields, their values (as a
+        digest) and the target record; an acceptance covers exactly this."""
+        import hashlib
+
         integrity = self.integrity.value if self.integrity else ""
-        return f"{self.placement.value}|{integrity}|{','.join(sorted(self.fields))}"
+        values = "\x1e".join(f"{d.field}\x1f{d.source}\x1f{d.target}" for d in self.diffs)
+        digest = hashlib.sha256(values.encode("utf-8")).hexdigest()[:16]
+        fields = ",".join(sorted(self.fields))
+        return f"{self.placement.value}|{integrity}|{fields}|{self.target_key or ''}|{digest}"
 
     @property
     def is_exception(self) -> bool:

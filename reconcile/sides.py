@@ -73,7 +73,7 @@ class SideSummary:
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # copy key, original key
     target_total: int = 0
     target_reached: int = 0  # target records some crosswalk entry of the class leads to
-    reached_duplicates: int = 0  # of those, copies of another reached record
+    reached_copies: set[str] = field(default_factory=set)  # of those, copies of another
     landed_twice: set[str] = field(default_factory=set)  # target keys of either copy
     #: (system, year) -> rows, and on the source side rows not expected in the target
     years: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -182,7 +182,7 @@ def first_rule(rules: Iterable[Rule], attrs: dict[str, Any], as_of: dt.date) -> 
         # An exception to the rule that cannot be read (a garbled legal-hold flag) might hold:
         # the rule does not apply, and the record is expected in the target.
         if any(
-            isinstance(attrs.get(c.attribute), Unreadable) or _holds(c, attrs, as_of)
+            isinstance(attrs.get(c.attribute), Unreadable | PartialDate) or _holds(c, attrs, as_of)
             for c in r.unless
         ):
             continue
@@ -487,7 +487,11 @@ def located_statement(
     else:
         for i, p in enumerate(spec.locate.parents):
             xp, c = crosswalk_table(spec, f"xp{i}")
-            frm = frm.join(
+            # A left join with a NOT NULL filter is an inner join that SQLite may not reorder:
+            # the target table drives and each crosswalk lookup uses the target-key index
+            # (reordered, SQLite without statistics joins crosswalk to crosswalk first).
+            conds.append(xp.c[c["source_key"]].is_not(None))
+            frm = frm.outerjoin(
                 xp,
                 sa.and_(
                     xp.c[c["target_table"]] == p.target_table,
@@ -748,7 +752,7 @@ def _reached_duplicates(
             summary.landed_twice.add(copy)
             summary.duplicates.append((copy, original))
             summary.unreached.append((copy, "DUPLICATED", original))
-            summary.reached_duplicates += 1
+            summary.reached_copies.add(copy)
 
 
 def _duplicates(

@@ -262,3 +262,30 @@ def test_a_percent_sign_in_a_filter_is_a_value(spec, tmp_path: Path) -> None:  #
     assert [(f.key, f.placement) for f in result.findings if f.side == "source"] == [
         ("C%", Placement.MISSING)
     ]
+
+
+def test_a_key_held_twice_and_excluded_is_two_records(spec, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source = [*SOURCE_ROWS, SOURCE_ROWS[4]]  # C5 (due for disposal) held twice
+    result = reconcile_class(
+        spec, _write(tmp_path, source, TARGET_ROWS, MAP_ROWS, []), AS_OF, parallel=False
+    )
+    (identity,) = result.sources
+    assert identity.read == 9 and identity.balanced
+    assert identity.terms[Placement.EXCLUDED] == 2
+
+
+def test_each_target_record_is_one_term(spec, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A copy of T1 whose own crosswalk entry names a record the source never held: it is a
+    DUPLICATED copy, not also an orphan, and the identity still balances."""
+    spec = dataclasses.replace(
+        spec, target=dataclasses.replace(spec.target, duplicate_key=("occ_ref",))
+    )
+    rows = [*TARGET_ROWS, ("T1z", "c1 ", "8N", "2021-04-03", "LOAD")]
+    xmap = [*MAP_ROWS, ("oldcrime", "crimes", "GONE", "OCC", "T1z", "direct")]
+    result = reconcile_class(
+        spec, _write(tmp_path, SOURCE_ROWS, rows, xmap, []), AS_OF, parallel=False
+    )
+    on_copy = [f.placement for f in result.findings if f.key == "T1z"]
+    assert on_copy == [Placement.DUPLICATED]
+    t = result.target
+    assert t.balanced and (t.total, t.explained, t.duplicated) == (6, 3, 1)
