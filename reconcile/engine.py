@@ -207,7 +207,10 @@ class _Comparison:
             for match_key, trows in tmap.items():
                 if match_key not in smap:
                     continue
-                year = year_of(trows[0][1].split(SEP)[self.year_index])
+                text = trows[0][1].split(SEP)[self.year_index]
+                if text == WILDCARD:  # a superseded copy not compared on it: the source's year
+                    text = smap[match_key][0][1].split(SEP)[self.year_index]
+                year = year_of(text)
                 self.target_years[(match_key.split(SEP, 1)[0], year)] += 1
         for match_key, srows in smap.items():
             self.resolved.add(match_key)
