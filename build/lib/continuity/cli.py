@@ -1,0 +1,443 @@
+"""The ``continuity`` command line: thin click commands over the library.
+
+Errors Continuity raises on purpose (:class:`ContinuityError`) are caught in one place, printed
+as one line and exit 2; a reconciliation that finds losses exits 1; success exits 0.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from continuity import __version__
+from continuity.domain.errors import ContinuityError
+
+
+class ContinuityGroup(click.Group):
+    """A click group that turns a ContinuityError into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ContinuityError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+class Progress:
+    """A progress bar on stderr that appears only once work has started.
+
+    Validation errors therefore print alone, on one line, with no half-drawn bar before them.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            self._bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self._bar.__enter__()
+        self._bar.update(done - self._bar.pos)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+@click.group(cls=ContinuityGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="continuity")
+def main() -> None:
+    """Continuity moves a police force's records out of legacy systems into a replacement
+    records product, and proves that nothing was lost on the way.
+
+    Start with `continuity estate generate --out DIR` to make a synthetic police estate (legacy
+    crime system, PoliceWorks, gazetteer, the ideal target and its ground truth) to rehearse on.
+    """
+
+
+@main.group(cls=ContinuityGroup)
+def estate() -> None:
+    """Synthetic police estates whose truth is known: demo and test material."""
+
+
+@estate.command("generate")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Directory to write into; must be new or empty. Holds the SQLite databases unless "
+    "URLs are given, and always the ground truth, gazetteer and manifests.",
+)
+@click.option(
+    "--persons",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Number of distinct humans (each appears as one or more records across systems).",
+)
+@click.option(
+    "--seed",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Random seed: the same seed and size give identical content on any database.",
+)
+@click.option(
+    "--defects",
+    is_flag=True,
+    help="Also write a damaged copy of the ideal target and defects.json listing every planted "
+    "defect and decoy.",
+)
+@click.option(
+    "--legacy-url",
+    envvar="CONTINUITY_LEGACY_URL",
+    help="SQLAlchemy URL for the legacy crime "
+    "system [default: DIR/legacy.sqlite; env CONTINUITY_LEGACY_URL].",
+)
+@click.option(
+    "--policeworks-url",
+    envvar="CONTINUITY_POLICEWORKS_URL",
+    help="SQLAlchemy URL for PoliceWorks "
+    "[default: DIR/policeworks.sqlite; env CONTINUITY_POLICEWORKS_URL].",
+)
+@click.option(
+    "--target-url",
+    envvar="CONTINUITY_TARGET_URL",
+    help="SQLAlchemy URL for the ideal target "
+    "[default: DIR/target.sqlite; env CONTINUITY_TARGET_URL].",
+)
+@click.option(
+    "--damaged-url",
+    envvar="CONTINUITY_DAMAGED_URL",
+    help="SQLAlchemy URL for the damaged copy "
+    "written with --defects [default: DIR/target_defects.sqlite].",
+)
+@click.option(
+    "--processes",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 2),
+    help="Worker processes: 2 generates the two halves of the estate in parallel "
+    "(from 4,000 persons).",
+)
+def estate_generate(
+    out: Path,
+    persons: int,
+    seed: int,
+    defects: bool,
+    legacy_url: str | None,
+    policeworks_url: str | None,
+    target_url: str | None,
+    damaged_url: str | None,
+    processes: int,
+) -> None:
+    """Generate a synthetic police estate with its ideal target and ground truth.
+
+    Humans, places and crimes are generated first (the truth), then rendered into the legacy crime
+    system and PoliceWorks with their quirks, a gazetteer, the ideal target (the product schema as a
+    perfect migration leaves it) and truth.sqlite. See docs/estate.md.
+    """
+    from continuity.estate.generate import EstateOptions, generate_estate
+
+    opts = EstateOptions(
+        out=out,
+        persons=persons,
+        seed=seed,
+        defects=defects,
+        legacy_url=legacy_url,
+        policeworks_url=policeworks_url,
+        target_url=target_url,
+        damaged_url=damaged_url,
+        processes=processes,
+    )
+    with Progress("Generating estate") as progress:
+        summary = generate_estate(opts, on_progress=progress)
+    click.echo(
+        f"Estate of {persons:,} persons (seed {seed}) written in {summary.seconds:.1f} s "
+        f"({summary.total_rows / max(summary.seconds, 1e-9):,.0f} rows/s):"
+    )
+    from continuity.domain.connect import redact
+
+    for side, url in summary.urls.items():
+        rows = sum(summary.counts.get(side, {}).values())
+        click.echo(f"  {side:<12} {rows:>12,} rows  {redact(url)}")
+    click.echo(
+        f"  {'gazetteer':<12} {summary.counts['gazetteer']['gazetteer.csv']:>12,} rows  "
+        f"{out / 'gazetteer.csv'}"
+    )
+    if defects:
+        click.echo(
+            f"  {summary.defects_planted} defects planted, listed with the decoys in "
+            f"{out / 'defects.json'}"
+        )
+        if summary.defects_missing:
+            click.echo(
+                f"  warning: no candidate for {', '.join(summary.defects_missing)}: "
+                "use more --persons",
+                err=True,
+            )
+
+
+def estate_urls(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options naming an existing estate's databases (default: the SQLite files in DIR)."""
+    for name, env in reversed(
+        (
+            ("--legacy-url", "LEGACY"),
+            ("--policeworks-url", "POLICEWORKS"),
+            ("--target-url", "TARGET"),
+        )
+    ):
+        command = click.option(name, envvar=f"CONTINUITY_{env}_URL", help="As given to generate.")(
+            command
+        )
+    return command
+
+
+@estate.command("digest")
+@click.argument("out", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@estate_urls
+def estate_digest(
+    out: Path, legacy_url: str | None, policeworks_url: str | None, target_url: str | None
+) -> None:
+    """Print row counts and content digests of an estate's databases.
+
+    Digests do not depend on the database: the same seed and size print the same lines whether
+    the estate was written to SQLite, PostgreSQL or MariaDB.
+    """
+    from continuity.estate.generate import EstateOptions, estate_digests
+
+    opts = EstateOptions(
+        out=out, legacy_url=legacy_url, policeworks_url=policeworks_url, target_url=target_url
+    )
+    urls = {k: v for k, v in opts.urls().items() if k != "truth"}
+    for side, tables in estate_digests(urls).items():
+        for table, (count, digest) in tables.items():
+            click.echo(f"{side:<12} {table:<22} {count:>10}  {digest[:16]}")
+
+
+@estate.command("quirks")
+@click.argument("out", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@estate_urls
+def estate_quirks(
+    out: Path, legacy_url: str | None, policeworks_url: str | None, target_url: str | None
+) -> None:
+    """Measure every quirk of an estate on its databases, against its stated minimum rate.
+
+    Exits 1 if a quirk falls short of its stated rate (see docs/estate.md).
+    """
+    from continuity.estate import quirks
+    from continuity.estate.generate import EstateOptions
+
+    urls = EstateOptions(
+        out=out, legacy_url=legacy_url, policeworks_url=policeworks_url, target_url=target_url
+    ).urls()
+    measured = quirks.measure(urls)
+    short = 0
+    click.echo(f"{'quirk':<32} {'system':<12} {'rate':>8} {'stated':>8}")
+    for name, system, _description, minimum in quirks.catalogue():
+        shown, among = measured[name]
+        rate = shown / among if among else 0.0
+        ok = among > 0 and minimum <= rate <= quirks.MAXIMUM.get(name, 1.0)
+        short += not ok
+        click.echo(f"{name:<32} {system:<12} {rate:>8.2%} {minimum:>8.2%}{'' if ok else '  SHORT'}")
+    if short:
+        sys.exit(1)
+
+
+@main.group(cls=ContinuityGroup)
+def target() -> None:
+    """The replacement product's schema (the bundled target)."""
+
+
+@target.command("init")
+@click.argument("url")
+def target_init(url: str) -> None:
+    """Create the product's tables in the database at URL (an empty database)."""
+    from continuity.db import create_tables, existing_tables
+    from continuity.domain.connect import check_reachable, engine_for, redact
+    from continuity.target_schema import metadata
+
+    engine = engine_for(url)
+    check_reachable(engine)
+    present = existing_tables(engine, metadata)
+    if present:
+        raise ContinuityError(
+            f"{redact(url)} already holds target tables ({', '.join(present[:4])}"
+            f"{' ...' if len(present) > 4 else ''})"
+        )
+    create_tables(engine, metadata)
+    engine.dispose()
+    click.echo(f"Created {len(metadata.tables)} tables in {redact(url)}")
+
+
+def _store_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option(
+        "--store",
+        "store",
+        envvar="CONTINUITY_STORE_URL",
+        help="The ledger's work store (default: work.sqlite in the estate directory, else in the "
+        "current directory).",
+    )(command)
+    return click.option(
+        "--estate",
+        type=click.Path(path_type=Path, exists=True, file_okay=False),
+        help="An estate made by `continuity estate generate`: its databases and as-of date.",
+    )(command)
+
+
+@main.command("reconcile")
+@_store_options
+@click.option(
+    "--damaged", is_flag=True, help="With --estate: reconcile its damaged target (--defects)."
+)
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="SYSTEM=URL",
+    help="A source system's database, e.g. legacy=sqlite:///legacy.sqlite (repeatable).",
+)
+@click.option("--target", "target_url", metavar="URL", help="The target database.")
+@click.option(
+    "--specs",
+    type=click.Path(path_type=Path, exists=True),
+    help="A survival spec file or a directory of them (default: the bundled specs).",
+)
+@click.option(
+    "--class", "classes", multiple=True, metavar="CLASS", help="Only this class (repeatable)."
+)
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Date the exclusion rules (MoPI review dates) are judged at (default: the estate's "
+    "as-of date, else today).",
+)
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the identities and every finding to this JSON file.",
+)
+@click.option(
+    "--wave",
+    metavar="WAVE",
+    help="Only the records of this wave, as the specs declare it (sources' `waves`); classes "
+    "that do not declare it are reconciled whole.",
+)
+@click.option("--show", default=10, show_default=True, help="Exceptions listed per class.")
+def reconcile_command(
+    estate: Path | None,
+    store: str | None,
+    damaged: bool,
+    sources: tuple[str, ...],
+    target_url: str | None,
+    specs: Path | None,
+    classes: tuple[str, ...],
+    as_of: Any,
+    json_file: Path | None,
+    wave: str | None,
+    show: int,
+) -> None:
+    """Prove, record by record, that every person, firearms warning and crime survived.
+
+    Reads the sources and the target itself (never the pipeline's word), gives every source
+    record a placement (MIGRATED, MERGED, DUPLICATED, EXCLUDED, REJECTED, DEFERRED,
+    DELETED_AT_SOURCE, MISSING) and an integrity (EQUAL or ALTERED with the field diffs),
+    and prints both accounting identities per class. Findings go to the work store.
+
+    Exits 0 when nothing is MISSING, ALTERED, DUPLICATED or ORPHAN and every exception of a
+    critical class is accepted (`continuity accept`); 1 otherwise; 2 on error.
+    """
+    import json
+    import os
+    import signal
+
+    from continuity.reconciliation import exceptions_listing, identity_table, resolve
+    from continuity.workstore import WorkStore
+    from reconcile.engine import KEY_VARIABLE, reconcile_all
+    from reconcile.spec import bundled_specs_dir, load_specs, spec_files
+
+    # A polite kill (SIGTERM) unwinds like an error: temporary spill files, which hold personal
+    # data, are removed and the work store is left as it was.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    setting = resolve(estate, damaged, sources, target_url, as_of.date() if as_of else None, store)
+    loaded = load_specs(spec_files(specs or bundled_specs_dir()))
+    work = WorkStore(setting.store_url)
+    accepted = work.accepted(setting.connections.target)
+    with Progress("Reconciling") as progress:
+        result = reconcile_all(
+            loaded,
+            setting.connections,
+            setting.as_of,
+            classes,
+            progress=lambda _name, done, total: progress(done, total),
+            wave=wave,
+        )
+    if not os.environ.get(KEY_VARIABLE):
+        click.echo(
+            f"warning: {KEY_VARIABLE} is not set: fingerprints use a development key that "
+            "anyone can reproduce (set it for real data)",
+            err=True,
+        )
+    work.record(result, setting.connections.target, accepted)
+    click.echo(identity_table(result, accepted))
+    listing = exceptions_listing(result, accepted, show)
+    if listing:
+        click.echo(listing)
+    if json_file is not None:
+        json_file.write_text(json.dumps(result.to_dict(accepted), indent=1), encoding="utf-8")
+    sys.exit(0 if result.clean(accepted) else 1)
+
+
+@main.command("accept")
+@_store_options
+@click.argument("cls", metavar="CLASS")
+@click.argument("key")
+@click.option("--reason", required=True, help="Why the owner accepts this record as it is.")
+@click.option(
+    "--system", help="The record's source system, when the key alone is ambiguous (or 'target')."
+)
+def accept_command(
+    estate: Path | None, store: str | None, cls: str, key: str, reason: str, system: str | None
+) -> None:
+    """Accept one exception of a critical class (firearms warnings), with a reason.
+
+    In a critical class anything not placed-and-EQUAL (even REJECTED, EXCLUDED or an unmatched
+    address) blocks sign-off until its owner accepts it here, record by record. The acceptance
+    (who, when, why) is kept across runs. Other classes are made clean by fixing the load.
+    """
+    from continuity.workstore import WorkStore
+
+    work = WorkStore(store or f"sqlite:///{(estate or Path('.')) / 'work.sqlite'}")
+    found = work.last_findings(cls, key)
+    if found and not found[0]["critical"]:
+        raise ContinuityError(
+            f"{cls} is not a critical class: its losses are fixed in the load or the spec, "
+            "not accepted record by record"
+        )
+    systems = sorted({f["system"] or "target" for f in found})
+    if not found:
+        raise ContinuityError(f"{cls} {key}: not a finding of the last reconciliation")
+    if system is None:
+        if len(systems) > 1:
+            raise ContinuityError(f"{cls} {key}: held by {', '.join(systems)}: give --system")
+        system = systems[0]
+    elif system not in systems:
+        raise ContinuityError(f"{cls} {key}: no finding from system {system!r} ({systems})")
+    for finding in found:  # a key held twice gives two findings: the owner accepts the record
+        if (finding["system"] or "target") == system:
+            work.accept(finding, reason)
+    click.echo(f"Accepted {cls} {system} {key}: {reason}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Database connections every stage opens the same way: one-line errors, redacted URLs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from continuity.domain.errors import ContinuityError
+
+#: SQLAlchemy's names for MySQL-compatible servers (``mariadb://`` URLs use the second).
+MYSQL_FAMILY = frozenset({"mysql", "mariadb"})
+
+
+def redact(url: str) -> str:
+    """The URL with any password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "<unparseable URL>"
+
+
+def engine_for(url: str) -> Engine:
+    """An engine for ``url``, tuned for bulk work; a bad URL is a one-line error."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        raise ContinuityError(f"not a database URL: {url!r}") from exc
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        # Writers in several processes take turns on one file: wait for the lock, don't fail.
+        kwargs["connect_args"] = {"timeout": 600}
+    if parsed.get_backend_name() in MYSQL_FAMILY:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    try:
+        return create_engine(parsed, **kwargs)
+    except NoSuchModuleError as exc:
+        raise ContinuityError(f"no driver for {redact(url)}: {exc}") from exc
+    except ImportError as exc:
+        raise ContinuityError(f"driver for {redact(url)} is not installed ({exc.name})") from exc
+
+
+def check_reachable(engine: Engine) -> None:
+    """Connect once; an unreachable server is a one-line error naming the (redacted) URL."""
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise ContinuityError(f"cannot reach {redact(str(engine.url))}: {reason}") from exc

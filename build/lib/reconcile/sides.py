@@ -1,0 +1,789 @@
+"""The two sides of a reconciliation, each read and fingerprinted in its own process.
+
+Each side streams its rows once, normalises the compared fields, and writes for every row a line
+``match key, canonical fields, facts`` into one of ``segments`` spill files chosen by a hash of the
+match key. It also keeps, per segment, the count and the sum of the rows' keyed fingerprints
+(BLAKE2b in keyed mode, a MAC like HMAC and faster): the cheap aggregate that lets the comparison
+skip every segment whose two sides agree, so that work and memory grow with the differences.
+
+Spill files live in a private temporary directory that is removed after the run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zlib
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from hashlib import blake2b
+from pathlib import Path
+from typing import Any, TextIO
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from continuity.domain.connect import engine_for
+from continuity.domain.digest import canonical
+from reconcile.columns import ESCAPE, SEP, ColumnText, RuleVerdicts, joined
+from reconcile.normalisers import Normaliser, PartialDate, Unreadable
+from reconcile.spec import (
+    Binding,
+    Condition,
+    FieldSpec,
+    NormaliserSpec,
+    Population,
+    Rule,
+    SourceSpec,
+    SurvivalSpec,
+    resolve,
+)
+from reconcile.sql import Relation, _where_columns, fetch_all, stream, where
+
+WILDCARD = "\x00*"  # a field that is not compared for this record (a superseded copy)
+NULL = canonical(None)
+MASK64 = (1 << 64) - 1
+
+
+def year_of(text: str) -> str:
+    """The year a canonical date or timestamp text falls in ("unknown", "unreadable")."""
+    if text in (NULL, WILDCARD):
+        return "unknown"
+    if text.startswith("\x00!"):
+        return "unreadable"
+    return text[:4]
+
+
+def segment_of(match_key: str, segments: int) -> int:
+    return zlib.crc32(match_key.encode("utf-8")) % segments
+
+
+@dataclass
+class SideSummary:
+    """What one side returns to the comparison: aggregates, counts and small lists."""
+
+    counts: list[int]
+    sums: list[int]
+    read: dict[str, int] = field(default_factory=dict)  # per source system
+    #: per source system, per segment: rows counted into the segment aggregates
+    system_counts: dict[str, list[int]] = field(default_factory=dict)
+    flagged: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    merged: list[tuple[str, str, str]] = field(default_factory=list)  # match key, target key, rule
+    unreached: list[tuple[str, str, str | None]] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # copy key, original key
+    target_total: int = 0
+    target_reached: int = 0  # target records some crosswalk entry of the class leads to
+    reached_copies: set[str] = field(default_factory=set)  # of those, copies of another
+    landed_twice: set[str] = field(default_factory=set)  # target keys of either copy
+    #: (system, year) -> rows, and on the source side rows not expected in the target
+    years: Counter[tuple[str, str]] = field(default_factory=Counter)
+    years_flagged: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: source side: (system, year, segment) -> rows counted into that segment's aggregate
+    years_counted: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+
+
+class Spill:
+    """Per-segment line buffers flushed to files."""
+
+    #: Lines held in memory across all segments before they are written out.
+    BUFFERED_LINES = 131_072
+
+    def __init__(self, directory: Path, side: str, segments: int) -> None:
+        self.paths = [directory / f"{side}-{s:05d}" for s in range(segments)]
+        self.buffers: list[list[str]] = [[] for _ in range(segments)]
+        self.flush_at = max(64, self.BUFFERED_LINES // segments)
+        self.files: dict[int, TextIO] = {}
+
+    def add(self, segment: int, line: str) -> None:
+        buf = self.buffers[segment]
+        buf.append(line)
+        if len(buf) >= self.flush_at:
+            self._flush(segment)
+
+    def flush_full(self) -> None:
+        """Write out every buffer past its limit (after a batch appended to ``buffers``)."""
+        for segment, buf in enumerate(self.buffers):
+            if len(buf) >= self.flush_at:
+                self._flush(segment)
+
+    def _flush(self, segment: int) -> None:
+        fh = self.files.get(segment)
+        if fh is None:
+            fh = self.files[segment] = self.paths[segment].open("a", encoding="utf-8")
+        fh.write("".join(self.buffers[segment]))
+        self.buffers[segment].clear()
+        if len(self.files) > 64:  # keep few handles open
+            self.files.pop(next(iter(self.files))).close()
+
+    def close(self) -> None:
+        for s, buf in enumerate(self.buffers):
+            if buf:
+                self._flush(s)
+        for fh in self.files.values():
+            fh.close()
+        self.files.clear()
+
+
+def read_spill(path: Path) -> list[list[str]]:
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as fh:
+        return [line.rstrip("\n").split("\t") for line in fh]
+
+
+class Fingerprinter:
+    """Per-segment counts and sums of the rows' keyed fingerprints (BLAKE2b of match key and
+    canonical fields, keyed): the aggregate each side hands to the comparison."""
+
+    def __init__(self, key: bytes, segments: int) -> None:
+        self.key = key
+        self.segments = segments
+        self.counts = [0] * segments
+        self.sums = [0] * segments
+
+
+# --- rules -----------------------------------------------------------------------------------
+
+
+def _holds(c: Condition, attrs: dict[str, Any], as_of: dt.date) -> bool:
+    value = attrs.get(c.attribute)
+    want = resolve(c.value, as_of)
+    if c.op == "is_null":
+        return (value is None) == bool(want)
+    if value is None or isinstance(value, Unreadable | PartialDate):
+        return False
+    try:
+        if isinstance(want, str) and isinstance(value, dt.date):
+            want = dt.date.fromisoformat(want)
+        if isinstance(value, dt.datetime) and not isinstance(want, dt.datetime):
+            value = value.date()
+        if c.op == "eq":
+            return bool(value == want or str(value) == str(want))
+        if c.op == "ne":
+            return not (value == want or str(value) == str(want))
+        if c.op == "in":
+            return value in want or str(value) in {str(w) for w in want}
+        return bool(
+            {
+                "lt": value < want,
+                "le": value <= want,
+                "gt": value > want,
+                "ge": value >= want,
+            }[c.op]
+        )
+    except (TypeError, ValueError):
+        return False
+
+
+def first_rule(rules: Iterable[Rule], attrs: dict[str, Any], as_of: dt.date) -> Rule | None:
+    for r in rules:
+        if not all(_holds(c, attrs, as_of) for c in r.when):
+            continue
+        # An exception to the rule that cannot be read (a garbled legal-hold flag) might hold:
+        # the rule does not apply, and the record is expected in the target.
+        if any(
+            isinstance(attrs.get(c.attribute), Unreadable | PartialDate) or _holds(c, attrs, as_of)
+            for c in r.unless
+        ):
+            continue
+        return r
+    return None
+
+
+# --- the source side -------------------------------------------------------------------------
+
+
+def _norm(spec: NormaliserSpec | None, as_of: dt.date) -> Normaliser:
+    return spec.build(as_of) if spec is not None else (lambda v: v)
+
+
+def _column_text(
+    binding: Binding, f: FieldSpec, index: dict[str, int], as_of: dt.date
+) -> ColumnText:
+    """A source field's texts per batch (the binding's normaliser, else the field's)."""
+    norm = _norm(binding.normalise or f.normalise, as_of)
+    return ColumnText(norm, [index[c] for c in binding.columns], binding.const)
+
+
+def _verdicts(
+    source: SourceSpec, attributes: dict[str, Binding], index: dict[str, int], as_of: dt.date
+) -> RuleVerdicts:
+    readers = [
+        (name, _norm(b.normalise, as_of), [index[c] for c in b.columns], b.const)
+        for name, b in attributes.items()
+    ]
+    return RuleVerdicts(source.exclude, source.defer, readers, as_of, first_rule)
+
+
+def _columns_of(bindings: Iterable[Binding]) -> list[str]:
+    return [c for b in bindings for c in b.columns]
+
+
+@dataclass(frozen=True)
+class Task:
+    spec: SurvivalSpec
+    urls: dict[str, str]  # source system -> URL, and "target"
+    as_of: dt.date
+    key: bytes
+    directory: Path
+
+
+def quarantined(spec: SurvivalSpec, engine: Engine) -> dict[tuple[str, str, str], str]:
+    """The quarantine's entries for this class's source tables: (system, table, key) -> reason."""
+    q = spec.quarantine
+    if q is None:
+        return {}
+    c = q.columns
+    t = sa.table(
+        q.table,
+        *(sa.column(c[k]) for k in ("source_system", "source_table", "source_key", "reason")),
+    )
+    tables = {s.crosswalk_table for s in spec.sources}
+    stmt = sa.select(
+        t.c[c["source_system"]], t.c[c["source_table"]], t.c[c["source_key"]], t.c[c["reason"]]
+    ).where(t.c[c["source_table"]].in_(sorted(tables)))
+    return {(r[0], r[1], r[2]): r[3] or "quarantined" for r in fetch_all(engine, stmt)}
+
+
+def run_source_side(task: Task) -> SideSummary:
+    spec = task.spec
+    target = engine_for(task.urls["target"])
+    rejected = quarantined(spec, target)
+    target.dispose()
+    fp = Fingerprinter(task.key, spec.segments)
+    spill = Spill(task.directory, "source", spec.segments)
+    summary = SideSummary(fp.counts, fp.sums)
+    engines: dict[str, Engine] = {}
+    try:
+        for source in spec.sources:
+            engine = engines.setdefault(source.system, engine_for(task.urls[source.system]))
+            copies = _newer_copies(source, engines, task) if source.newer_copy else {}
+            summary.read[source.system] = _read_source(
+                spec, source, engine, copies, rejected, task.as_of, fp, spill, summary
+            )
+    finally:
+        spill.close()
+        for e in engines.values():
+            e.dispose()
+    return summary
+
+
+def _newer_copies(
+    source: SourceSpec, engines: dict[str, Engine], task: Task
+) -> dict[str, tuple[str | None, str | None]]:
+    """Key of this source -> (exclusion rule, deferral rule) evaluated on its newer copy."""
+    copy = source.newer_copy
+    assert copy is not None
+    engine = engines.setdefault(copy.system, engine_for(task.urls[copy.system]))
+    cols = [copy.column, *_columns_of(copy.attributes.values())]
+    rel = Relation(Population(copy.table, None), cols)
+    stmt = sa.select(*(rel.col(c) for c in cols)).select_from(rel.from_)
+    stmt = stmt.where(rel.col(copy.column).is_not(None))
+    verdicts = _verdicts(source, copy.attributes, {c: i for i, c in enumerate(cols)}, task.as_of)
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for rows in stream(engine, stmt):
+        columns = list(zip(*rows, strict=True))
+        out.update(zip(map(str, columns[0]), verdicts(columns, len(rows)), strict=True))
+    return out
+
+
+def _read_source(
+    spec: SurvivalSpec,
+    source: SourceSpec,
+    engine: Engine,
+    copies: dict[str, tuple[str | None, str | None]],
+    rejected: dict[tuple[str, str, str], str],
+    as_of: dt.date,
+    fp: Fingerprinter,
+    spill: Spill,
+    summary: SideSummary,
+) -> int:
+    fields = list(spec.fields.values())
+    match_cols = list(source.match or ())
+    cols = list(
+        dict.fromkeys(
+            [
+                *source.key,
+                *match_cols,
+                *_columns_of(source.fields.values()),
+                *_columns_of(source.attributes.values()),
+                *([source.newer_copy.key] if source.newer_copy and source.newer_copy.key else []),
+            ]
+        )
+    )
+    rel = Relation(source.population, cols)
+    stmt = sa.select(*(rel.col(c) for c in cols)).select_from(rel.from_)
+    if rel.filter is not None:
+        stmt = stmt.where(rel.filter)
+    index = {c: i for i, c in enumerate(cols)}
+    key_idx = [index[c] for c in source.key]
+    match_idx = [index[c] for c in match_cols]
+    converters = [_column_text(source.fields[f.name], f, index, as_of) for f in fields]
+    year_field = list(spec.fields).index(spec.count_by_year) if spec.count_by_year else None
+    verdicts = _verdicts(source, source.attributes, index, as_of)
+    copy_key_idx = (
+        index[source.newer_copy.key] if source.newer_copy and source.newer_copy.key else None
+    )
+    compare = source.newer_copy.compare if source.newer_copy else None
+    kept = [compare is None or f.name in compare for f in fields]
+    system, table = source.system, source.crosswalk_table
+    prefix = f"{system}{SEP}"
+    buffers = spill.buffers
+    refused = {k: r for (sy, t, k), r in rejected.items() if sy == system and t == table}
+    crc32 = zlib.crc32
+    counts = summary.system_counts.setdefault(system, [0] * spec.segments)
+    segments, sums, seg_counts, mac_key = fp.segments, fp.sums, fp.counts, fp.key
+    n = 0
+    for rows in stream(engine, stmt):
+        size = len(rows)
+        n += size
+        columns = list(zip(*rows, strict=True))
+        if len(key_idx) == 1 and source.key_format is None:
+            keys = ["" if v is None else str(v) for v in columns[key_idx[0]]]
+        else:
+            keys = [source.key_text(k) for k in zip(*(columns[i] for i in key_idx), strict=True)]
+        matches = (
+            ["|".join(map(str, m)) for m in zip(*(columns[i] for i in match_idx), strict=True)]
+            if match_idx
+            else keys
+        )
+        texts = [convert(columns, size) for convert in converters]
+        years = list(map(year_of, texts[year_field])) if year_field is not None else None
+        if years is not None:
+            summary.years.update((system, y) for y in years)
+        canons = joined(texts, size)
+        wild = [WILDCARD] * size
+        subset = (
+            joined([t if k else wild for t, k in zip(texts, kept, strict=True)], size)
+            if compare is not None and copies
+            else canons
+        )
+        own = verdicts(columns, size)
+        copy_keys = keys if copy_key_idx is None else list(map(str, columns[copy_key_idx]))
+        for i in range(size):
+            key = keys[i]
+            copy_of = copies.get(copy_keys[i]) if copies else None
+            if copy_of is not None:
+                excluded, deferred = copy_of
+                canon = subset[i]
+            else:
+                excluded, deferred = own[i]
+                canon = canons[i]
+            reason = refused.get(key) if refused else None
+            match = matches[i]
+            if not match.isprintable() or not key.isprintable():  # a tab in a key
+                match, key = match.translate(ESCAPE), key.translate(ESCAPE)
+            match_key = prefix + match
+            mk = match_key.encode()
+            segment = crc32(mk) % segments
+            if excluded is None and deferred is None and reason is None:
+                value = int.from_bytes(
+                    blake2b(mk + b"\x1e" + canon.encode(), key=mac_key, digest_size=8).digest()
+                )
+                seg_counts[segment] += 1
+                sums[segment] = (sums[segment] + value) & MASK64
+                counts[segment] += 1
+                flags = "||S|" if copy_of is not None else "|||"
+                if years is not None:
+                    summary.years_counted[(system, years[i], segment)] += 1
+            else:
+                flags = "|".join(
+                    (
+                        excluded or "",
+                        deferred or "",
+                        "S" if copy_of is not None else "",
+                        "R" if reason is not None else "",
+                    )
+                )
+                if years is not None:
+                    summary.years_flagged[(system, years[i])] += 1
+                summary.flagged.append(
+                    (
+                        match_key,
+                        key,
+                        "REJECTED"
+                        if reason is not None
+                        else ("EXCLUDED" if excluded else "DEFERRED"),
+                        reason or _rule_reason(source, excluded or deferred),
+                        system,
+                    )
+                )
+            buffers[segment].append(f"{match_key}\t{canon}\t{key}\t{flags}\n")
+        spill.flush_full()
+    return n
+
+
+def _rule_reason(source: SourceSpec, name: str | None) -> str:
+    for r in (*source.exclude, *source.defer):
+        if r.name == name:
+            return f"{r.name}: {r.reason}" if r.reason != r.name else r.name
+    return name or ""
+
+
+# --- the target side -------------------------------------------------------------------------
+
+
+def crosswalk_table(spec: SurvivalSpec, alias: str) -> tuple[Any, dict[str, str]]:
+    xw = spec.locate.crosswalk
+    table, columns = (xw.table, xw.columns) if xw else ("migration_crosswalk", {})
+    if not columns:
+        from reconcile.spec import CROSSWALK_COLUMNS
+
+        columns = CROSSWALK_COLUMNS
+    names = [
+        columns[k]
+        for k in (
+            "source_system",
+            "source_table",
+            "source_key",
+            "target_table",
+            "target_key",
+            "rule",
+        )
+    ]
+    schema, _, name = table.rpartition(".")
+    t = sa.table(name, *(sa.column(c) for c in names), schema=schema or None).alias(alias)
+    return t, columns
+
+
+def _target_columns(spec: SurvivalSpec) -> list[str]:
+    cols = [*spec.target.key_columns, *spec.target.duplicate_key]
+    for f in spec.fields.values():
+        cols += list(f.target)
+    for p in spec.locate.parents:
+        cols.append(p.column)
+    for t in spec.target.target_only:
+        cols += _where_columns(t.where)
+    return list(dict.fromkeys(cols))
+
+
+def located_statement(
+    spec: SurvivalSpec, source: SourceSpec, only: list[tuple[str, ...]] | None = None
+) -> tuple[Any, list[str]]:
+    """Target rows located from ``source``'s records, with what the comparison needs.
+
+    Columns: match key parts, rule, superseded flag, target key parts, then one value per field.
+    ``only`` restricts the rows to these target keys (each a tuple of key column values).
+    """
+    cols = _target_columns(spec)
+    rel = Relation(spec.target.population, cols)
+    system = source.system
+    select: list[Any] = []
+    names: list[str] = []
+    frm = rel.from_
+    conds: list[Any] = [] if rel.filter is None else [rel.filter]
+    if spec.locate.crosswalk is not None:
+        xw, c = crosswalk_table(spec, "xw")
+        frm = xw.join(frm, rel.col(spec.target.key_columns[0]) == xw.c[c["target_key"]])
+        conds += [
+            xw.c[c["source_system"]] == system,
+            xw.c[c["source_table"]] == source.crosswalk_table,
+            xw.c[c["target_table"]] == spec.locate.crosswalk.target_table,
+        ]
+        select += [xw.c[c["source_key"]], xw.c[c["rule"]]]
+        names += ["match", "rule"]
+        select.append(sa.literal(0).label("superseded"))  # set from copied_targets()
+        names.append("superseded")
+    else:
+        for i, p in enumerate(spec.locate.parents):
+            xp, c = crosswalk_table(spec, f"xp{i}")
+            # A left join with a NOT NULL filter is an inner join that SQLite may not reorder:
+            # the target table drives and each crosswalk lookup uses the target-key index
+            # (reordered, SQLite without statistics joins crosswalk to crosswalk first).
+            conds.append(xp.c[c["source_key"]].is_not(None))
+            frm = frm.outerjoin(
+                xp,
+                sa.and_(
+                    xp.c[c["target_table"]] == p.target_table,
+                    xp.c[c["target_key"]] == rel.col(p.column),
+                    xp.c[c["source_system"]] == system,
+                    xp.c[c["source_table"]] == p.source_tables[system],
+                ),
+            )
+            select.append(xp.c[c["source_key"]])
+            names.append(f"match{i}")
+        select += [sa.literal(None).label("rule"), sa.literal(0).label("superseded")]
+        names += ["rule", "superseded"]
+    select += [rel.col(k) for k in spec.target.key_columns]
+    names += [f"key{i}" for i in range(len(spec.target.key_columns))]
+    for f in spec.fields.values():
+        if f.translate:
+            xt, c = crosswalk_table(spec, f"xt_{f.name}")
+            binding = source.fields[f.name]
+            frm = frm.outerjoin(
+                xt,
+                sa.and_(
+                    xt.c[c["target_table"]] == f.translate,
+                    xt.c[c["target_key"]] == rel.col(f.target[0]),
+                    xt.c[c["source_system"]] == system,
+                    xt.c[c["source_table"]] == binding.translate_table,
+                ),
+            )
+            # A reference the crosswalk cannot translate for this system must not read as
+            # "no reference" (NULL), or a record wrongly given one would compare equal.
+            select.append(
+                sa.case(
+                    (
+                        sa.and_(rel.col(f.target[0]).is_not(None), xt.c[c["source_key"]].is_(None)),
+                        sa.literal("untranslatable:") + sa.cast(rel.col(f.target[0]), sa.String),
+                    ),
+                    else_=xt.c[c["source_key"]],
+                )
+            )
+            names.append(f"field:{f.name}")
+        else:
+            for col in f.target:
+                select.append(rel.col(col))
+                names.append(f"field:{f.name}:{col}")
+    if only is not None:
+        key_cols = [rel.col(k) for k in spec.target.key_columns]
+        lhs = key_cols[0] if len(key_cols) == 1 else sa.tuple_(*key_cols)
+        conds.append(lhs.in_([k[0] for k in only] if len(key_cols) == 1 else only))
+    stmt = sa.select(*select).select_from(frm)
+    if conds:
+        stmt = stmt.where(*conds)
+    return stmt, names
+
+
+def copied_targets(spec: SurvivalSpec, source: SourceSpec, engine: Engine) -> frozenset[str]:
+    """Target records the newer copy's system also leads to (their older copy is superseded).
+
+    Read once as a set (one range of the crosswalk's key) rather than probed per row: a probe
+    per row is only fast when the server's planner has statistics, which a fresh load lacks.
+    """
+    copy = source.newer_copy
+    assert copy is not None and spec.locate.crosswalk is not None
+    xw, c = crosswalk_table(spec, "xc")
+    stmt = sa.select(xw.c[c["target_key"]]).where(
+        xw.c[c["source_system"]] == copy.system,
+        xw.c[c["source_table"]] == copy.table,
+        xw.c[c["target_table"]] == spec.locate.crosswalk.target_table,
+    )
+    return frozenset(str(r[0]) for rows in stream(engine, stmt) for r in rows)
+
+
+def run_target_side(task: Task) -> SideSummary:
+    spec = task.spec
+    engine = engine_for(task.urls["target"])
+    fp = Fingerprinter(task.key, spec.segments)
+    spill = Spill(task.directory, "target", spec.segments)
+    summary = SideSummary(fp.counts, fp.sums)
+    try:
+        for source in spec.sources:
+            summary.read[source.system] = _read_target(
+                spec, source, engine, fp, spill, summary, task.as_of
+            )
+        _unreached(spec, engine, summary)
+    finally:
+        spill.close()
+        engine.dispose()
+    return summary
+
+
+def _read_target(
+    spec: SurvivalSpec,
+    source: SourceSpec,
+    engine: Engine,
+    fp: Fingerprinter,
+    spill: Spill,
+    summary: SideSummary,
+    as_of: dt.date,
+) -> int:
+    stmt, names = located_statement(spec, source)
+    pos = {n: i for i, n in enumerate(names)}
+    fields = list(spec.fields.values())
+    converters = []
+    for f in fields:
+        if f.translate:
+            positions = [pos[f"field:{f.name}"]]
+        else:
+            positions = [pos[f"field:{f.name}:{c}"] for c in f.target]
+        binding = source.fields[f.name]
+        norm = _norm(binding.target_normalise or f.target_normalise or f.normalise, as_of)
+        converters.append(ColumnText(norm, positions))
+    compare = source.newer_copy.compare if source.newer_copy else None
+    kept = [compare is None or f.name in compare for f in fields]
+    copied = copied_targets(spec, source, engine) if compare is not None else frozenset()
+    match_idx = [i for i, n in enumerate(names) if n.startswith("match")]
+    key_idx = [i for i, n in enumerate(names) if n.startswith("key")]
+    rule_i = pos["rule"]
+    prefix = f"{source.system}{SEP}"
+    is_merge = spec.locate.is_merge
+    buffers, crc32, plen = spill.buffers, zlib.crc32, len(prefix)
+    segments, sums, seg_counts, mac_key = fp.segments, fp.sums, fp.counts, fp.key
+    n = 0
+    for rows in stream(engine, stmt):
+        size = len(rows)
+        n += size
+        columns = list(zip(*rows, strict=True))
+        if len(match_idx) == 1:
+            matches = [prefix + str(v) for v in columns[match_idx[0]]]
+        else:
+            matches = [
+                prefix + "|".join(map(str, m))
+                for m in zip(*(columns[i] for i in match_idx), strict=True)
+            ]
+        if len(key_idx) == 1:
+            target_keys = list(map(str, columns[key_idx[0]]))
+        else:
+            target_keys = [
+                "|".join(map(str, k)) for k in zip(*(columns[i] for i in key_idx), strict=True)
+            ]
+        texts = [convert(columns, size) for convert in converters]
+        canons = joined(texts, size)
+        if copied:
+            wild = [WILDCARD] * size
+            subset = joined([t if k else wild for t, k in zip(texts, kept, strict=True)], size)
+        rules = columns[rule_i]
+        for i in range(size):
+            match_key, target_key, rule = matches[i], target_keys[i], rules[i]
+            if not match_key[plen:].isprintable() or not target_key.isprintable():
+                match_key = prefix + match_key[plen:].translate(ESCAPE)
+                target_key = target_key.translate(ESCAPE)
+            superseded = target_key in copied
+            canon = subset[i] if superseded else canons[i]
+            mk = match_key.encode()
+            segment = crc32(mk) % segments
+            value = int.from_bytes(
+                blake2b(mk + b"\x1e" + canon.encode(), key=mac_key, digest_size=8).digest()
+            )
+            seg_counts[segment] += 1
+            sums[segment] = (sums[segment] + value) & MASK64
+            buffers[segment].append(
+                f"{match_key}\t{canon}\t{target_key}\t{rule or ''}\t{int(superseded)}\n"
+            )
+            if rule is not None and is_merge(rule):
+                summary.merged.append((match_key, target_key, rule))
+        spill.flush_full()
+    return n
+
+
+def _unreached(spec: SurvivalSpec, engine: Engine, summary: SideSummary) -> None:
+    """Target records no source record of this class reaches: target-only, duplicate or orphan."""
+    target = spec.target
+    cols = _target_columns(spec)
+    rel = Relation(target.population, cols)
+    base = sa.select(sa.func.count()).select_from(rel.from_)
+    if rel.filter is not None:
+        base = base.where(rel.filter)
+    summary.target_total = int(fetch_all(engine, base)[0][0])
+    reached: list[Any] = []
+    if spec.locate.crosswalk is not None:
+        xw, c = crosswalk_table(spec, "xu")
+        reached.append(
+            sa.exists().where(
+                xw.c[c["target_table"]] == spec.locate.crosswalk.target_table,
+                xw.c[c["target_key"]] == rel.col(target.key_columns[0]),
+                xw.c[c["source_table"]].in_(sorted({s.crosswalk_table for s in spec.sources})),
+            )
+        )
+    else:
+        for i, p in enumerate(spec.locate.parents):
+            xp, c = crosswalk_table(spec, f"xu{i}")
+            reached.append(
+                sa.exists().where(
+                    xp.c[c["target_table"]] == p.target_table,
+                    xp.c[c["target_key"]] == rel.col(p.column),
+                    xp.c[c["source_table"]].in_(sorted(set(p.source_tables.values()))),
+                )
+            )
+    only = [
+        sa.case((where(t.where, rel.col), 1), else_=0).label(f"only{i}")
+        for i, t in enumerate(target.target_only)
+    ]
+    stmt = sa.select(
+        *(rel.col(k) for k in target.key_columns),
+        *(rel.col(k) for k in target.duplicate_key),
+        *only,
+    ).select_from(rel.from_)
+    counted = sa.select(sa.func.count()).select_from(rel.from_).where(sa.and_(*reached))
+    if rel.filter is not None:
+        counted = counted.where(rel.filter)
+    summary.target_reached = int(fetch_all(engine, counted)[0][0])
+    conds = [sa.not_(sa.and_(*reached))]
+    if rel.filter is not None:
+        conds.append(rel.filter)
+    stmt = stmt.where(*conds)
+    nk, nd = len(target.key_columns), len(target.duplicate_key)
+    candidates: dict[tuple[Any, ...], list[str]] = {}
+    for rows in stream(engine, stmt):
+        for row in rows:
+            key = "|".join(str(v) for v in row[:nk])
+            flags = row[nk + nd :]
+            hit = next((t.name for t, f in zip(target.target_only, flags, strict=True) if f), None)
+            if hit is not None:
+                summary.unreached.append((key, "TARGET_ONLY", hit))
+            elif nd and all(v is not None for v in row[nk : nk + nd]):
+                candidates.setdefault(tuple(row[nk : nk + nd]), []).append(key)
+            else:
+                summary.unreached.append((key, "ORPHAN", None))
+    if candidates:
+        _duplicates(spec, engine, rel, reached, candidates, summary)
+    if target.duplicate_key:
+        _reached_duplicates(spec, engine, rel, reached, summary)
+
+
+def _reached_duplicates(
+    spec: SurvivalSpec, engine: Engine, rel: Relation, reached: list[Any], summary: SideSummary
+) -> None:
+    """Records the crosswalk reaches that share a duplicate key: a record landed twice, each
+    copy with its own crosswalk entry. The first (by key) is the original, the rest copies."""
+    dup = [rel.col(k) for k in spec.target.duplicate_key]
+    keys = [rel.col(k) for k in spec.target.key_columns]
+    conds = [sa.and_(*reached), *([rel.filter] if rel.filter is not None else [])]
+    groups = (
+        sa.select(*dup)
+        .select_from(rel.from_)
+        .where(*conds)
+        .group_by(*dup)
+        .having(sa.func.count() > 1)
+    )
+    lhs = dup[0] if len(dup) == 1 else sa.tuple_(*dup)
+    stmt = sa.select(*dup, *keys).select_from(rel.from_).where(*conds, lhs.in_(groups))
+    by_value: dict[tuple[Any, ...], list[str]] = {}
+    for rows in stream(engine, stmt):
+        for row in rows:
+            value = tuple(row[: len(dup)])
+            by_value.setdefault(value, []).append("|".join(str(v) for v in row[len(dup) :]))
+    for members in by_value.values():
+        original, *copies = sorted(members)
+        summary.landed_twice.add(original)
+        for copy in copies:
+            summary.landed_twice.add(copy)
+            summary.duplicates.append((copy, original))
+            summary.unreached.append((copy, "DUPLICATED", original))
+            summary.reached_copies.add(copy)
+
+
+def _duplicates(
+    spec: SurvivalSpec,
+    engine: Engine,
+    rel: Relation,
+    reached: list[Any],
+    candidates: dict[tuple[Any, ...], list[str]],
+    summary: SideSummary,
+) -> None:
+    """An unreached record sharing the duplicate key of a reached one is a DUPLICATED copy."""
+    dup = spec.target.duplicate_key
+    values = list(candidates)
+    originals: dict[tuple[Any, ...], str] = {}
+    for start in range(0, len(values), 500):
+        batch = values[start : start + 500]
+        stmt = (
+            sa.select(*(rel.col(k) for k in dup), *(rel.col(k) for k in spec.target.key_columns))
+            .select_from(rel.from_)
+            .where(sa.and_(*reached), sa.tuple_(*(rel.col(k) for k in dup)).in_(batch))
+        )
+        if rel.filter is not None:
+            stmt = stmt.where(rel.filter)
+        for row in fetch_all(engine, stmt):
+            originals.setdefault(tuple(row[: len(dup)]), "|".join(str(v) for v in row[len(dup) :]))
+    for value, keys in candidates.items():
+        original = originals.get(value)
+        for key in keys:
+            if original is None:
+                summary.unreached.append((key, "ORPHAN", None))
+            else:
+                summary.unreached.append((key, "DUPLICATED", original))
+                summary.duplicates.append((key, original))
+                summary.landed_twice.update((key, original))

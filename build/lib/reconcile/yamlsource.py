@@ -1,0 +1,84 @@
+"""YAML read safely, remembering the line of every key, so errors can name file, line and key."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass
+class Located:
+    """A YAML document as plain data, with the 1-based line of each mapping key and list item."""
+
+    file: Path
+    data: Any
+    lines: dict[Path_, int] = field(default_factory=dict)
+
+    def line(self, path: Path_) -> int:
+        """Line of ``path``, or of its nearest ancestor that has one."""
+        p = tuple(path)
+        while p:
+            if p in self.lines:
+                return self.lines[p]
+            p = p[:-1]
+        return self.lines.get((), 1)
+
+    def where(self, path: Path_) -> str:
+        """``file:line: key.path`` for messages."""
+        key = ".".join(str(k) for k in path) or "(document)"
+        return f"{self.file}:{self.line(path)}: {key}"
+
+
+def load(file: Path, error: type[Exception]) -> Located:
+    """Read ``file`` with the safe loader; a syntax error becomes ``error`` naming file and line."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"{file}: cannot read: {exc.strerror}") from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise error(f"{file}{line}: malformed YAML: {problem}") from exc
+    located = Located(file, None)
+    if node is None:
+        return located
+    located.lines[()] = node.start_mark.line + 1
+    located.data = _convert(node, (), located.lines, file, error)
+    return located
+
+
+def _convert(
+    node: yaml.Node, path: Path_, lines: dict[Path_, int], file: Path, error: type[Exception]
+) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = yaml.SafeLoader(  # scalars only: construct with the safe loader's rules
+                ""
+            ).construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in out:
+                dotted = ".".join(str(k) for k in (*path, key))
+                raise error(f"{file}:{line}: {dotted}: duplicate key")
+            lines[(*path, key)] = line
+            out[key] = _convert(value_node, (*path, key), lines, file, error)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for i, item in enumerate(node.value):
+            lines[(*path, i)] = item.start_mark.line + 1
+            items.append(_convert(item, (*path, i), lines, file, error))
+        return items
+    value = yaml.SafeLoader("").construct_object(node)
+    if isinstance(value, dt.date):  # a bare 2019-07-01 means the text a spec compares with
+        return value.isoformat()
+    return value
