@@ -151,6 +151,9 @@ class _Comparison:
         self.missing_texts: list[tuple[int, str, str]] = []
         self.credited: set[str] = set()  # merged records placed from the merge list
         self.paired: set[str] = set()  # target keys paired with a source record
+        # Only records found through their parents can be "further" records under a match key
+        # (a crosswalk names one target record per source record): only they need the set.
+        self.track_pairs = bool(spec.locate.parents)
         self.extra: dict[str, str] = {}  # unpaired target key -> the match key it came under
         self.year_index = (
             list(spec.fields).index(spec.count_by_year) if spec.count_by_year else None
@@ -221,7 +224,8 @@ class _Comparison:
                 hit = next((t for t in remaining if t[1] == sr[1]), None)
                 if hit is not None:
                     remaining.remove(hit)
-                    self.paired.add(hit[2])
+                    if self.track_pairs:
+                        self.paired.add(hit[2])
                     self._found(sr, hit, ())
                 else:
                     pending.append(sr)
@@ -233,7 +237,8 @@ class _Comparison:
                     # compare with the closest: the differences shown are then the real ones.
                     tr = min(remaining, key=lambda t: _distance(sr[1], t[1]))
                     remaining.remove(tr)
-                    self.paired.add(tr[2])
+                    if self.track_pairs:
+                        self.paired.add(tr[2])
                     self.drills.append((sr, tr, self._placement(tr)))
                 elif trows:
                     self._absent(sr, "the source holds this key more than once; one landed")
