@@ -16,9 +16,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import Engine
 
-from continuity.domain.connect import engine_for
 from continuity.domain.phonetics import name_similarity, phonetic_keys
+from reconcile import normalisers
 from reconcile.columns import SEP
 from reconcile.spec import SurvivalSpec
 from reconcile.sql import Relation, stream
@@ -49,7 +50,7 @@ def _blocks(forename: str, surname: str, dob: str) -> set[tuple[str, str]]:
 
 def find_candidates(
     spec: SurvivalSpec,
-    target_url: str,
+    engine: Engine,
     missing: list[tuple[str, str, str, str]],
     limit: int = 5,
 ) -> dict[str, list[dict[str, Any]]]:
@@ -73,29 +74,23 @@ def find_candidates(
     if rel.filter is not None:
         stmt = stmt.where(rel.filter)
     scored: dict[int, dict[str, float]] = defaultdict(dict)
-    engine = engine_for(target_url)
-    try:
-        for rows in stream(engine, stmt):
-            for key, forename, surname, dob in rows:
-                iso = _iso(dob)
-                if iso is None:
-                    continue
-                hits = {
-                    i
-                    for b in _blocks(forename or "", surname or "", iso)
-                    for i in wanted.get(b, ())
-                }
-                for i in hits:
-                    _, mf, ms, mdob = missing[i]
-                    score = (
-                        name_similarity(mf, forename or "") + name_similarity(ms, surname or "")
-                    ) / 2
-                    if iso != mdob:
-                        score -= 0.05  # matched only with day and month swapped
-                    if score >= MIN_SCORE:
-                        scored[i][str(key)] = round(score, 3)
-    finally:
-        engine.dispose()
+    for rows in stream(engine, stmt):
+        for key, forename, surname, dob in rows:
+            iso = _iso(dob)
+            if iso is None:
+                continue
+            hits = {
+                i for b in _blocks(forename or "", surname or "", iso) for i in wanted.get(b, ())
+            }
+            for i in hits:
+                _, mf, ms, mdob = missing[i]
+                score = (
+                    name_similarity(mf, forename or "") + name_similarity(ms, surname or "")
+                ) / 2
+                if iso != mdob:
+                    score -= 0.05  # matched only with day and month swapped
+                if score >= MIN_SCORE:
+                    scored[i][str(key)] = round(score, 3)
     out: dict[str, list[dict[str, Any]]] = {}
     for i, found in scored.items():
         best = sorted(found.items(), key=lambda kv: -kv[1])[:limit]
@@ -103,14 +98,16 @@ def find_candidates(
     return out
 
 
+_read_date = normalisers.BUILDERS["date"]()
+
+
 def _iso(value: Any) -> str | None:
-    if isinstance(value, dt.datetime):
-        return value.date().isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, str) and len(value) >= 10 and value[4] == "-":
-        return value[:10]
-    return None
+    """A full date of birth as ISO text (the ``date`` normaliser's reading), else None."""
+    try:
+        day = _read_date(value)
+    except normalisers.UnreadableValue:
+        return None
+    return day.isoformat() if isinstance(day, dt.date) else None
 
 
 def missing_people(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import multiprocessing
 import os
 import tempfile
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import Engine
 
 from continuity.domain.connect import check_reachable, engine_for
 from continuity.domain.dates import dob_evidence_agrees
@@ -61,6 +63,7 @@ from reconcile.sql import Relation, fetch_all
 #: guessing names and dates). Without it a fixed development key is used, and said so.
 KEY_VARIABLE = "CONTINUITY_FINGERPRINT_KEY"
 _DEV_KEY = b"continuity-development-key-not-secret"
+LANDED_TWICE = "the target holds this record more than once"
 
 
 def fingerprint_key() -> bytes:
@@ -163,7 +166,19 @@ class _Comparison:
 
     # -- the comparison --------------------------------------------------------------------
 
+    @functools.cached_property
+    def target_engine(self) -> Engine:
+        """One engine for every lookup the comparison makes in the target (disposed by run)."""
+        return engine_for(self.task.urls["target"])
+
     def run(self) -> ClassResult:
+        try:
+            return self._run()
+        finally:
+            if "target_engine" in self.__dict__:
+                self.target_engine.dispose()
+
+    def _run(self) -> ClassResult:
         spec = self.spec
         differing = [
             s
@@ -186,9 +201,7 @@ class _Comparison:
         if not self.missing_texts or self.spec.candidates is None:
             return
         people = missing_people(self.spec, [(str(i), canon) for i, _, canon in self.missing_texts])
-        found = find_candidates(
-            self.spec, self.task.urls["target"], people, self.spec.candidates.limit
-        )
+        found = find_candidates(self.spec, self.target_engine, people, self.spec.candidates.limit)
         for i, _key, _canon in self.missing_texts:
             if str(i) in found:
                 self.findings[i] = dataclasses.replace(
@@ -268,6 +281,33 @@ class _Comparison:
     def _system_key(self, sr: list[str]) -> tuple[str, str]:
         return sr[0].split(SEP, 1)[0], sr[2]
 
+    def _place(
+        self,
+        system: str,
+        key: str,
+        placement: Placement,
+        integrity: Integrity | None = None,
+        diffs: tuple[FieldDiff, ...] = (),
+        reason: str | None = None,
+        target_key: str | None = None,
+    ) -> None:
+        """Count one source record in its placement and list it as a finding."""
+        self.placed[(system, placement)] += 1
+        self.findings.append(
+            Finding(
+                self.spec.name,
+                "source",
+                system,
+                self.table_of[system],
+                key,
+                placement,
+                integrity,
+                diffs,
+                reason,
+                target_key=target_key,
+            )
+        )
+
     def _found(self, sr: list[str], tr: list[str], diffs: tuple[FieldDiff, ...]) -> None:
         self._record(sr, tr, self._placement(tr), diffs)
 
@@ -275,7 +315,6 @@ class _Comparison:
         self, sr: list[str], tr: list[str], placement: Placement, diffs: tuple[FieldDiff, ...]
     ) -> None:
         system, key = self._system_key(sr)
-        self.placed[(system, placement)] += 1
         if diffs:
             self.altered[system] += 1
         excluded, deferred, _superseded, rejected = sr[3].split("|")
@@ -287,30 +326,19 @@ class _Comparison:
             else ""
         )
         if placement is Placement.MIGRATED and not diffs and not flag:
+            self.placed[(system, placement)] += 1  # the complement: no finding
             return
         reason = None
         if placement is Placement.MERGED:
             reason = f"declared merge ({tr[3]})"
         elif placement is Placement.DUPLICATED:
-            reason = "the target holds this record more than once"
+            reason = LANDED_TWICE
         if flag:  # e.g. a crime due for MoPI disposal that was migrated all the same
             reason = f"in the target although {flag} says it should not be" + (
                 f"; {reason}" if reason else ""
             )
-        self.findings.append(
-            Finding(
-                self.spec.name,
-                "source",
-                system,
-                self.table_of[system],
-                key,
-                placement,
-                Integrity.ALTERED if diffs else Integrity.EQUAL,
-                diffs,
-                reason,
-                target_key=tr[2],
-            )
-        )
+        integrity = Integrity.ALTERED if diffs else Integrity.EQUAL
+        self._place(system, key, placement, integrity, diffs, reason, target_key=tr[2])
 
     def _absent(self, sr: list[str], note: str | None) -> None:
         system, key = self._system_key(sr)
@@ -331,22 +359,9 @@ class _Comparison:
                 if self.spec.target.population.where is None
                 else "no crosswalk entry leads to a target record of this class's population"
             )
-        self.placed[(system, placement)] += 1
         if placement is Placement.MISSING and self.spec.candidates is not None:
             self.missing_texts.append((len(self.findings), key, sr[1]))
-        self.findings.append(
-            Finding(
-                self.spec.name,
-                "source",
-                system,
-                self.table_of[system],
-                key,
-                placement,
-                None,
-                (),
-                reason,
-            )
-        )
+        self._place(system, key, placement, reason=reason)
 
     # -- field by field --------------------------------------------------------------------
 
@@ -386,20 +401,17 @@ class _Comparison:
         """Which pending (row, field) pairs match one of the target record's other values."""
         if not pending:
             return []
-        engine = engine_for(self.task.urls["target"])
+        engine = self.target_engine
         held: list[tuple[int, int, str]] = []
-        try:
-            by_field: dict[int, list[tuple[int, int, str, str, str]]] = defaultdict(list)
-            for p in pending:
-                by_field[p[1]].append(p)
-            for field_index, items in by_field.items():
-                f = self.fields[field_index]
-                values = self._alternative_values(engine, f, items)
-                for row_index, _, system, target_key, a in items:
-                    if a in values.get((system, target_key), ()):
-                        held.append((row_index, field_index, f.name))
-        finally:
-            engine.dispose()
+        by_field: dict[int, list[tuple[int, int, str, str, str]]] = defaultdict(list)
+        for p in pending:
+            by_field[p[1]].append(p)
+        for field_index, items in by_field.items():
+            f = self.fields[field_index]
+            values = self._alternative_values(engine, f, items)
+            for row_index, _, system, target_key, a in items:
+                if a in values.get((system, target_key), ()):
+                    held.append((row_index, field_index, f.name))
         return held
 
     def _alternative_values(
@@ -440,21 +452,7 @@ class _Comparison:
             match_key, key, placement, reason, system = f
             if match_key in self.resolved:
                 continue
-            p = Placement(placement)
-            self.placed[(system, p)] += 1
-            self.findings.append(
-                Finding(
-                    self.spec.name,
-                    "source",
-                    system,
-                    self.table_of[system],
-                    key,
-                    p,
-                    None,
-                    (),
-                    reason,
-                )
-            )
+            self._place(system, key, Placement(placement), reason=reason)
         for match_key, (target_key, rule) in self.merged.items():
             # Only agreeing segments: in an opened one a merge row whose source record is gone
             # (or outside the population) was no pairing, and must not be credited.
@@ -466,23 +464,8 @@ class _Comparison:
             duplicated = target_key in self.duplicate_originals
             placement = Placement.DUPLICATED if duplicated else Placement.MERGED
             self.credited.add(match_key)
-            self.placed[(system, placement)] += 1
-            self.findings.append(
-                Finding(
-                    self.spec.name,
-                    "source",
-                    system,
-                    self.table_of[system],
-                    key,
-                    placement,
-                    Integrity.EQUAL,
-                    (),
-                    "the target holds this record more than once"
-                    if duplicated
-                    else f"declared merge ({rule})",
-                    target_key=target_key,
-                )
-            )
+            reason = LANDED_TWICE if duplicated else f"declared merge ({rule})"
+            self._place(system, key, placement, Integrity.EQUAL, (), reason, target_key)
 
     def _opened(self, match_key: str) -> bool:
         return segment_of(match_key, self.spec.segments) in self.differing
@@ -492,22 +475,19 @@ class _Comparison:
         if not target_keys or self.spec.locate.crosswalk is None:
             return []
         xw, c = crosswalk_table(self.spec, "xq")
-        engine = engine_for(self.task.urls["target"])
+        engine = self.target_engine
         out = []
-        try:
-            for start in range(0, len(target_keys), 500):
-                stmt = sa.select(
-                    xw.c[c["source_system"]],
-                    xw.c[c["source_table"]],
-                    xw.c[c["source_key"]],
-                    xw.c[c["target_key"]],
-                ).where(
-                    xw.c[c["target_table"]] == self.spec.locate.crosswalk.target_table,
-                    xw.c[c["target_key"]].in_(target_keys[start : start + 500]),
-                )
-                out += [tuple(str(v) for v in r) for r in fetch_all(engine, stmt)]
-        finally:
-            engine.dispose()
+        for start in range(0, len(target_keys), 500):
+            stmt = sa.select(
+                xw.c[c["source_system"]],
+                xw.c[c["source_table"]],
+                xw.c[c["source_key"]],
+                xw.c[c["target_key"]],
+            ).where(
+                xw.c[c["target_table"]] == self.spec.locate.crosswalk.target_table,
+                xw.c[c["target_key"]].in_(target_keys[start : start + 500]),
+            )
+            out += [tuple(str(v) for v in r) for r in fetch_all(engine, stmt)]
         return out  # type: ignore[return-value]
 
     def _duplicated_sources(self) -> None:
@@ -523,20 +503,8 @@ class _Comparison:
                 or not self._in_source(match_key)
             ):
                 continue  # placed already, or outside the population
-            self.placed[(system, Placement.DUPLICATED)] += 1
-            self.findings.append(
-                Finding(
-                    self.spec.name,
-                    "source",
-                    system,
-                    table,
-                    key,
-                    Placement.DUPLICATED,
-                    Integrity.EQUAL,
-                    (),
-                    "the target holds this record more than once",
-                    target_key=target_key,
-                )
+            self._place(
+                system, key, Placement.DUPLICATED, Integrity.EQUAL, (), LANDED_TWICE, target_key
             )
 
     def _paired_elsewhere(self, target_keys: list[str]) -> set[str]:
@@ -544,23 +512,20 @@ class _Comparison:
         in a segment that agreed (so it was paired there, unseen)."""
         if not target_keys:
             return set()
-        engine = engine_for(self.task.urls["target"])
+        engine = self.target_engine
         found: set[str] = set()
-        try:
-            for source in self.spec.sources:
-                for start in range(0, len(target_keys), 500):
-                    chunk = target_keys[start : start + 500]
-                    width = len(self.spec.target.key_columns)
-                    batch = [(k,) if width == 1 else tuple(k.split("|")) for k in chunk]
-                    stmt, names = located_statement(self.spec, source, only=batch)
-                    match_idx = [i for i, n in enumerate(names) if n.startswith("match")]
-                    key_idx = [i for i, n in enumerate(names) if n.startswith("key")]
-                    for row in fetch_all(engine, stmt):
-                        match_key = source.system + SEP + "|".join(str(row[i]) for i in match_idx)
-                        if not self._opened(match_key):  # an agreeing segment: paired there
-                            found.add("|".join(str(row[i]) for i in key_idx))
-        finally:
-            engine.dispose()
+        for source in self.spec.sources:
+            for start in range(0, len(target_keys), 500):
+                chunk = target_keys[start : start + 500]
+                width = len(self.spec.target.key_columns)
+                batch = [(k,) if width == 1 else tuple(k.split("|")) for k in chunk]
+                stmt, names = located_statement(self.spec, source, only=batch)
+                match_idx = [i for i, n in enumerate(names) if n.startswith("match")]
+                key_idx = [i for i, n in enumerate(names) if n.startswith("key")]
+                for row in fetch_all(engine, stmt):
+                    match_key = source.system + SEP + "|".join(str(row[i]) for i in match_idx)
+                    if not self._opened(match_key):  # an agreeing segment: paired there
+                        found.add("|".join(str(row[i]) for i in key_idx))
         return found
 
     def _in_source(self, match_key: str) -> bool:
