@@ -94,12 +94,6 @@ class Spill:
         self.flush_at = max(64, self.BUFFERED_LINES // segments)
         self.files: dict[int, TextIO] = {}
 
-    def add(self, segment: int, line: str) -> None:
-        buf = self.buffers[segment]
-        buf.append(line)
-        if len(buf) >= self.flush_at:
-            self._flush(segment)
-
     def flush_full(self) -> None:
         """Write out every buffer past its limit (after a batch appended to ``buffers``)."""
         for segment, buf in enumerate(self.buffers):
@@ -140,6 +134,21 @@ class Fingerprinter:
         self.segments = segments
         self.counts = [0] * segments
         self.sums = [0] * segments
+
+    def add(self, match_key: str, canon: str) -> int:
+        """Count one row into its segment's aggregate; return the segment."""
+        mk = match_key.encode()
+        segment = zlib.crc32(mk) % self.segments
+        data = mk + b"\x1e" + canon.encode()
+        value = int.from_bytes(blake2b(data, key=self.key, digest_size=8).digest())
+        self.counts[segment] += 1
+        self.sums[segment] = (self.sums[segment] + value) & MASK64
+        return segment
+
+
+def escaped(key: str) -> str:
+    """A key safe inside a spill line (a tab or newline in a key is written escaped)."""
+    return key if key.isprintable() else key.translate(ESCAPE)
 
 
 # --- rules -----------------------------------------------------------------------------------
@@ -330,9 +339,8 @@ def _read_source(
     prefix = f"{system}{SEP}"
     buffers = spill.buffers
     refused = {k: r for (sy, t, k), r in rejected.items() if sy == system and t == table}
-    crc32 = zlib.crc32
     counts = summary.system_counts.setdefault(system, [0] * spec.segments)
-    segments, sums, seg_counts, mac_key = fp.segments, fp.sums, fp.counts, fp.key
+    segments = fp.segments
     n = 0
     for rows in stream(engine, stmt):
         size = len(rows)
@@ -370,23 +378,15 @@ def _read_source(
                 excluded, deferred = own[i]
                 canon = canons[i]
             reason = refused.get(key) if refused else None
-            match = matches[i]
-            if not match.isprintable() or not key.isprintable():  # a tab in a key
-                match, key = match.translate(ESCAPE), key.translate(ESCAPE)
-            match_key = prefix + match
-            mk = match_key.encode()
-            segment = crc32(mk) % segments
+            match_key, key = prefix + escaped(matches[i]), escaped(key)
             if excluded is None and deferred is None and reason is None:
-                value = int.from_bytes(
-                    blake2b(mk + b"\x1e" + canon.encode(), key=mac_key, digest_size=8).digest()
-                )
-                seg_counts[segment] += 1
-                sums[segment] = (sums[segment] + value) & MASK64
+                segment = fp.add(match_key, canon)
                 counts[segment] += 1
                 flags = "||S|" if copy_of is not None else "|||"
                 if years is not None:
                     summary.years_counted[(system, years[i], segment)] += 1
             else:
+                segment = segment_of(match_key, segments)
                 flags = "|".join(
                     (
                         excluded or "",
@@ -609,19 +609,17 @@ def _read_target(
     rule_i = pos["rule"]
     prefix = f"{source.system}{SEP}"
     is_merge = spec.locate.is_merge
-    buffers, crc32, plen = spill.buffers, zlib.crc32, len(prefix)
-    segments, sums, seg_counts, mac_key = fp.segments, fp.sums, fp.counts, fp.key
+    buffers = spill.buffers
     n = 0
     for rows in stream(engine, stmt):
         size = len(rows)
         n += size
         columns = list(zip(*rows, strict=True))
         if len(match_idx) == 1:
-            matches = [prefix + str(v) for v in columns[match_idx[0]]]
+            matches = list(map(str, columns[match_idx[0]]))
         else:
             matches = [
-                prefix + "|".join(map(str, m))
-                for m in zip(*(columns[i] for i in match_idx), strict=True)
+                "|".join(map(str, m)) for m in zip(*(columns[i] for i in match_idx), strict=True)
             ]
         if len(key_idx) == 1:
             target_keys = list(map(str, columns[key_idx[0]]))
@@ -636,19 +634,11 @@ def _read_target(
             subset = joined([t if k else wild for t, k in zip(texts, kept, strict=True)], size)
         rules = columns[rule_i]
         for i in range(size):
-            match_key, target_key, rule = matches[i], target_keys[i], rules[i]
-            if not match_key[plen:].isprintable() or not target_key.isprintable():
-                match_key = prefix + match_key[plen:].translate(ESCAPE)
-                target_key = target_key.translate(ESCAPE)
+            match_key, target_key, rule = prefix + escaped(matches[i]), target_keys[i], rules[i]
             superseded = target_key in copied
+            target_key = escaped(target_key)
             canon = subset[i] if superseded else canons[i]
-            mk = match_key.encode()
-            segment = crc32(mk) % segments
-            value = int.from_bytes(
-                blake2b(mk + b"\x1e" + canon.encode(), key=mac_key, digest_size=8).digest()
-            )
-            seg_counts[segment] += 1
-            sums[segment] = (sums[segment] + value) & MASK64
+            segment = fp.add(match_key, canon)
             buffers[segment].append(
                 f"{match_key}\t{canon}\t{target_key}\t{rule or ''}\t{int(superseded)}\n"
             )

@@ -7,7 +7,6 @@ nothing is read whole into memory.
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -167,13 +166,3 @@ def stream(engine: Engine, statement: Any, batch: int = 20_000) -> Iterator[list
 def fetch_all(engine: Engine, statement: Any) -> list[tuple[Any, ...]]:
     """A small result (a drill-down batch, a count), read whole."""
     return [row for rows in stream(engine, statement) for row in rows]
-
-
-def sqlite_date(value: Any) -> Any:
-    """SQLite returns dates as text: read them back as dates for comparison."""
-    if isinstance(value, str) and len(value) == 10 and value[4] == "-":
-        try:
-            return dt.date.fromisoformat(value)
-        except ValueError:
-            return value
-    return value
