@@ -45,13 +45,18 @@ class NormaliserSpec:
 
     def build(self, as_of: dt.date | None = None) -> normalisers.Normaliser:
         """The composed normaliser; ``$as_of`` in arguments becomes the reconciliation date."""
-        built = []
-        for step in self.steps:
-            name, args = (step, None) if isinstance(step, str) else next(iter(step.items()))
-            if isinstance(args, dict):
-                args = {k: resolve(v, as_of or dt.date.today()) for k, v in args.items()}
-            built.append(normalisers.build(name, args, self.base))
-        return normalisers.chain(built)
+        return normalisers.chain(
+            [normalisers.build(*_step(step, as_of), self.base) for step in self.steps]
+        )
+
+
+def _step(step: Any, as_of: dt.date | None) -> tuple[str, Any]:
+    """A normaliser step as written (``name`` or ``{name: args}``): its name and arguments,
+    ``$as_of`` resolved (to today while a spec is only being checked)."""
+    name, args = (step, None) if isinstance(step, str) else next(iter(step.items()))
+    if isinstance(args, dict):
+        args = {k: resolve(v, as_of or dt.date.today()) for k, v in args.items()}
+    return name, args
 
 
 @dataclass(frozen=True)
@@ -395,13 +400,11 @@ class _Builder:
             return None
         spec = NormaliserSpec(tuple(steps), self.base)
         for i, step in enumerate(steps):
-            name, args = (step, None) if isinstance(step, str) else next(iter(step.items()))
+            name, args = _step(step, None)
             if name not in normalisers.BUILDERS:
                 known = ", ".join(sorted(normalisers.BUILDERS))
                 self.error((*path, i), f"unknown normaliser {name!r}; known: {known}")
                 continue
-            if isinstance(args, dict):
-                args = {k: resolve(v, dt.date.today()) for k, v in args.items()}
             try:
                 normalisers.build(name, args, self.base)
             except (TypeError, ValueError) as exc:
