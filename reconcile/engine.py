@@ -428,7 +428,7 @@ class _Comparison:
         norms: dict[str, Callable[[Any], Any]] = {}
         for system in systems:
             binding = self.source_of[system].fields[f.name]
-            spec = binding.target_normalise or f.target_normalise or f.normalise
+            spec = f.target_normaliser(binding)
             norms[system] = spec.build(self.task.as_of)
         for start in range(0, len(keys), 500):
             stmt = (

@@ -599,7 +599,7 @@ def _read_target(
         else:
             positions = [pos[f"field:{f.name}:{c}"] for c in f.target]
         binding = source.fields[f.name]
-        norm = _norm(binding.target_normalise or f.target_normalise or f.normalise, as_of)
+        norm = f.target_normaliser(binding).build(as_of)
         converters.append(ColumnText(norm, positions))
     compare = source.newer_copy.compare if source.newer_copy else None
     kept = [compare is None or f.name in compare for f in fields]

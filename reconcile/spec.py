@@ -126,6 +126,11 @@ class FieldSpec:
     merged: str
     alternatives: Alternatives | None
 
+    def target_normaliser(self, binding: Binding) -> NormaliserSpec:
+        """The target side's normaliser when compared with ``binding``'s source: the binding's
+        override, else the field's target normaliser, else the field's."""
+        return binding.target_normalise or self.target_normalise or self.normalise
+
 
 @dataclass(frozen=True)
 class NewerCopy:
