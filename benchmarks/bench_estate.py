@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from measure import run
+from measure import continuity
 
 TARGET_SECONDS = 120.0
 TARGET_PEAK_MB = 1024.0
@@ -31,20 +31,8 @@ def main() -> int:
         work = Path(tempfile.mkdtemp(prefix="continuity-bench-"))
         try:
             out = work / "estate"
-            m = run(
-                [
-                    sys.executable,
-                    "-m",
-                    "continuity.cli",
-                    "estate",
-                    "generate",
-                    "--out",
-                    str(out),
-                    "--persons",
-                    str(n),
-                    "--seed",
-                    "1",
-                ]
+            m = continuity(
+                "estate", "generate", "--out", str(out), "--persons", str(n), "--seed", "1"
             )
             if m.returncode != 0:
                 print(m.output)

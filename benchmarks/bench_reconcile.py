@@ -18,7 +18,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from measure import run
+from measure import continuity, run
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -78,22 +78,17 @@ def main() -> int:
 
 def _bench(persons: int, work: Path, target_url: str) -> int:
     estate = work / "estate"
-    made = run(
-        [
-            sys.executable,
-            "-m",
-            "continuity.cli",
-            "estate",
-            "generate",
-            "--out",
-            str(estate),
-            "--persons",
-            str(persons),
-            "--seed",
-            "5",
-            "--target-url",
-            target_url,
-        ]
+    made = continuity(
+        "estate",
+        "generate",
+        "--out",
+        str(estate),
+        "--persons",
+        str(persons),
+        "--seed",
+        "5",
+        "--target-url",
+        target_url,
     )
     if made.returncode != 0:
         print(made.output)
@@ -104,21 +99,16 @@ def _bench(persons: int, work: Path, target_url: str) -> int:
         f"reconcile crimes class, SQLite sources -> PostgreSQL target: {records:,} source "
         f"records (estate of {persons:,} persons made in {made.seconds:.0f} s)"
     )
-    ours = run(
-        [
-            sys.executable,
-            "-m",
-            "continuity.cli",
-            "reconcile",
-            "--estate",
-            str(estate),
-            "--class",
-            "crimes",
-            "--show",
-            "0",
-            "--store",
-            f"sqlite:///{work / 'work.sqlite'}",
-        ],
+    ours = continuity(
+        "reconcile",
+        "--estate",
+        str(estate),
+        "--class",
+        "crimes",
+        "--show",
+        "0",
+        "--store",
+        f"sqlite:///{work / 'work.sqlite'}",
         env={"CONTINUITY_FINGERPRINT_KEY": "benchmark"},
     )
     if ours.returncode != 0:

@@ -69,3 +69,10 @@ def run(argv: list[str], env: dict[str, str] | None = None) -> Measurement:
     done.set()
     sampler.join()
     return Measurement(time.perf_counter() - started, peak / 1024, proc.returncode, output)
+
+
+def continuity(*args: str, env: dict[str, str] | None = None) -> Measurement:
+    """Run the ``continuity`` command line (of the interpreter running the benchmark)."""
+    import sys
+
+    return run([sys.executable, "-m", "continuity.cli", *args], env=env)
