@@ -64,6 +64,9 @@ def _database_factory(admin_url: str, kind: str) -> Callable[[], Iterator[Callab
 pg_database = pytest.fixture(_database_factory(PG_URL, "PostgreSQL"))
 pg_database_for_module = pytest.fixture(scope="module")(_database_factory(PG_URL, "PostgreSQL"))
 mariadb_database = pytest.fixture(_database_factory(MARIADB_URL, "MariaDB"))
+mariadb_database_for_module = pytest.fixture(scope="module")(
+    _database_factory(MARIADB_URL, "MariaDB")
+)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """The bundled specs on the estate: the ideal target is clean, and on the damaged target every
 planted defect is reported with its disposition and nothing else is (no decoy, no noise).
 
-Run on SQLite, on PostgreSQL, and across databases (SQLite sources, PostgreSQL target).
+Run on SQLite, on PostgreSQL, on MariaDB, and across databases (SQLite sources, PostgreSQL
+target).
 """
 
 from __future__ import annotations
@@ -125,10 +126,19 @@ def cross_runs(
     return _server_runs(tmp_path_factory, pg_database_for_module, sources_too=False)
 
 
+@pytest.fixture(scope="module")
+def mariadb_runs(
+    tmp_path_factory: pytest.TempPathFactory, mariadb_database_for_module: Callable[[], str]
+) -> Runs:
+    """Everything on MariaDB (PoliceWorks with zero dates)."""
+    return _server_runs(tmp_path_factory, mariadb_database_for_module, sources_too=True)
+
+
 ALL_RUNS = [
     "sqlite_runs",
     pytest.param("pg_runs", marks=pytest.mark.postgres),
     pytest.param("cross_runs", marks=pytest.mark.postgres),
+    pytest.param("mariadb_runs", marks=pytest.mark.mariadb),
 ]
 
 
