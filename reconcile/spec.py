@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from continuity.domain.errors import ReconcileError
+from continuity.domain.yamlsource import Located, Path_, load, schema_errors
 from reconcile import normalisers
-from reconcile.yamlsource import Located, Path_, load
 
 SEVERITIES = ("critical", "high", "normal")
 CROSSWALK_COLUMNS = {
@@ -344,23 +344,12 @@ class _Builder:
         self.errors.append(f"{self.doc.where(path)}: {message}")
 
     def build(self) -> SurvivalSpec | None:
-        import jsonschema  # a dependency of the spec check only
-
         data = self.doc.data
         if not isinstance(data, dict):
             self.error((), "a survival spec is a mapping (version, class, owner, ...)")
             return None
-        validator = jsonschema.Draft202012Validator(json_schema())
-        found = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path)))
-        for e in found:
-            path = tuple(e.absolute_path)
-            if e.validator in ("additionalProperties", "unevaluatedProperties"):
-                allowed = sorted(_allowed_keys(e.schema))
-                for key in sorted(set(e.instance) - set(allowed), key=str):
-                    hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
-                    self.error((*path, key), f"unknown key{hint}")
-            else:
-                self.error(path, _schema_message(e))
+        found = schema_errors(self.doc, json_schema())
+        self.errors += found
         if found:
             return None
         fields = {name: self.field(("fields", name), name, f) for name, f in data["fields"].items()}
@@ -622,25 +611,6 @@ def _digest(data: Any) -> str:
 
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _allowed_keys(schema: dict[str, Any]) -> set[str]:
-    """Keys a schema object allows, following its allOf references (populations)."""
-    keys = set(schema.get("properties", {}))
-    for part in schema.get("allOf", []):
-        ref = part.get("$ref", "")
-        if ref.startswith("#/$defs/"):
-            keys |= _allowed_keys(json_schema()["$defs"][ref.rsplit("/", 1)[1]])
-    return keys
-
-
-def _schema_message(error: Any) -> str:
-    """A one-line reading of a JSON Schema error."""
-    if error.validator == "additionalProperties" or error.validator == "unevaluatedProperties":
-        return error.message.replace("Unevaluated properties are not allowed", "unknown key")
-    if error.validator == "oneOf" and isinstance(error.instance, dict):
-        return f"{error.message.split(' is not valid')[0][:80]} matches none of the allowed forms"
-    return error.message
 
 
 def resolve(value: Any, as_of: dt.date) -> Any:

@@ -82,3 +82,55 @@ def _convert(
     if isinstance(value, dt.date):  # a bare 2019-07-01 means the text a spec compares with
         return value.isoformat()
     return value
+
+
+def schema_errors(doc: Located, schema: dict[str, Any]) -> list[str]:
+    """Every JSON Schema violation of ``doc``, each as ``file:line: key.path: message``.
+
+    An unknown key is named with the keys allowed in its place, the commonest mistake (a typo)
+    being the one the message must make obvious.
+    """
+    import jsonschema  # needed only when a declarative file is checked
+
+    validator = jsonschema.Draft202012Validator(schema)
+    found = sorted(validator.iter_errors(doc.data), key=lambda e: list(map(str, e.path)))
+    out: list[str] = []
+    for e in found:
+        path = tuple(e.absolute_path)
+        if e.validator in ("additionalProperties", "unevaluatedProperties"):
+            allowed = sorted(_allowed_keys(e.schema, schema))
+            for key in sorted(set(e.instance) - set(allowed), key=str):
+                hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
+                out.append(f"{doc.where((*path, key))}: unknown key{hint}")
+        else:
+            out.append(f"{doc.where(path)}: {_schema_message(e)}")
+    return out
+
+
+def _allowed_keys(part: dict[str, Any], root: dict[str, Any]) -> set[str]:
+    """Keys a schema object allows, following its allOf references."""
+    keys = set(part.get("properties", {}))
+    for sub in part.get("allOf", []):
+        ref = sub.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            keys |= _allowed_keys(root["$defs"][ref.rsplit("/", 1)[1]], root)
+    return keys
+
+
+def _schema_message(error: Any) -> str:
+    """A one-line reading of a JSON Schema error."""
+    if error.validator in ("additionalProperties", "unevaluatedProperties"):
+        return str(error.message).replace("Unevaluated properties are not allowed", "unknown key")
+    if error.validator == "oneOf" and isinstance(error.instance, dict):
+        return (
+            f"{str(error.message).split(' is not valid')[0][:80]} matches none of the allowed forms"
+        )
+    return str(error.message)
+
+
+def raise_all(errors: list[str], error: type[Exception]) -> None:
+    """Raise ``error`` once carrying every message, if there are any."""
+    if errors:
+        raise error(
+            errors[0] if len(errors) == 1 else f"{len(errors)} errors: " + "; ".join(errors)
+        )
