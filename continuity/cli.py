@@ -439,5 +439,142 @@ def accept_command(
     click.echo(f"Accepted {cls} {system} {key}: {reason}")
 
 
+def _project_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--project",
+        "-p",
+        "project_path",
+        type=click.Path(path_type=Path),
+        envvar="CONTINUITY_PROJECT",
+        help="The project file, or its folder (default: continuity.yml in the current folder).",
+    )(command)
+
+
+@main.command("init")
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+def init_command(folder: Path) -> None:
+    """Write a commented starter project into FOLDER (continuity.yml and a mappings folder)."""
+    from continuity.starter import write_starter
+
+    for path in write_starter(folder):
+        click.echo(f"wrote {path}")
+    click.echo(f"Edit {folder / 'continuity.yml'}, then: continuity run all --project {folder}")
+
+
+@main.command("run")
+@_project_option
+@click.argument("wave")
+@click.option("--resume", is_flag=True, help="Continue this wave's interrupted run.")
+@click.option("--restart", is_flag=True, help="Start an interrupted wave again from the beginning.")
+@click.option("--dry-run", is_flag=True, help="Read and map everything; write nothing.")
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The date rules compare with ($as_of; default: the project's, else today).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=10_000,
+    show_default=True,
+    help="Rows per transaction (and per checkpoint).",
+)
+@click.option("--json", "json_file", type=click.Path(path_type=Path), help="Write the summary.")
+def run_command(
+    project_path: Path | None,
+    wave: str,
+    resume: bool,
+    restart: bool,
+    dry_run: bool,
+    as_of: Any,
+    batch_size: int,
+    json_file: Path | None,
+) -> None:
+    """Run migration WAVE of the project: extract, map, load, with quarantine and crosswalk.
+
+    Every source record lands in the target, in the target's quarantine with a reason, or is
+    excluded by a declared rule. Each batch commits with its checkpoint: a run that is killed
+    continues with --resume; re-running a finished wave changes nothing.
+    """
+    import json
+
+    from continuity.project import load_project
+    from continuity.waves import run_wave
+
+    project = load_project(project_path)
+    with StepProgress() as progress:
+        summary = run_wave(
+            project,
+            wave,
+            resume=resume,
+            restart=restart,
+            dry_run=dry_run,
+            as_of=as_of.date() if as_of else None,
+            batch_size=batch_size,
+            progress=progress,
+        )
+    click.echo(_summary_table(summary))
+    if json_file is not None:
+        json_file.write_text(json.dumps(summary.as_dict(), indent=1), encoding="utf-8")
+
+
+class StepProgress:
+    """One progress bar per step of a wave, on stderr."""
+
+    def __init__(self) -> None:
+        self.step: str | None = None
+        self.bar: Progress | None = None
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        if step != self.step:
+            if self.bar is not None:
+                self.bar.__exit__(None, None, None)
+            self.step = step
+            self.bar = Progress(step)
+        assert self.bar is not None
+        self.bar(done, max(total, done))
+
+    def __enter__(self) -> StepProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def _summary_table(summary: Any) -> str:
+    rate = summary.rows_read / summary.seconds if summary.seconds else 0.0
+    verb = "Would load" if summary.dry_run else "Loaded"
+    lines = [
+        f"Wave {summary.wave} ({'dry run' if summary.dry_run else 'run ' + summary.run_id}"
+        f"{', resumed' if summary.resumed else ''}): {summary.rows_read:,} source rows in "
+        f"{summary.seconds:.1f} s ({rate:,.0f} rows/s)",
+        f"{'entity':<24} {'read':>10} {verb.lower():>10} {'quarantined':>12} {'excluded':>9}",
+    ]
+    for entity, c in summary.entities.items():
+        lines.append(
+            f"{entity:<24} {c.read:>10,} {c.loaded:>10,} {c.quarantined:>12,} {c.excluded:>9,}"
+        )
+    if summary.dry_run and summary.would_insert:
+        lines.append("Records new to the target / already there (would be updated):")
+        for entity in summary.would_insert:
+            lines.append(
+                f"  {entity:<22} {summary.would_insert[entity]:>10,} / "
+                f"{summary.would_update.get(entity, 0):,}"
+            )
+    return "\n".join(lines)
+
+
+@main.command("status")
+@_project_option
+def status_command(project_path: Path | None) -> None:
+    """The project's waves and their runs, from the audit ledger (interrupted runs included)."""
+    from continuity.project import load_project
+    from continuity.runs import wave_status
+
+    project = load_project(project_path)
+    click.echo(wave_status(project))
+
+
 if __name__ == "__main__":
     main()

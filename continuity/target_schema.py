@@ -214,6 +214,15 @@ migration_quarantine = Table(
     Column("reason", Text, nullable=False),
 )
 
+migration_exclusion = Table(
+    "migration_exclusion",
+    metadata,
+    Column("source_system", String(20), primary_key=True),
+    Column("source_table", String(40), primary_key=True),
+    Column("source_key", String(80), primary_key=True),
+    Column("reason", Text, nullable=False),
+)
+
 Index("ix_crosswalk_target", migration_crosswalk.c.target_table, migration_crosswalk.c.target_key)
 # Every foreign key not leading a primary key gets its own index: joins need them, and InnoDB
 # would otherwise invent one, making the schema differ between databases.

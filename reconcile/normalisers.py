@@ -16,20 +16,22 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from continuity.domain.dates import london_to_utc
+from continuity.domain.dates import (
+    DateError,
+    DateRule,
+    PartialDate,
+    date_parser,
+    datetime_parser,
+    london_to_utc,
+)
 from continuity.domain.names import name_key
 
 Normaliser = Callable[[Any], Any]
 
-MONTHS = {
-    m: i
-    for i, m in enumerate(
-        ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), 1
-    )
-}
 _ZERO_DATES = frozenset({"0000-00-00", "0000-00-00 00:00:00"})
 
 
@@ -45,16 +47,6 @@ class Unreadable:
 
     def __str__(self) -> str:
         return f"<unreadable: {self.raw}>"
-
-
-@dataclass(frozen=True, slots=True)
-class PartialDate:
-    """A date known only to its year (``00/00/1971``, or flagged as estimated)."""
-
-    year: int
-
-    def __str__(self) -> str:
-        return f"{self.year:04d}"
 
 
 # --- builders: each takes the spec's arguments and returns the normaliser -------------------
@@ -105,40 +97,33 @@ def _whitespace_case() -> Normaliser:
     return whitespace_case
 
 
-def _year(text: str, pivot: int, century: int | None) -> int:
-    if len(text) == 4 and text.isdigit():
-        return int(text)
-    if len(text) != 2 or not text.isdigit():
-        raise UnreadableValue(text)
-    yy = int(text)
-    if century is not None:
-        return century + yy
-    return (2000 if yy < pivot else 1900) + yy
+@lru_cache(maxsize=64)  # one per distinct (pivot, century) in the specs
+def _reader(pivot: int, century: int | None) -> Callable[[str], dt.date | PartialDate]:
+    """The shared domain parser (memoised per rule) for a ``date`` normaliser's arguments."""
+    parse = date_parser(DateRule(pivot=pivot, century=century, unknown="year"))
+
+    def read(text: str) -> dt.date | PartialDate:
+        try:
+            day = parse(text)
+        except DateError:
+            raise UnreadableValue(text) from None
+        if type(day) is PartialDate and day.month is not None:
+            # A known month with an unknown day: the specs compare a date or a year, nothing
+            # between, so it stays unreadable rather than silently becoming its year.
+            raise UnreadableValue(text)
+        return day
+
+    return read
 
 
 def parse_date(text: str, pivot: int = 70, century: int | None = None) -> dt.date | PartialDate:
-    """Read the date forms old systems write.
+    """Read the date forms old systems write, with the parser every stage shares.
 
     ``YYYY-MM-DD``; ``DD/MM/YY`` (two-digit years below ``pivot`` are 20YY, unless ``century``
     fixes it, as for dates of birth); ``DD/MM/YYYY``; ``DD-MON-YYYY``; and ``00/00/YYYY``, a
-    date known only to its year.
+    date known only to its year (:mod:`continuity.domain.dates`, ``unknown="year"``).
     """
-    s = text.strip()
-    try:
-        if len(s) == 10 and s[4] == "-" and s[7] == "-":
-            return dt.date(int(s[:4]), int(s[5:7]), int(s[8:]))
-        if "/" in s:
-            d, m, y = s.split("/")
-            year = _year(y, pivot, century)
-            if d == "00" and m == "00":
-                return PartialDate(year)
-            return dt.date(year, int(m), int(d))
-        if s.count("-") == 2:
-            d, mon, y = s.split("-")
-            return dt.date(_year(y, pivot, century), MONTHS[mon.upper()], int(d))
-    except (ValueError, KeyError) as exc:
-        raise UnreadableValue(text) from exc
-    raise UnreadableValue(text)
+    return _reader(pivot, century)(text)
 
 
 def _whole(name: str, value: Any) -> None:
@@ -149,6 +134,7 @@ def _whole(name: str, value: Any) -> None:
 def _date(pivot: int = 70, century: int | None = None) -> Normaliser:
     _whole("pivot", pivot)
     _whole("century", century)
+    read = _reader(pivot, century)
 
     def date(v: Any) -> Any:
         if v is None:
@@ -162,7 +148,7 @@ def _date(pivot: int = 70, century: int | None = None) -> Normaliser:
             return None
         if len(text) > 10 and text[4] == "-" and text[10] in " T":  # a timestamp as text
             text = text[:10]
-        return parse_date(text, pivot, century)
+        return read(text)
 
     return date
 
@@ -188,6 +174,8 @@ def _datetime(pivot: int = 70, local: str | None = None) -> Normaliser:
     if local not in (None, "Europe/London"):
         raise ValueError(f"unsupported time zone {local!r}: only Europe/London")
     read_date = _date(pivot)
+    # The clock-change days and unusual times go through the shared timestamp parser.
+    parse = datetime_parser(DateRule(pivot=pivot), local)
     days: dict[str, tuple[str, str, int]] = {}  # date text -> (ISO, day before, offset kind)
 
     def day_of(date_text: str) -> tuple[str, str, int]:
@@ -206,16 +194,11 @@ def _datetime(pivot: int = 70, local: str | None = None) -> Normaliser:
                 days[date_text] = info
         return info
 
-    def slow(date_text: str, time_text: str, text: str) -> str:
-        day = read_date(date_text)
-        if not isinstance(day, dt.date):
-            raise UnreadableValue(text)
+    def slow(text: str) -> str:
         try:
-            hour, minute = int(time_text[:2] or 0), int(time_text[3:5] or 0)
-            value = dt.datetime(day.year, day.month, day.day, hour, minute)
-        except ValueError as exc:
-            raise UnreadableValue(text) from exc
-        return (london_to_utc(value) if local else value).isoformat(" ", "minutes")
+            return parse(text).isoformat(" ", "minutes")
+        except DateError:
+            raise UnreadableValue(text) from None
 
     def datetime_(v: Any) -> Any:
         if v is None:
@@ -232,7 +215,7 @@ def _datetime(pivot: int = 70, local: str | None = None) -> Normaliser:
         date_text, _, time_text = text.partition(" ")
         hhmm = time_text[:5] if time_text else "00:00"
         if hhmm not in _HOUR_EARLIER or (len(time_text) > 5 and time_text[5] != ":"):
-            return slow(date_text, time_text, text)
+            return slow(text)
         try:
             iso, before, kind = day_of(date_text)
         except UnreadableValue:
@@ -240,7 +223,7 @@ def _datetime(pivot: int = 70, local: str | None = None) -> Normaliser:
         if not local or kind == 0:
             return f"{iso} {hhmm}"
         if kind == 2:
-            return slow(date_text, time_text, text)
+            return slow(text)
         earlier, back = _HOUR_EARLIER[hhmm]
         return f"{before if back else iso} {earlier}"
 

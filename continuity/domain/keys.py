@@ -6,6 +6,7 @@ Re-runs and resumed waves therefore converge on the same rows instead of duplica
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from hashlib import sha1
 
 #: Namespace of every Continuity target key (a fixed UUIDv5 of the project's name).
@@ -38,3 +39,20 @@ def target_key(entity: str, system: str, source_key: str) -> str:
         source_key: the record's key in that system (composite keys joined by ``"|"``).
     """
     return uuid5_text(_NAMESPACE_BYTES, f"{entity}|{system}|{source_key}")
+
+
+def target_key_maker(entity: str, system: str) -> Callable[[str], str]:
+    """``target_key`` with ``entity`` and ``system`` fixed: for keying a batch of records.
+
+    The hash state of the fixed prefix is computed once and copied per key.
+    """
+    prefix = sha1(_NAMESPACE_BYTES + f"{entity}|{system}|".encode(), usedforsecurity=False)
+    variant = _VARIANT
+
+    def make(source_key: str) -> str:
+        h = prefix.copy()
+        h.update(source_key.encode("utf-8"))
+        x = h.hexdigest()
+        return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{variant[x[16]]}{x[17:20]}-{x[20:32]}"
+
+    return make

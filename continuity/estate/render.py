@@ -577,6 +577,11 @@ def render_ideal(chunk: Chunk, idx: ChunkIndex) -> Rows:
         )
         xw.append((POLICEWORKS, "pw_intel", iid, "intelligence_report", ik, "anchor", None))
     out["migration_quarantine"] += quarantine_rows(chunk, idx)
+    out["migration_exclusion"] += [
+        (system, table, key, f"{rule}: {reason}")
+        for system, table, key, rule, disposition, reason in exclusion_rows(chunk, idx)
+        if disposition == "EXCLUDED"
+    ]
     if chunk.index == 0:
         for o in vocab.OFFENCES:
             out["ref_offence_code"].append(
@@ -697,6 +702,19 @@ def render_truth(chunk: Chunk, idx: ChunkIndex) -> Rows:
                         idx.person_key[hi],
                     )
                 )
+    out["exclusion"] += exclusion_rows(chunk, idx)
+    out["quarantine"] += quarantine_rows(chunk, idx)
+    return out
+
+
+def exclusion_rows(chunk: Chunk, idx: ChunkIndex) -> list[tuple[str, str, str, str, str, str]]:
+    """Source records a MoPI rule disposes of, or would but for a legal hold:
+    (system, table, key, rule, EXCLUDED or RETAINED_LEGAL_HOLD, reason)."""
+    out: list[tuple[str, str, str, str, str, str]] = []
+    for ci, c in enumerate(chunk.crimes):
+        disposition, reason = crime_disposition(c)
+        legacy_key = legacy_crime_no(c) if c.in_legacy else None
+        pw_key = idx.occurrence_guid[ci] if c.in_policeworks else None
         link_keys = [
             (
                 LEGACY,
@@ -717,15 +735,13 @@ def render_truth(chunk: Chunk, idx: ChunkIndex) -> Rows:
                 (POLICEWORKS, "pw_occurrence", pw_key),
             ):
                 if key:
-                    out["exclusion"].append(
-                        (system, table, key, "mopi_disposal", "EXCLUDED", reason)
-                    )
+                    out.append((system, table, key, "mopi_disposal", "EXCLUDED", reason or ""))
             children = link_keys + [
                 (POLICEWORKS, "pw_safeguarding", chunk.guid("referral", ci, hi))
                 for hi, *_ in c.referrals
             ]
             for system, table, key in children:
-                out["exclusion"].append(
+                out.append(
                     (system, table, key, "mopi_disposal", "EXCLUDED", "parent crime excluded")
                 )
         elif disposition == "REJECTED":
@@ -736,7 +752,7 @@ def render_truth(chunk: Chunk, idx: ChunkIndex) -> Rows:
                 (POLICEWORKS, "pw_occurrence", pw_key),
             ):
                 if key:
-                    out["exclusion"].append(
+                    out.append(
                         (
                             system,
                             table,
@@ -746,7 +762,6 @@ def render_truth(chunk: Chunk, idx: ChunkIndex) -> Rows:
                             "due for disposal but under a legal hold",
                         )
                     )
-    out["quarantine"] += quarantine_rows(chunk, idx)
     return out
 
 

@@ -227,6 +227,29 @@ _OFFENCE_TABLE = _weighted_table(vocab.OFFENCES, vocab.OFFENCE_WEIGHTS)
 _STREETS = tuple(f"{n} {t}" for n in vocab.STREET_NAMES for t in vocab.STREET_TYPES)
 
 
+def unique_address(pid: int) -> tuple[int, str, str, str, str]:
+    """House number, street, locality, town and postcode area of place ``pid``: unique.
+
+    Real postal addresses are unique without their postcode, and legacy systems often omit it;
+    an estate in which two places shared number, street, locality and town would plant
+    addresses no matcher could place. Place ids are unique, and a multiplication by a number
+    prime to the size of the address space permutes it, so distinct ids give distinct addresses.
+    """
+    streets, localities, towns = len(_STREETS), len(_LOCALITIES), len(vocab.TOWNS)
+    size = _HOUSE_NUMBERS * streets * localities * towns
+    i = (pid * _ADDRESS_STRIDE) % size
+    i, number = divmod(i, _HOUSE_NUMBERS)
+    i, street = divmod(i, streets)
+    town, locality = divmod(i, localities)
+    name, area = vocab.TOWNS[town]
+    return number + 1, _STREETS[street], _LOCALITIES[locality], name, area
+
+
+_HOUSE_NUMBERS = 249
+_LOCALITIES = tuple(dict.fromkeys(vocab.LOCALITIES))  # each once: two would be one address
+_ADDRESS_STRIDE = 7_368_787  # prime, and no factor of the address space's size
+
+
 def _mo_texts() -> tuple[str, ...]:
     """Modus operandi texts: one to three distinct phrases, built once from a fixed seed."""
     rng = random.Random("continuity-mo-texts")
@@ -296,20 +319,24 @@ def generate_chunk(seed: int, index: int, n_humans: int) -> Chunk:
     places: list[Place] = []
 
     def new_place() -> Place:
-        town, area = rng.choice(vocab.TOWNS)
-        street = rng.choice(_STREETS)
+        rng.choice(vocab.TOWNS)  # draws kept so that the rest of the estate stays as it was
+        rng.choice(_STREETS)
         pid = base * 3 + len(places)
+        number, street, locality, town, area = unique_address(pid)
         postcode = (
             f"{area}{rng.randrange(1, 40)} {rng.randrange(10)}"
             f"{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}"
         )
         in_gazetteer = rng.random() < 0.92
+        rng.randrange(1, 250)
+        building = rng.choice(vocab.BUILDING_NAMES) if rng.random() < 0.08 else None
+        rng.choice(vocab.LOCALITIES)
         place = Place(
             pid=pid,
-            number=rng.randrange(1, 250),
-            building=rng.choice(vocab.BUILDING_NAMES) if rng.random() < 0.08 else None,
+            number=number,
+            building=building,
             street=street,
-            locality=rng.choice(vocab.LOCALITIES),
+            locality=locality,
             town=town,
             postcode=postcode,
             uprn=f"{10_000_000_000 + pid:012d}" if in_gazetteer else None,
@@ -491,15 +518,20 @@ def generate_chunk(seed: int, index: int, n_humans: int) -> Chunk:
 
     extra: list[Place] = []
     for _ in range(int(len(places) * 0.3)):
-        town, area = rng.choice(vocab.TOWNS)
+        rng.choice(vocab.TOWNS)
         pid = base * 3 + 2 * CHUNK_HUMANS + len(extra)
+        number, street, locality, town, area = unique_address(pid)
+        rng.randrange(1, 250)
+        rng.choice(vocab.STREET_NAMES)
+        rng.choice(vocab.STREET_TYPES)
+        rng.choice(vocab.LOCALITIES)
         extra.append(
             Place(
                 pid,
-                rng.randrange(1, 250),
+                number,
                 None,
-                f"{rng.choice(vocab.STREET_NAMES)} {rng.choice(vocab.STREET_TYPES)}",
-                rng.choice(vocab.LOCALITIES),
+                street,
+                locality,
                 town,
                 f"{area}{rng.randrange(1, 40)} {rng.randrange(10)}AB",
                 f"{10_000_000_000 + pid:012d}",

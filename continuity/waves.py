@@ -1,0 +1,778 @@
+"""Running a migration wave: extract, map, load, with checkpoints, quarantine and the crosswalk.
+
+A wave is a list of *steps*, one per source of each mapping, ordered so that a record is loaded
+after every record it refers to (a crime after its location, a link after its crime and person).
+Each step streams its source in key order, maps a batch, and loads the batch's target rows,
+crosswalk entries, quarantined records and its checkpoint in one transaction. A run killed at
+any moment therefore resumes (``--resume``) from the last committed batch of the step it was in,
+and re-running a finished wave upserts the same rows with the same keys: it changes nothing.
+
+Every run is written to the audit ledger when it starts and when it ends (operator, version,
+digests of the project and of every mapping, counts by entity and outcome); a run that never
+wrote its end was interrupted, and ``continuity status`` says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import MetaData, select
+
+from continuity import target_schema
+from continuity.domain.connect import engine_for
+from continuity.domain.errors import ConfigError, MappingError
+from continuity.ledger import AuditLedger
+from continuity.loaders.base import Loader
+from continuity.loaders.registry import open_loader
+from continuity.project import Project
+from extractors.base import Extractor, Selection
+from extractors.registry import open_extractor
+from mappings.compiler import BatchOut, CompiledSource, compile_source, key_text, needed_columns
+from mappings.spec import MappingSpec, SourceMapping, load_mappings, mapping_files
+
+CROSSWALK = "migration_crosswalk"
+QUARANTINE = "migration_quarantine"
+EXCLUSION = "migration_exclusion"
+#: The gazetteer's columns as ``Gazetteer.add`` takes them, and their default names.
+GAZETTEER_COLUMNS = {
+    "uprn": "uprn",
+    "building": "building_name",
+    "number": "building_number",
+    "street": "street",
+    "locality": "locality",
+    "town": "town",
+    "postcode": "postcode",
+    "easting": "easting",
+    "northing": "northing",
+}
+#: Rows read and mapped per transaction. Larger batches load faster and lose more on a crash.
+BATCH_SIZE = 10_000
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One source of one mapping, as the wave reads it."""
+
+    spec: MappingSpec
+    mapping: SourceMapping
+
+    @property
+    def name(self) -> str:
+        m = self.mapping
+        name = f"{self.spec.entity}<-{m.source}.{m.as_table}"
+        twins = [s for s in self.spec.sources if (s.source, s.as_table) == (m.source, m.as_table)]
+        if len(twins) > 1:  # one table read twice (two filters): number the reads
+            name += f"#{twins.index(m) + 1}"
+        return name
+
+
+@dataclass
+class StepCounts:
+    read: int = 0
+    loaded: int = 0
+    quarantined: int = 0
+    excluded: int = 0
+    skipped: bool = False  # finished by the run being resumed
+
+    def add(self, other: StepCounts) -> None:
+        self.read += other.read
+        self.loaded += other.loaded
+        self.quarantined += other.quarantined
+        self.excluded += other.excluded
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "read": self.read,
+            "loaded": self.loaded,
+            "quarantined": self.quarantined,
+            "excluded": self.excluded,
+        }
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    wave: str
+    dry_run: bool
+    resumed: bool
+    steps: dict[str, StepCounts] = field(default_factory=dict)
+    entities: dict[str, StepCounts] = field(default_factory=dict)
+    would_insert: dict[str, int] = field(default_factory=dict)
+    would_update: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def rows_read(self) -> int:
+        return sum(c.read for c in self.steps.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "wave": self.wave,
+            "dry_run": self.dry_run,
+            "resumed": self.resumed,
+            "seconds": round(self.seconds, 3),
+            "rows_read": self.rows_read,
+            "steps": {k: v.as_dict() for k, v in self.steps.items()},
+            "entities": {k: v.as_dict() for k, v in self.entities.items()},
+            **(
+                {"would_insert": self.would_insert, "would_update": self.would_update}
+                if self.dry_run
+                else {}
+            ),
+        }
+
+
+class RunKeys:
+    """The crosswalk as far as a run needs it: where referenced source records went.
+
+    Only (source, table) pairs some ``ref`` names are kept, so memory grows with what is
+    referenced, not with everything migrated. Records loaded by earlier runs are read back from
+    the target's crosswalk; quarantined and excluded ones are remembered with their reason, so
+    a record that follows them (a link to a quarantined crime) follows them with that reason.
+    """
+
+    def __init__(
+        self, wanted: Mapping[tuple[str, str], str], superseded: set[tuple[str, str]] | None = None
+    ) -> None:
+        self.wanted = dict(wanted)  # (source, table) -> the entity whose records they are
+        self.superseded = superseded or set()
+        self.copies: dict[tuple[str, str], dict[str, tuple[str, str]]] = {
+            pair: {} for pair in self.superseded
+        }
+        self.keys: dict[tuple[str, str], dict[str, str]] = {pair: {} for pair in wanted}
+        self.fates: dict[tuple[str, str], dict[str, tuple[str, str]]] = {
+            pair: {} for pair in wanted
+        }
+
+    def target_of(self, source: str, table: str, key: str) -> str | None:
+        known = self.keys.get((source, table))
+        return None if known is None else known.get(key)
+
+    def fate_of(self, source: str, table: str, key: str) -> tuple[str, str] | None:
+        known = self.fates.get((source, table))
+        return None if known is None else known.get(key)
+
+    def copy_fate(self, source: str, table: str, key: str) -> tuple[str, str] | None:
+        known = self.copies.get((source, table))
+        return None if known is None else known.get(key)
+
+    def record(self, out: BatchOut, entity: str) -> None:
+        """Remember where a batch of ``entity``'s records went, for the pairs wanted."""
+        for source, table, key, how, detail in out.copies:
+            copies = self.copies.get((source, table))
+            if copies is not None:
+                copies[key] = (how, detail)
+        if entity not in self.wanted.values():
+            return
+        wanted = self.wanted
+        for system, table, key, target_table, target, _, _ in out.crosswalk:
+            if wanted.get((system, table)) == target_table:
+                self.keys[(system, table)][key] = target
+        for fate, rows in (("rejected", out.quarantine), ("excluded", out.excluded)):
+            for system, table, key, reason in rows:
+                if wanted.get((system, table)) == entity:
+                    self.fates[(system, table)][key] = (fate, reason)
+
+    def preload(self, url: str) -> None:
+        """Read what earlier runs loaded and quarantined for the wanted pairs."""
+        if not self.wanted:
+            return
+        xw = target_schema.migration_crosswalk
+        qt = target_schema.migration_quarantine
+        ex = target_schema.migration_exclusion
+        engine = engine_for(url)
+        try:
+            with engine.connect() as conn:
+                for (system, table), entity in sorted(self.wanted.items()):
+                    keys = self.keys[(system, table)]
+                    rows = conn.execution_options(yield_per=50_000).execute(
+                        select(xw.c.source_key, xw.c.target_key).where(
+                            xw.c.source_system == system,
+                            xw.c.source_table == table,
+                            xw.c.target_table == entity,
+                        )
+                    )
+                    for key, target in rows:
+                        keys[key] = target
+                    fates = self.fates[(system, table)]
+                    for key, reason in conn.execute(
+                        select(qt.c.source_key, qt.c.reason).where(
+                            qt.c.source_system == system, qt.c.source_table == table
+                        )
+                    ):
+                        fates[key] = ("rejected", reason)
+                    for key, reason in conn.execute(
+                        select(ex.c.source_key, ex.c.reason).where(
+                            ex.c.source_system == system, ex.c.source_table == table
+                        )
+                    ):
+                        fates[key] = ("excluded", reason)
+        finally:
+            engine.dispose()
+
+
+def _refs(mapping: SourceMapping) -> list[tuple[str, str, str | None]]:
+    """(source, table, entity or None) of every ``ref`` a mapping makes."""
+    return [
+        (step.args["source"], step.args["table"], step.args.get("entity"))
+        for f in mapping.fields
+        for step in f.steps
+        if step.op == "ref"
+    ]
+
+
+def producers_of(specs: Sequence[MappingSpec]) -> dict[tuple[str, str], list[str]]:
+    """Which keyed entities' crosswalk entries record where each (source, table) went."""
+    producers: dict[tuple[str, str], list[str]] = {}
+    for spec in specs:
+        if spec.key_column is None:
+            continue  # no key of its own: no crosswalk entries (links, names)
+        for m in spec.sources:
+            found = producers.setdefault((m.source, m.as_table), [])
+            if spec.entity not in found:
+                found.append(spec.entity)
+    return producers
+
+
+def referenced(specs: Sequence[MappingSpec]) -> tuple[dict[tuple[str, str], str], list[str]]:
+    """Every (source, table) some ``ref`` looks up, with the entity it resolves through."""
+    producers = producers_of(specs)
+    wanted: dict[tuple[str, str], str] = {}
+    errors: list[str] = []
+    for spec in specs:
+        for m in spec.sources:
+            for source, table, entity in _refs(m):
+                candidates = producers.get((source, table), [])
+                if entity is not None and entity not in candidates:
+                    errors.append(
+                        f"{m.at}: refers to {source}.{table} through {entity!r}, whose "
+                        f"mapping does not read it (read by: {', '.join(candidates) or 'none'})"
+                    )
+                    continue
+                if entity is None and len(candidates) != 1:
+                    errors.append(
+                        f"{m.at}: refers to {source}.{table}, which "
+                        + (
+                            f"several keyed entities read ({', '.join(candidates)}): name one "
+                            "with entity"
+                            if candidates
+                            else "no keyed mapping reads (its records can never be found)"
+                        )
+                    )
+                    continue
+                wanted[(source, table)] = entity or candidates[0]
+    return wanted, errors
+
+
+def plan_steps(specs: Sequence[MappingSpec]) -> list[Step]:
+    """Every source of every mapping, parents first; a cycle of references is an error."""
+    wanted, errors = referenced(specs)
+    needs: dict[str, set[str]] = {spec.entity: set() for spec in specs}
+    for spec in specs:
+        for m in spec.sources:
+            for source, table, entity in _refs(m):
+                producer = entity or wanted.get((source, table))
+                if producer is not None and producer != spec.entity and producer in needs:
+                    needs[spec.entity].add(producer)
+    for spec in specs:  # a field reading another entity's resolution comes after it
+        for m in spec.sources:
+            for f in m.fields:
+                for step in f.steps:
+                    if step.op == "resolved":
+                        owner = str(step.args).rpartition(".")[0]
+                        if owner and owner != spec.entity and owner in needs:
+                            needs[spec.entity].add(owner)
+    if errors:
+        raise MappingError(
+            errors[0] if len(errors) == 1 else f"{len(errors)} errors: " + "; ".join(errors)
+        )
+    ordered: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(entity: str, path: list[str]) -> None:
+        if state.get(entity) == 2:
+            return
+        if state.get(entity) == 1:
+            cycle = " -> ".join([*path[path.index(entity) :], entity])
+            raise MappingError(f"mappings refer to each other in a cycle: {cycle}")
+        state[entity] = 1
+        for parent in sorted(needs[entity]):
+            visit(parent, [*path, entity])
+        state[entity] = 2
+        ordered.append(entity)
+
+    for spec in sorted(specs, key=lambda s: s.entity):
+        visit(spec.entity, [])
+    by_entity = {spec.entity: spec for spec in specs}
+    steps: list[Step] = []
+    for entity in ordered:
+        spec = by_entity[entity]
+        for m in spec.sources:
+            if m.superseded_by is None:
+                continue
+            newer = [
+                o
+                for o in spec.sources
+                if (o.source, o.as_table) == (m.superseded_by.source, m.superseded_by.table)
+            ]
+            if not newer or newer[0].copy_of is None:
+                errors.append(
+                    f"{m.at}: superseded_by names {m.superseded_by.source}."
+                    f"{m.superseded_by.table}, which is not a source of this mapping with copy_of"
+                )
+        # A record follows its newer copy, so the newer copies are read first.
+        ordered_sources = sorted(spec.sources, key=lambda m: m.superseded_by is not None)
+        steps += [Step(spec, m) for m in ordered_sources]
+    if errors:
+        raise MappingError(
+            errors[0] if len(errors) == 1 else f"{len(errors)} errors: " + "; ".join(errors)
+        )
+    return steps
+
+
+def _combine(*filters: str | None) -> str | None:
+    parts = [f"({f})" for f in filters if f]
+    return " AND ".join(parts) or None
+
+
+class WaveRunner:
+    """Runs one wave of a project (see :func:`run_wave`)."""
+
+    def __init__(
+        self,
+        project: Project,
+        wave: str,
+        as_of: dt.date | None = None,
+        batch_size: int = BATCH_SIZE,
+        metadata: MetaData | None = None,
+    ) -> None:
+        self.project = project
+        self.wave = project.wave(wave)
+        self.as_of = as_of or project.as_of or dt.date.today()
+        self.batch_size = batch_size
+        self.metadata = metadata if metadata is not None else target_schema.metadata
+        self.specs = load_mappings(mapping_files(project.mappings))
+        self.steps = plan_steps(self.specs)
+        for step in self.steps:
+            if step.mapping.source not in project.sources:
+                raise ConfigError(
+                    f"{step.mapping.at}: no source {step.mapping.source!r} in {project.file} "
+                    f"(sources: {', '.join(project.sources)})"
+                )
+            if step.spec.entity not in self.metadata.tables:
+                raise MappingError(
+                    f"{step.spec.file}:1: entity: no target table {step.spec.entity!r}"
+                )
+        self.extractors: dict[str, Extractor] = {}
+        self._dry: _Existing | None = None
+        self._needed: set[tuple[str, str]] = set()
+        self._resources: dict[str, Any] = {}
+        self._summary = RunSummary("", self.wave.name, False, False)
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    def extractor(self, source: str) -> Extractor:
+        if source not in self.extractors:
+            cfg = self.project.sources[source]
+            ex = open_extractor(cfg.kind, cfg.name, cfg.location, cfg.options)
+            ex.check()
+            self.extractors[source] = ex
+        return self.extractors[source]
+
+    def selection(self, step: Step, after: Sequence[Any] | None = None) -> Selection:
+        m = step.mapping
+        wave_filter = self.wave.filter_for(m.source, m.table or m.as_table)
+        return Selection(
+            table=m.table,
+            query=m.query,
+            key=m.key,
+            columns=tuple(needed_columns(m)),
+            where=_combine(m.where, wave_filter),
+            order_by_key=True,
+            after=tuple(after) if after is not None else None,
+        )
+
+    def resources(self) -> dict[str, Any]:
+        """What operations look up: every gazetteer a mapping names, read once."""
+        from continuity.domain.addresses import Gazetteer
+
+        found: dict[str, Any] = {}
+        for step in self.steps:
+            for f in step.mapping.fields:
+                for s in f.steps:
+                    if s.op != "gazetteer":
+                        continue
+                    name = f"gazetteer:{s.args['source']}.{s.args['table']}"
+                    if name in found:
+                        continue
+                    if s.args["source"] not in self.project.sources:
+                        raise ConfigError(f"{s.at}: no source {s.args['source']!r}")
+                    columns = {**GAZETTEER_COLUMNS, **s.args.get("columns", {})}
+                    gazetteer = Gazetteer()
+                    selection = Selection(
+                        table=s.args["table"], columns=tuple(columns[k] for k in GAZETTEER_COLUMNS)
+                    )
+                    for batch in self.extractor(s.args["source"]).batches(selection):
+                        for row in batch:
+                            gazetteer.add(*row)
+                    found[name] = gazetteer
+        return found
+
+    def _resolve(self, keys: RunKeys, progress: Progress | None) -> None:
+        """Resolve the records of every mapping that declares ``resolve`` (persons).
+
+        All of the mapping's records are read, whatever the wave, so that a human's cluster and
+        its anchor are the same in every wave; only the wave's records are then loaded.
+        """
+        from mappings.resolution import Resolver
+
+        for spec in self.specs:
+            if spec.resolve is None:
+                continue
+            resolver = Resolver(spec.resolve.rules, spec.resolve.forbid)
+            fields = list(spec.resolve.fields)
+            for step in (s for s in self.steps if s.spec is spec):
+                source = self.compile(step, keys)
+                m = step.mapping
+                prefix = f"{m.source}|{m.as_table}|"
+                out = BatchOut()
+                whole = dataclasses.replace(self.selection(step), where=m.where)
+                for batch in self.extractor(m.source).batches(whole, self.batch_size):
+                    out.clear()
+                    source.map_batch(batch, out, collect=fields)
+                    for key, values in out.collected:
+                        resolver.add(prefix + key, dict(zip(fields, values, strict=True)))
+                if progress is not None:
+                    progress(f"resolve {step.name}", len(resolver), len(resolver))
+            self._resources[f"resolution:{spec.entity}"] = resolver
+
+    def compile(self, step: Step, keys: RunKeys) -> CompiledSource:
+        table = self.metadata.tables[step.spec.entity]
+        ex = self.extractor(step.mapping.source)
+        columns = ex.columns(self.selection(step))
+        required = {c.name for c in table.columns if not c.nullable}
+        return compile_source(
+            step.spec,
+            step.mapping,
+            columns,
+            [c.name for c in table.columns],
+            required,
+            keys,
+            self.as_of,
+            resources=self._resources,
+        )
+
+    def digests(self) -> dict[str, Any]:
+        return {
+            "project": self.project.digest,
+            "mappings": {s.entity: s.digest for s in self.specs},
+        }
+
+    def close(self) -> None:
+        for ex in self.extractors.values():
+            ex.close()
+        self.extractors.clear()
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def run(
+        self,
+        resume: bool = False,
+        restart: bool = False,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> RunSummary:
+        started = time.perf_counter()
+        wanted, _ = referenced(self.specs)
+        superseded = {
+            (step.mapping.source, step.mapping.as_table)
+            for step in self.steps
+            if step.mapping.superseded_by is not None
+        }
+        keys = RunKeys(wanted, superseded)
+        self._needed = set(wanted) | {
+            (s.mapping.source, s.mapping.as_table)
+            for s in self.steps
+            if s.mapping.copy_of is not None
+            and (s.mapping.copy_of.source, s.mapping.copy_of.table) in superseded
+        }
+        # Compile everything before the first row moves: a bad mapping or a missing column
+        # fails the run here, with nothing written.
+        self._resources = self.resources()
+        self._resolve(keys, progress)
+        compiled = [self.compile(step, keys) for step in self.steps]
+        target = self.project.target
+        loader = open_loader(target.loader, target.location, self.metadata, target.options)
+        ledger = None if dry_run else AuditLedger(self.project.ledger)
+        try:
+            loader.check()
+            if not dry_run:
+                loader.prepare()
+            wave_step = f"wave:{self.wave.name}"
+            previous = loader.checkpoint(wave_step) if not dry_run else None
+            run_id, resumed = self._run_id(previous, resume, restart)
+            summary = RunSummary(run_id, self.wave.name, dry_run, resumed)
+            self._summary = summary
+            if target.loader == "sql":
+                keys.preload(target.location)
+                self._dry = _Existing(target.location) if dry_run else None
+            if ledger is not None:
+                ledger.append(
+                    "run-started",
+                    {"resumed": resumed, "as_of": self.as_of.isoformat(), **self.digests()},
+                    run_id,
+                    self.wave.name,
+                )
+                with loader.transaction() as tx:
+                    tx.set_checkpoint(wave_step, {"run_id": run_id, "finished": False})
+            try:
+                for step, source in zip(self.steps, compiled, strict=True):
+                    counts = self._step(step, source, loader, keys, run_id, dry_run, progress)
+                    summary.steps[step.name] = counts
+                    summary.entities.setdefault(step.spec.entity, StepCounts()).add(counts)
+                if not dry_run:
+                    with loader.transaction() as tx:
+                        tx.set_checkpoint(wave_step, {"run_id": run_id, "finished": True})
+            except BaseException as exc:
+                if ledger is not None:
+                    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    ledger.append(
+                        "run-failed",
+                        {"error": message, "counts": summary.as_dict()["steps"]},
+                        run_id,
+                        self.wave.name,
+                    )
+                raise
+            summary.seconds = time.perf_counter() - started
+            if ledger is not None:
+                ledger.append("run-finished", summary.as_dict(), run_id, self.wave.name)
+            return summary
+        finally:
+            loader.close()
+            if self._dry is not None:
+                self._dry.close()
+            if ledger is not None:
+                ledger.close()
+            self.close()
+
+    def _run_id(
+        self, previous: Mapping[str, Any] | None, resume: bool, restart: bool
+    ) -> tuple[str, bool]:
+        unfinished = previous is not None and not previous.get("finished", False)
+        if resume:
+            if not unfinished:
+                raise ConfigError(
+                    f"wave {self.wave.name}: nothing to resume (no interrupted run of it)"
+                )
+            return str(previous["run_id"]), True  # type: ignore[index]
+        if unfinished and not restart:
+            raise ConfigError(
+                f"wave {self.wave.name} was interrupted (run {previous['run_id']}): "  # type: ignore[index]
+                "continue it with --resume, or start it again with --restart"
+            )
+        return str(uuid.uuid4()), False
+
+    def _step(
+        self,
+        step: Step,
+        source: CompiledSource,
+        loader: Loader,
+        keys: RunKeys,
+        run_id: str,
+        dry_run: bool,
+        progress: Progress | None,
+    ) -> StepCounts:
+        counts = StepCounts()
+        ckpt_name = f"step:{self.wave.name}:{step.name}"
+        state = None if dry_run else loader.checkpoint(ckpt_name)
+        after = None
+        if state is not None and state.get("run_id") == run_id:
+            if state.get("done"):
+                if (step.mapping.source, step.mapping.as_table) in self._needed:
+                    # Later steps need to know where its records went (references, newer
+                    # copies): map it again, writing nothing.
+                    self._replay(step, source, keys)
+                return StepCounts(**state["counts"], skipped=True)
+            after = state.get("after")
+            counts = StepCounts(**state["counts"])
+            if after is not None and (step.mapping.source, step.mapping.as_table) in self._needed:
+                # What the interrupted run knew of its records (newer copies, exclusions) died
+                # with it: map them again, writing nothing, before going on from the checkpoint.
+                self._replay(step, source, keys)
+        ex = self.extractor(step.mapping.source)
+        selection = self.selection(step, after)
+        m = step.mapping
+        key_index = [source.columns.index(k) for k in m.key]
+        bad: dict[tuple[Any, ...], str] = {}
+        out = BatchOut()
+        if after is None:
+            # Keys that do not name exactly one row: every row sharing one is quarantined (a
+            # duplicate cannot be told from its twin), and rows with a null key part, which the
+            # key-ordered read never delivers, are quarantined under the key they show.
+            for problem in ex.key_problems(selection):
+                if any(v is None for v in problem.key):
+                    out.quarantine.append(
+                        (m.source, m.as_table, key_text(problem.key), problem.reason)
+                    )
+                else:
+                    bad[tuple(problem.key)] = problem.reason
+        elif not dry_run:
+            for problem in ex.key_problems(selection):
+                if not any(v is None for v in problem.key):
+                    bad[tuple(problem.key)] = problem.reason
+        total = ex.count(selection) + counts.read if progress is not None else 0
+        if out.quarantine:
+            self._commit(loader, step, out, counts, keys, ckpt_name, run_id, None, dry_run)
+        for batch in ex.batches(selection, self.batch_size):
+            counts.read += len(batch)
+            out.clear()
+            if bad:
+                good = []
+                for row in batch:
+                    k = tuple(row[i] for i in key_index)
+                    if k in bad:
+                        out.quarantine.append((m.source, m.as_table, key_text(k), bad[k]))
+                    else:
+                        good.append(row)
+                source.map_batch(good, out)
+            else:
+                source.map_batch(batch, out)
+            last = [batch[-1][i] for i in key_index]
+            self._commit(loader, step, out, counts, keys, ckpt_name, run_id, last, dry_run)
+            if progress is not None:
+                progress(step.name, counts.read, total)
+        if not dry_run:
+            with loader.transaction() as tx:
+                tx.set_checkpoint(
+                    ckpt_name, {"run_id": run_id, "done": True, "counts": counts.as_dict()}
+                )
+        return counts
+
+    def _replay(self, step: Step, source: CompiledSource, keys: RunKeys) -> None:
+        out = BatchOut()
+        for batch in self.extractor(step.mapping.source).batches(
+            self.selection(step), self.batch_size
+        ):
+            out.clear()
+            source.map_batch(batch, out)
+            keys.record(out, step.spec.entity)
+
+    def _commit(
+        self,
+        loader: Loader,
+        step: Step,
+        out: BatchOut,
+        counts: StepCounts,
+        keys: RunKeys,
+        ckpt_name: str,
+        run_id: str,
+        last: list[Any] | None,
+        dry_run: bool,
+    ) -> None:
+        counts.loaded += len(out.rows)
+        counts.quarantined += len(out.quarantine)
+        counts.excluded += len(out.excluded)
+        if not dry_run:
+            with loader.transaction() as tx:
+                if out.rows:
+                    tx.upsert(step.spec.entity, out.rows)
+                if out.crosswalk:
+                    tx.upsert(CROSSWALK, out.crosswalk)
+                if out.quarantine:
+                    tx.upsert(QUARANTINE, out.quarantine)
+                state: dict[str, Any] = {"run_id": run_id, "done": False}
+                state["counts"] = counts.as_dict()
+                if last is not None:
+                    state["after"] = [_jsonable(v) for v in last]
+                tx.set_checkpoint(ckpt_name, state)
+                if out.excluded:
+                    tx.upsert(EXCLUSION, out.excluded)
+        else:
+            self._would_change(out, step.spec.entity)
+        keys.record(out, step.spec.entity)
+
+    def _would_change(self, out: BatchOut, entity: str) -> None:
+        """Dry run: count the batch's records already in the target (updated) and new ones."""
+        if self._dry is None or not out.crosswalk:
+            return
+        insert, update = self._dry.classify(out.crosswalk)
+        summary = self._summary
+        summary.would_insert[entity] = summary.would_insert.get(entity, 0) + insert
+        summary.would_update[entity] = summary.would_update.get(entity, 0) + update
+
+
+class _Existing:
+    """Which source records the target's crosswalk already holds (for a dry run's counts)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = engine_for(url)
+        self.conn = self.engine.connect()
+
+    def classify(self, crosswalk: Sequence[tuple[Any, ...]]) -> tuple[int, int]:
+        xw = target_schema.migration_crosswalk
+        groups: dict[tuple[str, str], list[str]] = {}
+        for system, table, key, *_ in crosswalk:
+            groups.setdefault((system, table), []).append(key)
+        found = 0
+        for (system, table), keys in groups.items():
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                found += len(
+                    self.conn.execute(
+                        select(xw.c.source_key).where(
+                            xw.c.source_system == system,
+                            xw.c.source_table == table,
+                            xw.c.source_key.in_(chunk),
+                        )
+                    ).all()
+                )
+        return len(crosswalk) - found, found
+
+    def close(self) -> None:
+        self.conn.close()
+        self.engine.dispose()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
+def run_wave(
+    project: Project,
+    wave: str,
+    *,
+    resume: bool = False,
+    restart: bool = False,
+    dry_run: bool = False,
+    as_of: dt.date | None = None,
+    batch_size: int = BATCH_SIZE,
+    progress: Progress | None = None,
+) -> RunSummary:
+    """Run ``wave`` of ``project``: every mapping's sources, parents first.
+
+    Args:
+        resume: continue the wave's interrupted run from its last committed batch.
+        restart: start an interrupted wave again from the beginning (upserts make this safe).
+        dry_run: read and map everything, write nothing; report what would be loaded.
+        as_of: the date rules compare with (``$as_of``); default the project's, else today.
+        batch_size: rows per transaction.
+        progress: called as ``progress(step, rows_done, rows_total)``.
+    """
+    runner = WaveRunner(project, wave, as_of, batch_size)
+    return runner.run(resume=resume, restart=restart, dry_run=dry_run, progress=progress)
+
+
+def iter_steps(project: Project) -> Iterator[Step]:
+    """The steps a wave of ``project`` runs, in order (for ``continuity plan``)."""
+    yield from plan_steps(load_mappings(mapping_files(project.mappings)))

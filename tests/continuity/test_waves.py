@@ -1,0 +1,271 @@
+"""Migration waves, judged by reconciliation: the bundled project (examples/gmp) run on the
+estate must leave a target that reconciles clean, with exactly the records the ground truth says
+must be quarantined in quarantine; re-running changes nothing; a dry run writes nothing; a run
+killed by SIGKILL at any point resumes to the same target as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+
+from continuity import target_schema
+from continuity.db import create_tables, table_digest
+from continuity.domain.errors import ConfigError
+from continuity.ledger import AuditLedger
+from continuity.project import Project, load_project
+from continuity.runs import runs
+from continuity.waves import run_wave
+from reconcile.engine import Connections, reconcile_all
+from reconcile.model import Placement, Reconciliation
+from reconcile.spec import bundled_specs_dir, load_specs, spec_files
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gmp"
+
+
+def new_target(url: str) -> str:
+    engine = create_engine(url)
+    create_tables(engine, target_schema.metadata)
+    engine.dispose()
+    return url
+
+
+def project_for(
+    estate: Path, target: str, folder: Path, sources: dict[str, str] | None = None
+) -> Project:
+    """The bundled project, copied (its ledger goes beside it), aimed at an estate."""
+    if not folder.exists():
+        shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns(".continuity"))
+    env = {"CONTINUITY_ESTATE": str(estate), "CONTINUITY_TARGET": target}
+    for system, url in (sources or {}).items():
+        env[f"CONTINUITY_{system.upper()}_URL"] = url
+    return load_project(folder, env)
+
+
+def reconcile(estate: Path, target: str, sources: dict[str, str] | None = None) -> Reconciliation:
+    info = json.loads((estate / "estate.json").read_text())
+    dbs = info["databases"]
+    urls = sources or {"legacy": dbs["legacy"], "policeworks": dbs["policeworks"]}
+    specs = load_specs(spec_files(bundled_specs_dir()))
+    return reconcile_all(specs, Connections(urls, target), dt.date.fromisoformat(info["as_of"]))
+
+
+def digests(url: str) -> dict[str, tuple[int, str]]:
+    engine = create_engine(url)
+    try:
+        return {
+            t: table_digest(engine, t, target_schema.metadata)
+            for t in target_schema.metadata.tables
+        }
+    finally:
+        engine.dispose()
+
+
+def truth_quarantine(estate: Path) -> dict[tuple[str, str, str], str]:
+    with sqlite3.connect(estate / "truth.sqlite") as conn:
+        rows = conn.execute("SELECT system, source_table, source_key, reason FROM quarantine")
+        return {(s, t, k): r for s, t, k, r in rows}
+
+
+def target_quarantine(url: str) -> dict[tuple[str, str, str], str]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT source_system, source_table, source_key, reason FROM migration_quarantine"
+            )
+            return {(s, t, k): r for s, t, k, r in rows}
+    finally:
+        engine.dispose()
+
+
+def assert_judged_clean(estate: Path, target: str, sources: dict[str, str] | None = None) -> None:
+    """Reconciliation exits 0, and what it calls REJECTED is exactly the truth's quarantine."""
+    result = reconcile(estate, target, sources)
+    problems = [
+        f"{f.cls} {f.system} {f.table} {f.key} {f.placement.value} {f.fields}"
+        for c in result.classes
+        for f in c.exceptions()
+    ]
+    assert problems == []
+    assert result.clean()
+    truth = truth_quarantine(estate)
+    loaded = target_quarantine(target)
+    assert set(loaded) == set(truth)
+    for key, reason in truth.items():
+        # The pipeline says more (the value, the code table) after the truth's words.
+        assert loaded[key].startswith(reason.split(":")[0]), (key, loaded[key], reason)
+    rejected = {
+        (f.system, f.table, f.key)
+        for c in result.classes
+        for f in c.findings
+        if f.placement is Placement.REJECTED
+    }
+    assert rejected <= set(truth)
+
+
+@pytest.fixture(scope="module")
+def migrated(small_estate: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The whole small estate migrated SQLite -> SQLite once, for the module."""
+    folder = tmp_path_factory.mktemp("gmp") / "project"
+    target = new_target(f"sqlite:///{folder.parent / 'product.sqlite'}")
+    project = project_for(small_estate, target, folder)
+    summary = run_wave(project, "all")
+    assert summary.rows_read > 0
+    return folder, target
+
+
+def test_the_whole_estate_migrates_and_reconciles_clean(
+    small_estate: Path, migrated: tuple[Path, str]
+) -> None:
+    _, target = migrated
+    assert_judged_clean(small_estate, target)
+
+
+def test_rerunning_a_finished_wave_changes_nothing(
+    small_estate: Path, migrated: tuple[Path, str]
+) -> None:
+    folder, target = migrated
+    before = digests(target)
+    run_wave(project_for(small_estate, target, folder), "all")
+    assert digests(target) == before
+
+
+def test_every_run_is_in_the_audit_ledger(migrated: tuple[Path, str]) -> None:
+    folder, _ = migrated
+    ledger = AuditLedger(f"sqlite:///{folder / '.continuity' / 'ledger.sqlite'}")
+    try:
+        assert ledger.verify() >= 2
+        finished = [r for r in runs(ledger) if r.state == "finished"]
+        assert finished
+        started = finished[0].started.payload
+        assert set(started["mappings"]) >= {"person", "event", "location", "warning_marker"}
+        assert finished[0].counts["event"]["loaded"] > 0
+    finally:
+        ledger.close()
+
+
+def test_a_dry_run_writes_nothing_and_says_what_would_change(
+    small_estate: Path, tmp_path: Path
+) -> None:
+    target = new_target(f"sqlite:///{tmp_path / 'empty.sqlite'}")
+    before = digests(target)
+    project = project_for(small_estate, target, tmp_path / "p")
+    summary = run_wave(project, "all", dry_run=True)
+    assert digests(target) == before
+    assert sum(summary.would_update.values()) == 0
+    run_wave(project, "all")
+    with sqlite3.connect(target.removeprefix("sqlite:///")) as conn:
+        for entity in ("event", "person", "location"):
+            (written,) = conn.execute(
+                "SELECT COUNT(*) FROM migration_crosswalk WHERE target_table = ?", (entity,)
+            ).fetchone()
+            assert summary.would_insert[entity] == written
+
+
+def test_a_dry_run_on_a_migrated_target_counts_updates(
+    small_estate: Path, migrated: tuple[Path, str]
+) -> None:
+    folder, target = migrated
+    summary = run_wave(project_for(small_estate, target, folder), "all", dry_run=True)
+    assert summary.would_update["person"] > 0
+    assert sum(summary.would_insert.values()) == 0
+
+
+def test_resume_needs_an_interrupted_run(migrated: tuple[Path, str], small_estate: Path) -> None:
+    folder, target = migrated
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        run_wave(project_for(small_estate, target, folder), "all", resume=True)
+
+
+def _run_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "continuity.cli", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_a_run_killed_at_random_points_resumes_to_the_same_target(
+    small_estate: Path, migrated: tuple[Path, str], tmp_path: Path
+) -> None:
+    """SIGKILL twice at random moments, then --resume to the end: the target is the same as
+    the uninterrupted run's, row for row (crosswalk, quarantine and checkpoints' effects)."""
+    _, reference = migrated
+    expected = digests(reference)
+    rng = random.Random(20261124)
+    for attempt in range(3):
+        folder = tmp_path / f"p{attempt}"
+        target = new_target(f"sqlite:///{tmp_path / f't{attempt}.sqlite'}")
+        project_for(small_estate, target, folder)  # copies the project
+        env = {"CONTINUITY_ESTATE": str(small_estate), "CONTINUITY_TARGET": target}
+        args = ["run", "all", "--project", str(folder), "--batch-size", "200"]
+        command, kills = args, 0
+        while True:
+            process = _run_cli(command, env)
+            if kills < 2:
+                time.sleep(rng.uniform(0.4, 1.8))
+                if process.poll() is None:
+                    process.send_signal(signal.SIGKILL)
+                    process.communicate()  # reaps it and closes its pipe
+                    kills += 1
+                    command = [*args, "--resume"]
+                    continue
+            _, err = process.communicate(timeout=600)
+            if process.returncode == 2 and b"nothing to resume" in err:
+                command = args  # killed before its first commit: nothing had happened
+                continue
+            assert process.returncode == 0, err.decode()
+            break
+        assert kills > 0, "the run finished before it could be killed: kill sooner"
+        for table, digest in digests(target).items():
+            assert digest == expected[table], f"attempt {attempt}: {table} differs"
+
+
+@pytest.mark.postgres
+def test_sqlite_sources_into_postgresql(
+    small_estate: Path, pg_database: Callable[[], str], tmp_path: Path
+) -> None:
+    target = new_target(pg_database())
+    run_wave(project_for(small_estate, target, tmp_path / "p"), "all")
+    assert_judged_clean(small_estate, target)
+
+
+@pytest.mark.postgres
+@pytest.mark.mariadb
+def test_mariadb_and_postgresql_sources_into_postgresql(
+    pg_database: Callable[[], str],
+    mariadb_database: Callable[[], str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from continuity.estate.generate import EstateOptions, generate_estate
+
+    estate = tmp_path_factory.mktemp("servers") / "e"
+    sources = {"legacy": mariadb_database(), "policeworks": pg_database()}
+    generate_estate(
+        EstateOptions(
+            out=estate,
+            persons=1500,
+            seed=11,
+            processes=1,
+            legacy_url=sources["legacy"],
+            policeworks_url=sources["policeworks"],
+        )
+    )
+    target = new_target(pg_database())
+    run_wave(project_for(estate, target, estate.parent / "p", sources), "all")
+    assert_judged_clean(estate, target, sources)
