@@ -9,6 +9,11 @@ PYTEST_WORKERS ?= 2
 
 export GX_ANALYTICS_ENABLED := false
 
+# Where the bundled project (examples/gmp) finds the estate, the product and its ledger.
+WAVE_ENV = CONTINUITY_ESTATE=$(abspath $(OUT))/estate \
+	CONTINUITY_TARGET=sqlite:///$(abspath $(OUT))/product.sqlite \
+	CONTINUITY_LEDGER=sqlite:///$(abspath $(OUT))/ledger.sqlite
+
 .PHONY: setup demo test test-slow lint bench clean
 
 $(STAMP): setup.cfg pyproject.toml
@@ -29,17 +34,21 @@ demo: setup
 	@echo
 	$(BIN)/continuity target init sqlite:///$(OUT)/product.sqlite
 	@echo
-	@echo "Reconciliation of the ideal target: every class clean (exit 0)."
-	$(BIN)/continuity reconcile --estate $(OUT)/estate --show 0
+	@echo "Migration: the whole estate, one wave, with the bundled project (examples/gmp)."
+	$(WAVE_ENV) $(BIN)/continuity run all --project examples/gmp --json $(OUT)/run.json
+	$(WAVE_ENV) $(BIN)/continuity status --project examples/gmp
 	@echo
-	@echo "Reconciliation of the damaged target: every planted defect (defects.json) found (exit 1)."
+	@echo "Reconciliation of the migrated product: every class clean (exit 0)."
+	$(BIN)/continuity reconcile --estate $(OUT)/estate --target sqlite:///$(abspath $(OUT))/product.sqlite --show 0
+	@echo
+	@echo "Reconciliation of the estate's damaged target: every planted defect (defects.json) found (exit 1)."
 	$(BIN)/continuity reconcile --estate $(OUT)/estate --damaged --json $(OUT)/reconciliation.json; \
 	  status=$$?; test $$status -eq 1 || { echo "expected exit 1, got $$status"; exit 1; }
 	@echo
 	@echo "Done. $(OUT)/estate holds the legacy and PoliceWorks databases, gazetteer.csv, the ideal"
-	@echo "target (target.sqlite), its damaged copy with defects.json, the ground truth"
-	@echo "(truth.sqlite) and the work store (work.sqlite); $(OUT)/reconciliation.json holds every"
-	@echo "finding of the damaged run; $(OUT)/product.sqlite is an empty replacement-product database."
+	@echo "target, its damaged copy with defects.json and the ground truth; $(OUT)/product.sqlite is"
+	@echo "the migrated product ($(OUT)/run.json: the run's counts), $(OUT)/ledger.sqlite the audit"
+	@echo "ledger; $(OUT)/reconciliation.json holds every finding of the damaged run."
 
 lint: setup
 	$(BIN)/ruff check .

@@ -136,3 +136,23 @@ def test_init_writes_a_starter_that_loads_and_never_overwrites(tmp_path: Path) -
     again = runner.invoke(main, ["init", str(tmp_path / "new")])
     assert again.exit_code == 2
     assert "already exists" in again.output
+
+
+def test_every_key_of_the_schema_is_documented() -> None:
+    from continuity.project import json_schema
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "project.md").read_text()
+    schema = json_schema()
+    keys = set(schema["properties"])
+    for part in ("source", "target", "wave", "owner"):
+        keys |= set(schema["$defs"][part]["properties"])
+    missing = sorted(k for k in keys if f"`{k}`" not in page)
+    assert missing == []
+
+
+def test_the_bundled_project_loads(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "gmp"
+    project = load_project(example, {"CONTINUITY_ESTATE": str(tmp_path)})
+    assert project.sources["legacy"].location == f"sqlite:///{tmp_path}/legacy.sqlite"
+    assert project.as_of is not None
+    assert {"all", "division-1"} <= set(project.waves)
