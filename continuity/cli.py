@@ -479,6 +479,11 @@ def init_command(folder: Path) -> None:
     show_default=True,
     help="Rows per transaction (and per checkpoint).",
 )
+@click.option(
+    "--no-journal",
+    is_flag=True,
+    help="Keep no journal of what each batch replaced: faster, but the run cannot be rolled back.",
+)
 @click.option("--json", "json_file", type=click.Path(path_type=Path), help="Write the summary.")
 def run_command(
     project_path: Path | None,
@@ -488,6 +493,7 @@ def run_command(
     dry_run: bool,
     as_of: Any,
     batch_size: int,
+    no_journal: bool,
     json_file: Path | None,
 ) -> None:
     """Run migration WAVE of the project: extract, map, load, with quarantine and crosswalk.
@@ -512,6 +518,7 @@ def run_command(
             as_of=as_of.date() if as_of else None,
             batch_size=batch_size,
             progress=progress,
+            journal=not no_journal,
         )
     click.echo(_summary_table(summary))
     if json_file is not None:
@@ -563,6 +570,25 @@ def _summary_table(summary: Any) -> str:
                 f"{summary.would_update.get(entity, 0):,}"
             )
     return "\n".join(lines)
+
+
+@main.command("rollback")
+@_project_option
+@click.argument("wave")
+def rollback_command(project_path: Path | None, wave: str) -> None:
+    """Undo the last run of WAVE: the target returns to what it was before that run.
+
+    Replays the run's journal backwards in one transaction: rows it replaced are put back,
+    rows it added are deleted. Only the latest run may be rolled back (roll back later waves
+    first); the rollback is written to the audit ledger.
+    """
+    from continuity.project import load_project
+    from continuity.rollback import rollback_wave
+
+    counts = rollback_wave(load_project(project_path), wave)
+    click.echo(f"Rolled back wave {wave}:")
+    for what, n in sorted(counts.items()):
+        click.echo(f"  {what:<40} {n:>10,}")
 
 
 @main.command("status")

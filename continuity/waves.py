@@ -31,6 +31,7 @@ from continuity.ledger import AuditLedger
 from continuity.loaders.base import Loader
 from continuity.loaders.registry import open_loader
 from continuity.project import Project
+from continuity.rollback import JOURNAL, Journal, with_journal
 from extractors.base import Extractor, Selection
 from extractors.registry import open_extractor
 from mappings.compiler import BatchOut, CompiledSource, compile_source, key_text, needed_columns
@@ -81,19 +82,22 @@ class StepCounts:
     quarantined: int = 0
     excluded: int = 0
     skipped: bool = False  # finished by the run being resumed
+    seconds: float = 0.0
 
     def add(self, other: StepCounts) -> None:
         self.read += other.read
         self.loaded += other.loaded
         self.quarantined += other.quarantined
         self.excluded += other.excluded
+        self.seconds += other.seconds
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "read": self.read,
             "loaded": self.loaded,
             "quarantined": self.quarantined,
             "excluded": self.excluded,
+            "seconds": round(self.seconds, 3),
         }
 
 
@@ -156,6 +160,10 @@ class RunKeys:
     def target_of(self, source: str, table: str, key: str) -> str | None:
         known = self.keys.get((source, table))
         return None if known is None else known.get(key)
+
+    def table(self, source: str, table: str) -> dict[str, str] | None:
+        """The live key -> target key dictionary of a wanted pair (for batch lookups)."""
+        return self.keys.get((source, table))
 
     def fate_of(self, source: str, table: str, key: str) -> tuple[str, str] | None:
         known = self.fates.get((source, table))
@@ -354,12 +362,16 @@ class WaveRunner:
         as_of: dt.date | None = None,
         batch_size: int = BATCH_SIZE,
         metadata: MetaData | None = None,
+        journal: bool = True,
     ) -> None:
         self.project = project
+        self.journal = journal and project.target.loader == "sql"
         self.wave = project.wave(wave)
         self.as_of = as_of or project.as_of or dt.date.today()
         self.batch_size = batch_size
-        self.metadata = metadata if metadata is not None else target_schema.metadata
+        product = metadata if metadata is not None else target_schema.metadata
+        # The journal (what each batch replaced) is what `continuity rollback` replays.
+        self.metadata = with_journal(product) if self.journal else product
         self.specs = load_mappings(mapping_files(project.mappings))
         self.steps = plan_steps(self.specs)
         for step in self.steps:
@@ -376,6 +388,8 @@ class WaveRunner:
         self._dry: _Existing | None = None
         self._needed: set[tuple[str, str]] = set()
         self._resources: dict[str, Any] = {}
+        self._journal: Journal | None = None
+        self._stale_pairs: set[tuple[str, str]] = set()
         self._summary = RunSummary("", self.wave.name, False, False)
 
     # -- pieces ------------------------------------------------------------------------------
@@ -511,6 +525,12 @@ class WaveRunner:
         self._resolve(keys, progress)
         compiled = [self.compile(step, keys) for step in self.steps]
         target = self.project.target
+        if self.journal and not dry_run:
+            engine = engine_for(target.location)
+            try:
+                self.metadata.tables[JOURNAL].create(engine, checkfirst=True)
+            finally:
+                engine.dispose()
         loader = open_loader(target.loader, target.location, self.metadata, target.options)
         ledger = None if dry_run else AuditLedger(self.project.ledger)
         try:
@@ -524,11 +544,17 @@ class WaveRunner:
             self._summary = summary
             if target.loader == "sql":
                 keys.preload(target.location)
+                self._stale_pairs = self._stale(target.location)
                 self._dry = _Existing(target.location) if dry_run else None
             if ledger is not None:
                 ledger.append(
                     "run-started",
-                    {"resumed": resumed, "as_of": self.as_of.isoformat(), **self.digests()},
+                    {
+                        "resumed": resumed,
+                        "as_of": self.as_of.isoformat(),
+                        "journal": self.journal,
+                        **self.digests(),
+                    },
                     run_id,
                     self.wave.name,
                 )
@@ -536,7 +562,9 @@ class WaveRunner:
                     tx.set_checkpoint(wave_step, {"run_id": run_id, "finished": False})
             try:
                 for step, source in zip(self.steps, compiled, strict=True):
+                    began = time.perf_counter()
                     counts = self._step(step, source, loader, keys, run_id, dry_run, progress)
+                    counts.seconds = time.perf_counter() - began
                     summary.steps[step.name] = counts
                     summary.entities.setdefault(step.spec.entity, StepCounts()).add(counts)
                 if not dry_run:
@@ -657,6 +685,38 @@ class WaveRunner:
                 )
         return counts
 
+    def _unquarantine(self, tx: Any, out: BatchOut, journal: Journal | None) -> None:
+        """A record is in one place at a time: one an earlier run quarantined (or excluded) that
+        now reaches the target, or is now excluded (or quarantined), leaves its old place."""
+        if not self._stale_pairs:
+            return
+        stale = self._stale_pairs
+        placed = [k for k in out.placed if (k[0], k[1]) in stale]
+        excluded = [tuple(r[:3]) for r in out.excluded if (r[0], r[1]) in stale]
+        rejected = [tuple(r[:3]) for r in out.quarantine if (r[0], r[1]) in stale]
+        for table, keys in ((QUARANTINE, placed + excluded), (EXCLUSION, placed + rejected)):
+            if not keys:
+                continue
+            existing = journal.record_delete(tx, table, keys) if journal is not None else keys
+            if existing:
+                tx.delete(table, existing)
+
+    def _stale(self, url: str) -> set[tuple[str, str]]:
+        """(source, table) pairs with records in the target's quarantine or exclusions."""
+        engine = engine_for(url)
+        found: set[tuple[str, str]] = set()
+        try:
+            with engine.connect() as conn:
+                for table in (
+                    target_schema.migration_quarantine,
+                    target_schema.migration_exclusion,
+                ):
+                    query = select(table.c.source_system, table.c.source_table).distinct()
+                    found |= {(r[0], r[1]) for r in conn.execute(query)}
+        finally:
+            engine.dispose()
+        return found
+
     def _replay(self, step: Step, source: CompiledSource, keys: RunKeys) -> None:
         out = BatchOut()
         for batch in self.extractor(step.mapping.source).batches(
@@ -682,19 +742,28 @@ class WaveRunner:
         counts.quarantined += len(out.quarantine)
         counts.excluded += len(out.excluded)
         if not dry_run:
+            if self.journal and self._journal is None:
+                self._journal = Journal(self.metadata, run_id)
+            journal = self._journal
             with loader.transaction() as tx:
-                if out.rows:
-                    tx.upsert(step.spec.entity, out.rows)
-                if out.crosswalk:
-                    tx.upsert(CROSSWALK, out.crosswalk)
-                if out.quarantine:
-                    tx.upsert(QUARANTINE, out.quarantine)
+                for table, rows in (
+                    (step.spec.entity, out.rows),
+                    (CROSSWALK, out.crosswalk),
+                    (QUARANTINE, out.quarantine),
+                ):
+                    if rows:
+                        if journal is not None:
+                            journal.record(tx, table, rows)
+                        tx.upsert(table, rows)
                 state: dict[str, Any] = {"run_id": run_id, "done": False}
                 state["counts"] = counts.as_dict()
                 if last is not None:
                     state["after"] = [_jsonable(v) for v in last]
                 tx.set_checkpoint(ckpt_name, state)
+                self._unquarantine(tx, out, journal)
                 if out.excluded:
+                    if journal is not None:
+                        journal.record(tx, EXCLUSION, out.excluded)
                     tx.upsert(EXCLUSION, out.excluded)
         else:
             self._would_change(out, step.spec.entity)
@@ -758,6 +827,7 @@ def run_wave(
     as_of: dt.date | None = None,
     batch_size: int = BATCH_SIZE,
     progress: Progress | None = None,
+    journal: bool = True,
 ) -> RunSummary:
     """Run ``wave`` of ``project``: every mapping's sources, parents first.
 
@@ -768,8 +838,9 @@ def run_wave(
         as_of: the date rules compare with (``$as_of``); default the project's, else today.
         batch_size: rows per transaction.
         progress: called as ``progress(step, rows_done, rows_total)``.
+        journal: keep the journal ``continuity rollback`` replays (sql loader only).
     """
-    runner = WaveRunner(project, wave, as_of, batch_size)
+    runner = WaveRunner(project, wave, as_of, batch_size, journal=journal)
     return runner.run(resume=resume, restart=restart, dry_run=dry_run, progress=progress)
 
 

@@ -66,8 +66,11 @@ class BatchOut:
     copies: list[tuple[str, str, str, str, str]] = field(default_factory=list)
     #: Field values asked for by ``map_batch(collect=...)``: (source key, values).
     collected: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    #: Every record that reached the target (its own row, or another's): (source, table, key).
+    placed: list[tuple[str, str, str]] = field(default_factory=list)
 
     def clear(self) -> None:
+        self.placed.clear()
         self.collected.clear()
         self.copies.clear()
         self.rows.clear()
@@ -302,6 +305,7 @@ class CompiledSource:
             out.collected += [
                 (keys[j], tuple(values[i][j] for i in at)) for j in range(n) if j not in dropped
             ]
+        out.placed += [(system, table, keys[j]) for j in range(n) if j not in dropped]
         skip = dropped.keys() | no_row
         nothing = [None] * n
         out_cols = [
@@ -544,6 +548,10 @@ class _Compiler:
             )
         if first.op in ("concat", "coalesce"):
             return self._combined(name, first, built, flag)
+        if first.op == "ref" and not built and len(first.args["key"]) == 1:
+            fast = self._ref_column(first, name, flag)
+            if fast is not None:
+                return fast
         head = self.head(first, name)
         safe = self._safe(name, operations.chain(head, built), flag)
         return FieldColumn(name, lambda rows, cols: [safe(r) for r in rows], flag)
@@ -681,6 +689,30 @@ class _Compiler:
             raise _Final(f"parent {what} rejected: {fate[1]}")
 
         return ref
+
+    def _ref_column(self, s: StepSpec, name: str, flag: list[bool]) -> FieldColumn | None:
+        """``ref`` on a one-column key over a whole batch: one dictionary lookup per record,
+        the slow path (why a record is not found) only for those that are not."""
+        args = s.args
+        table_of = getattr(self.keys, "table", None)
+        known = table_of(args["source"], args["table"]) if table_of is not None else None
+        if known is None:
+            return None
+        i = self.index(args["key"][0], f"{name}.ref.key")
+        if i is None:
+            return None
+        slow = self._safe(name, self.ref(s, name), flag)
+
+        def run(rows: Sequence[tuple[Any, ...]], cols: list[tuple[Any, ...]]) -> Sequence[Any]:
+            keys = cols[i]
+            get = known.get
+            found = [get(k if k.__class__ is str else str(k)) for k in keys]
+            for j, value in enumerate(found):
+                if value is None and keys[j] is not None:
+                    found[j] = slow(rows[j])
+            return found
+
+        return FieldColumn(name, run, flag)
 
     def gazetteer(self, s: StepSpec, name: str) -> Head:
         """Resolve the address in the named columns against a gazetteer: a Resolution."""

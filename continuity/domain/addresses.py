@@ -283,6 +283,22 @@ class _Parsed(NamedTuple):
 
 
 def _parse(lines: Lines) -> _Parsed:
+    """The parsed address, remembered for the last few thousand addresses: one address is
+    usually both resolved and keyed, one after the other."""
+    key = tuple(lines)
+    found = _recent.get(key)
+    if found is None:
+        if len(_recent) >= _RECENT:
+            _recent.clear()
+        found = _recent[key] = _parse_lines(key)
+    return found
+
+
+_RECENT = 32768  # more than a batch: a batch is resolved, then keyed, field by field
+_recent: dict[tuple[str | None, ...], _Parsed] = {}
+
+
+def _parse_lines(lines: Lines) -> _Parsed:
     parts: list[_Part] = []
     postcode: str | None = None
     conflict = False

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -106,6 +107,22 @@ def _sqlite_datetime(value: Any) -> str:
     if isinstance(value, dt.date):  # as SQLAlchemy does: midnight
         return f"{value.isoformat()} 00:00:00.000000"
     raise TypeError(f"expected a datetime, got {type(value).__name__} {value!r}")
+
+
+def _typed(table: Table, row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A row read from SQLite with its dates, timestamps and booleans as Python values."""
+    out = list(row)
+    for i, column in enumerate(table.columns):
+        v = out[i]
+        if v is None:
+            continue
+        if isinstance(column.type, DateTime):
+            out[i] = dt.datetime.fromisoformat(v)
+        elif isinstance(column.type, Date):
+            out[i] = dt.date.fromisoformat(v)
+        elif isinstance(column.type, Boolean):
+            out[i] = bool(v)
+    return tuple(out)
 
 
 def _server_datetime(value: Any) -> Any:
@@ -490,6 +507,38 @@ class SqlBatch(LoadBatch):
         except loader._dbapi_error as exc:
             raise LoadError(f"target table {table} on {loader.url}: {first_line(exc)}") from exc
         self._count(self.counts, table, len(rows))
+
+    def fetch(self, table: str, keys: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The rows of ``table`` with these primary keys as they are now, in this transaction
+        (typed as SQLAlchemy reads them: dates as dates on SQLite too), in no set order."""
+        plan = self._plan(table)
+        if not keys:
+            return []
+        loader = self._loader
+        data: Sequence[Sequence[Any]] = keys
+        if plan.convert_key is not None:
+            data = [plan.convert_key(k) for k in keys]
+        mark = "?" if loader.dialect == "sqlite" else "%s"
+        one = "(" + " AND ".join(f"{c} = {mark}" for c in plan.key_names) + ")"
+        chunk_size = max(1, 400 // len(plan.key_names))
+        found: list[tuple[Any, ...]] = []
+        cur = self._raw.cursor()
+        try:
+            for start in range(0, len(data), chunk_size):
+                chunk = data[start : start + chunk_size]
+                where = " OR ".join([one] * len(chunk))
+                cur.execute(
+                    f"SELECT {plan.columns} FROM {plan.name} WHERE {where}",
+                    [v for k in chunk for v in k],
+                )
+                found += [tuple(r) for r in cur.fetchall()]
+        except loader._dbapi_error as exc:
+            raise LoadError(f"target table {table} on {loader.url}: {first_line(exc)}") from exc
+        finally:
+            cur.close()
+        if loader.dialect == "sqlite":
+            found = [_typed(plan.table, r) for r in found]
+        return found
 
     def delete(self, table: str, keys: Sequence[tuple[Any, ...]]) -> None:
         """Delete rows by primary key; :attr:`deleted` counts the rows that went."""

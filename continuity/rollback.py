@@ -1,0 +1,185 @@
+"""Undoing a wave: a journal of what each batch changed, and ``continuity rollback WAVE``.
+
+Before a batch's rows are upserted, the journal records, in the same transaction, which of
+their keys were new to the target and the rows they replace, as they were. Rolling a run back
+replays its journal backwards: replaced rows are put back, new ones deleted, children before
+parents (they were written after them). Rows a run wrote twice come back in two steps, so the
+target returns to exactly what it was before the run. The journal lives in the target
+(``continuity_journal``), so rows and journal commit or fail together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Column, MetaData, String, Table, Text, select
+
+from continuity import target_schema
+from continuity.domain.connect import engine_for
+from continuity.domain.errors import ConfigError
+from continuity.ledger import AuditLedger
+from continuity.loaders.base import LoadBatch, primary_key_indexes
+from continuity.loaders.registry import open_loader
+from continuity.project import Project
+from continuity.runs import runs
+
+JOURNAL = "continuity_journal"
+
+
+def with_journal(product: MetaData) -> MetaData:
+    """The product's tables and the journal, for a loader that journals."""
+    metadata = MetaData()
+    for table in product.sorted_tables:
+        table.to_metadata(metadata)
+    Table(
+        JOURNAL,
+        metadata,
+        Column("run_id", String(36), primary_key=True),
+        Column("seq", String(40), primary_key=True),
+        Column("table_name", String(60), nullable=False),
+        Column("kind", String(10), nullable=False),  # inserted | replaced
+        Column("payload", Text, nullable=False),  # JSON list of keys or rows
+    )
+    return metadata
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return {"$t": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"$d": value.isoformat()}
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "$t" in value:
+            return dt.datetime.fromisoformat(value["$t"])
+        if "$d" in value:
+            return dt.date.fromisoformat(value["$d"])
+    return value
+
+
+class Journal:
+    """Records, inside a batch's transaction, what the batch's upserts are about to change."""
+
+    def __init__(self, metadata: MetaData, run_id: str) -> None:
+        self.metadata = metadata
+        self.run_id = run_id
+        self._counter = itertools.count()
+
+    def _seq(self) -> str:
+        # Increasing across processes too: a resumed run's entries sort after the first's.
+        return f"{time.time_ns():020d}-{next(self._counter):08d}"
+
+    def record(self, tx: LoadBatch, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        fetch = getattr(tx, "fetch", None)
+        if fetch is None:
+            raise ConfigError("this loader cannot read the target: a journal needs one that can")
+        key_at = primary_key_indexes(self.metadata.tables[table])
+        keys = list(dict.fromkeys(tuple(r[i] for i in key_at) for r in rows))
+        before = fetch(table, keys)
+        present = {tuple(r[i] for i in key_at) for r in before}
+        entries = []
+        new = [k for k in keys if k not in present]
+        if new:
+            payload = json.dumps([[_encode(v) for v in k] for k in new])
+            entries.append((self.run_id, self._seq(), table, "inserted", payload))
+        if before:
+            payload = json.dumps([[_encode(v) for v in r] for r in before])
+            entries.append((self.run_id, self._seq(), table, "replaced", payload))
+        tx.upsert(JOURNAL, entries)
+
+    def record_delete(
+        self, tx: LoadBatch, table: str, keys: Sequence[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        """Journal the rows about to be deleted by key; return the keys that exist."""
+        fetch = getattr(tx, "fetch", None)
+        if fetch is None or not keys:
+            return []
+        key_at = primary_key_indexes(self.metadata.tables[table])
+        before = fetch(table, list(dict.fromkeys(keys)))
+        if before:
+            payload = json.dumps([[_encode(v) for v in r] for r in before])
+            tx.upsert(JOURNAL, [(self.run_id, self._seq(), table, "replaced", payload)])
+        return [tuple(r[i] for i in key_at) for r in before]
+
+
+def rollback_wave(project: Project, wave: str) -> dict[str, int]:
+    """Undo the last run of ``wave``: the target returns to what it was before that run."""
+    project.wave(wave)  # an unknown wave is an error naming the declared ones
+    target = project.target
+    if target.loader != "sql":
+        raise ConfigError(f"rollback needs the sql loader (the target's loader is {target.loader})")
+    ledger = AuditLedger(project.ledger)
+    try:
+        history = runs(ledger)
+        mine = [r for r in history if r.wave == wave and not _rolled_back(ledger, r.run_id)]
+        if not mine:
+            raise ConfigError(f"wave {wave}: no run to roll back")
+        last = mine[-1]
+        later = [
+            r
+            for r in history
+            if r.started.seq > last.started.seq and not _rolled_back(ledger, r.run_id)
+        ]
+        if later:
+            raise ConfigError(
+                f"wave {later[-1].wave} ran after wave {wave} (run {later[-1].run_id[:8]}): "
+                "roll that back first"
+            )
+        if not last.started.payload.get("journal"):
+            raise ConfigError(f"wave {wave}: its last run kept no journal (--no-journal)")
+        metadata = with_journal(target_schema.metadata)
+        entries = _entries(target.location, metadata, last.run_id)
+        counts: dict[str, int] = {}
+        loader = open_loader(target.loader, target.location, metadata, target.options)
+        try:
+            loader.check()
+            with loader.transaction() as tx:
+                for _seq, table, kind, payload in reversed(entries):
+                    values = [tuple(_decode(v) for v in item) for item in json.loads(payload)]
+                    if kind == "inserted":
+                        tx.delete(table, values)
+                        counts[f"{table} deleted"] = counts.get(f"{table} deleted", 0) + len(values)
+                    else:
+                        tx.upsert(table, values)
+                        counts[f"{table} restored"] = counts.get(f"{table} restored", 0) + len(
+                            values
+                        )
+                tx.delete(JOURNAL, [(last.run_id, seq) for seq, *_ in entries])
+                tx.set_checkpoint(
+                    f"wave:{wave}", {"run_id": last.run_id, "finished": True, "rolled_back": True}
+                )
+        finally:
+            loader.close()
+        ledger.append("rollback", {"rolled_back": last.run_id, "counts": counts}, last.run_id, wave)
+        return counts
+    finally:
+        ledger.close()
+
+
+def _rolled_back(ledger: AuditLedger, run_id: str) -> bool:
+    return any(e.payload.get("rolled_back") == run_id for e in ledger.entries(kind="rollback"))
+
+
+def _entries(url: str, metadata: MetaData, run_id: str) -> list[tuple[str, str, str, str]]:
+    journal = metadata.tables[JOURNAL]
+    engine = engine_for(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(journal.c.seq, journal.c.table_name, journal.c.kind, journal.c.payload)
+                .where(journal.c.run_id == run_id)
+                .order_by(journal.c.seq)
+            )
+            return [(r[0], r[1], r[2], r[3]) for r in rows]
+    finally:
+        engine.dispose()
