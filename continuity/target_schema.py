@@ -24,8 +24,11 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.dialects import mysql
 
 KEY = String(36)
+#: Timestamps keep their microseconds everywhere (MariaDB's DATETIME alone would drop them).
+TIMESTAMP = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 metadata = MetaData()
 
@@ -102,10 +105,10 @@ event = Table(
     Column("incident_number", String(30)),
     Column("ho_offence_code", String(10), nullable=False),
     Column("counting_rules_version", String(10), nullable=False),
-    Column("committed_from", DateTime),
-    Column("committed_to", DateTime),
-    Column("reported_at", DateTime),
-    Column("recorded_at", DateTime, nullable=False),
+    Column("committed_from", TIMESTAMP),
+    Column("committed_to", TIMESTAMP),
+    Column("reported_at", TIMESTAMP),
+    Column("recorded_at", TIMESTAMP, nullable=False),
     Column("location_id", KEY, ForeignKey("location.location_id")),
     Column("mo_text", Text),
     Column("status", String(10), nullable=False),
@@ -156,7 +159,7 @@ intelligence_report = Table(
     Column("intel_id", KEY, primary_key=True),
     Column("person_id", KEY, ForeignKey("person.person_id")),
     Column("grading", String(5), nullable=False),
-    Column("created_at", DateTime, nullable=False),
+    Column("created_at", TIMESTAMP, nullable=False),
     Column("review_state", String(20), nullable=False),
     Column("summary", Text),
     *_mopi(),
@@ -170,7 +173,7 @@ safeguarding_referral = Table(
     Column("event_id", KEY, ForeignKey("event.event_id")),
     Column("agency", String(30), nullable=False),
     Column("status", String(20), nullable=False),
-    Column("referred_at", DateTime, nullable=False),
+    Column("referred_at", TIMESTAMP, nullable=False),
     *_mopi(),
 )
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import DateTime, Engine, create_engine, select, text
+from sqlalchemy import Engine, create_engine, select, text
 
 from continuity.db import table_digest
 from continuity.domain.errors import ConfigError, LedgerError
@@ -41,18 +41,8 @@ def _content(url: str, table: str) -> dict[tuple[Any, ...], tuple[Any, ...]]:
 def _expected(url: str, table: str, rows: list[tuple[Any, ...]]) -> dict[Any, tuple[Any, ...]]:
     t = metadata.tables[table]
     key = [t.columns.keys().index(c.name) for c in t.primary_key.columns]
-    mariadb = url.startswith("mysql")
-    out = {}
-    for row in rows:
-        if mariadb:
-            # The product schema's DateTime is DATETIME(0) on MariaDB: it keeps whole seconds
-            # (the server truncates, whoever writes).
-            row = tuple(
-                v.replace(microsecond=0) if isinstance(c.type, DateTime) and v else v
-                for c, v in zip(t.columns, row, strict=True)
-            )
-        out[tuple(row[i] for i in key)] = row
-    return out
+    # Timestamps keep their microseconds on every server (DATETIME(6) on MariaDB).
+    return {tuple(row[i] for i in key): row for row in rows}
 
 
 def _load_every_table(loader: SqlLoader, rows: Rows, count: int, start: int = 0) -> None:
