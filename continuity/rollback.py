@@ -13,11 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
-import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Column, MetaData, String, Table, Text, select
+from sqlalchemy import Column, MetaData, String, Table, Text, func, select
 
 from continuity import target_schema
 from continuity.domain.connect import engine_for
@@ -29,6 +28,20 @@ from continuity.project import Project
 from continuity.runs import runs
 
 JOURNAL = "continuity_journal"
+
+
+def next_seq(url: str, run_id: str) -> int:
+    """Where a run's journal goes on: one past its last entry (0 for a new run)."""
+    journal = with_journal(MetaData()).tables[JOURNAL]
+    engine = engine_for(url)
+    try:
+        with engine.connect() as conn:
+            last = conn.execute(
+                select(func.max(journal.c.seq)).where(journal.c.run_id == run_id)
+            ).scalar()
+    finally:
+        engine.dispose()
+    return 0 if last is None else int(last) + 1
 
 
 def with_journal(product: MetaData) -> MetaData:
@@ -68,14 +81,15 @@ def _decode(value: Any) -> Any:
 class Journal:
     """Records, inside a batch's transaction, what the batch's upserts are about to change."""
 
-    def __init__(self, metadata: MetaData, run_id: str) -> None:
+    def __init__(self, metadata: MetaData, run_id: str, start: int = 0) -> None:
         self.metadata = metadata
         self.run_id = run_id
-        self._counter = itertools.count()
+        self._counter = itertools.count(start)
 
     def _seq(self) -> str:
-        # Increasing across processes too: a resumed run's entries sort after the first's.
-        return f"{time.time_ns():020d}-{next(self._counter):08d}"
+        # A number, not a clock: a resumed run goes on from the last entry the run wrote
+        # (next_seq), whatever the time on the machine that resumes it.
+        return f"{next(self._counter):012d}"
 
     def record(self, tx: LoadBatch, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
         if not rows:
@@ -121,14 +135,19 @@ def rollback_wave(project: Project, wave: str) -> dict[str, int]:
     ledger = AuditLedger(project.ledger)
     try:
         history = runs(ledger)
-        mine = [r for r in history if r.wave == wave and not _rolled_back(ledger, r.run_id)]
+        mine = [r for r in history if r.wave == wave and r.rolled_back is None]
         if not mine:
             raise ConfigError(f"wave {wave}: no run to roll back")
         last = mine[-1]
+        if last.ended is None or last.ended.kind != "run-finished":
+            raise ConfigError(
+                f"wave {wave}: its last run (run {last.run_id[:8]}) did not finish: "
+                "resume it (or start it again) before rolling it back"
+            )
         later = [
             r
             for r in history
-            if r.started.seq > last.started.seq and not _rolled_back(ledger, r.run_id)
+            if r.run_id != last.run_id and r.last_seq > last.started.seq and r.rolled_back is None
         ]
         if later:
             raise ConfigError(
@@ -164,10 +183,6 @@ def rollback_wave(project: Project, wave: str) -> dict[str, int]:
         return counts
     finally:
         ledger.close()
-
-
-def _rolled_back(ledger: AuditLedger, run_id: str) -> bool:
-    return any(e.payload.get("rolled_back") == run_id for e in ledger.entries(kind="rollback"))
 
 
 def _entries(url: str, metadata: MetaData, run_id: str) -> list[tuple[str, str, str, str]]:

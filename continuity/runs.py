@@ -18,9 +18,13 @@ class RunRecord:
     started: Entry
     ended: Entry | None = None
     resumes: list[Entry] = field(default_factory=list)
+    rolled_back: Entry | None = None
+    last_seq: int = 0  # the run's latest entry: what ran after it is judged by this
 
     @property
     def state(self) -> str:
+        if self.rolled_back is not None:
+            return "rolled back"
         if self.ended is None:
             return "interrupted (or running)"
         return "finished" if self.ended.kind == "run-finished" else "failed"
@@ -37,12 +41,21 @@ def runs(ledger: AuditLedger) -> list[RunRecord]:
     """Every run in the ledger, oldest first (a resumed run is one run with several starts)."""
     found: dict[str, RunRecord] = {}
     for entry in ledger.entries():
+        if entry.kind == "rollback":
+            undone = found.get(str(entry.payload.get("rolled_back")))
+            if undone is not None:
+                undone.rolled_back = entry
+            continue
         if entry.run_id is None or not entry.kind.startswith("run-"):
             continue
         record = found.get(entry.run_id)
+        if record is not None:
+            record.last_seq = entry.seq
         if entry.kind == "run-started":
             if record is None:
-                found[entry.run_id] = RunRecord(entry.run_id, entry.wave or "", entry)
+                found[entry.run_id] = RunRecord(
+                    entry.run_id, entry.wave or "", entry, last_seq=entry.seq
+                )
             else:
                 record.resumes.append(entry)
                 record.ended = None

@@ -14,8 +14,11 @@ wrote its end was interrupted, and ``continuity status`` says so.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
+import decimal
+import hashlib
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -31,7 +34,7 @@ from continuity.ledger import AuditLedger
 from continuity.loaders.base import Loader
 from continuity.loaders.registry import open_loader
 from continuity.project import Project
-from continuity.rollback import JOURNAL, Journal, with_journal
+from continuity.rollback import JOURNAL, Journal, next_seq, with_journal
 from extractors.base import Extractor, Selection
 from extractors.registry import open_extractor
 from mappings.compiler import BatchOut, CompiledSource, compile_source, key_text, needed_columns
@@ -177,7 +180,8 @@ class RunKeys:
         """Remember where a batch of ``entity``'s records went, for the pairs wanted."""
         for source, table, key, how, detail in out.copies:
             copies = self.copies.get((source, table))
-            if copies is not None:
+            # Of several copies of one record, one that loaded decides, whatever the order.
+            if copies is not None and copies.get(key, ("",))[0] != "loaded":
                 copies[key] = (how, detail)
         if entity not in self.wanted.values():
             return
@@ -390,6 +394,7 @@ class WaveRunner:
         self._resources: dict[str, Any] = {}
         self._journal: Journal | None = None
         self._stale_pairs: set[tuple[str, str]] = set()
+        self._problems: dict[Any, Any] = {}
         self._summary = RunSummary("", self.wave.name, False, False)
 
     # -- pieces ------------------------------------------------------------------------------
@@ -455,21 +460,22 @@ class WaveRunner:
             resolver = Resolver(spec.resolve.rules, spec.resolve.forbid)
             fields = list(spec.resolve.fields)
             for step in (s for s in self.steps if s.spec is spec):
-                source = self.compile(step, keys)
+                source = self.compile(step, keys, resolving=True)
                 m = step.mapping
                 prefix = f"{m.source}|{m.as_table}|"
                 out = BatchOut()
                 whole = dataclasses.replace(self.selection(step), where=m.where)
+                bad, _ = self._key_problems(step, whole)
                 for batch in self.extractor(m.source).batches(whole, self.batch_size):
                     out.clear()
-                    source.map_batch(batch, out, collect=fields)
+                    self._map(step, source, batch, bad, out, collect=fields)
                     for key, values in out.collected:
                         resolver.add(prefix + key, dict(zip(fields, values, strict=True)))
                 if progress is not None:
                     progress(f"resolve {step.name}", len(resolver), len(resolver))
             self._resources[f"resolution:{spec.entity}"] = resolver
 
-    def compile(self, step: Step, keys: RunKeys) -> CompiledSource:
+    def compile(self, step: Step, keys: RunKeys, resolving: bool = False) -> CompiledSource:
         table = self.metadata.tables[step.spec.entity]
         ex = self.extractor(step.mapping.source)
         columns = ex.columns(self.selection(step))
@@ -482,7 +488,7 @@ class WaveRunner:
             required,
             keys,
             self.as_of,
-            resources=self._resources,
+            resources={**self._resources, "resolving": resolving},
         )
 
     def digests(self) -> dict[str, Any]:
@@ -519,11 +525,10 @@ class WaveRunner:
             if s.mapping.copy_of is not None
             and (s.mapping.copy_of.source, s.mapping.copy_of.table) in superseded
         }
-        # Compile everything before the first row moves: a bad mapping or a missing column
-        # fails the run here, with nothing written.
-        self._resources = self.resources()
-        self._resolve(keys, progress)
-        compiled = [self.compile(step, keys) for step in self.steps]
+        if resume and restart:
+            raise ConfigError("--resume and --restart contradict each other: choose one")
+        if dry_run and (resume or restart):
+            raise ConfigError("a dry run writes nothing: it neither resumes nor restarts")
         target = self.project.target
         if self.journal and not dry_run:
             engine = engine_for(target.location)
@@ -539,7 +544,16 @@ class WaveRunner:
                 loader.prepare()
             wave_step = f"wave:{self.wave.name}"
             previous = loader.checkpoint(wave_step) if not dry_run else None
+            # Decided before anything is read: a refused --resume says so at once.
             run_id, resumed = self._run_id(previous, resume, restart)
+            settings = self._settings()
+            if resumed and previous is not None:
+                self._same_settings(previous, settings)
+            # Compile everything before the first row moves: a bad mapping or a missing column
+            # fails the run here, with nothing written.
+            self._resources = self.resources()
+            self._resolve(keys, progress)
+            compiled = [self.compile(step, keys) for step in self.steps]
             summary = RunSummary(run_id, self.wave.name, dry_run, resumed)
             self._summary = summary
             if target.loader == "sql":
@@ -559,7 +573,7 @@ class WaveRunner:
                     self.wave.name,
                 )
                 with loader.transaction() as tx:
-                    tx.set_checkpoint(wave_step, {"run_id": run_id, "finished": False})
+                    tx.set_checkpoint(wave_step, {"run_id": run_id, "finished": False, **settings})
             try:
                 for step, source in zip(self.steps, compiled, strict=True):
                     began = time.perf_counter()
@@ -569,7 +583,9 @@ class WaveRunner:
                     summary.entities.setdefault(step.spec.entity, StepCounts()).add(counts)
                 if not dry_run:
                     with loader.transaction() as tx:
-                        tx.set_checkpoint(wave_step, {"run_id": run_id, "finished": True})
+                        tx.set_checkpoint(
+                            wave_step, {"run_id": run_id, "finished": True, **settings}
+                        )
             except BaseException as exc:
                 if ledger is not None:
                     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -591,6 +607,32 @@ class WaveRunner:
             if ledger is not None:
                 ledger.close()
             self.close()
+
+    def _settings(self) -> dict[str, Any]:
+        """What a run must keep from start to end, resumed or not."""
+        mappings = hashlib.sha256(
+            "".join(f"{s.entity}:{s.digest};" for s in self.specs).encode()
+        ).hexdigest()
+        return {
+            "as_of": self.as_of.isoformat(),
+            "journal": self.journal,
+            "project": self.project.digest,
+            "mappings": mappings,
+        }
+
+    def _same_settings(self, previous: Mapping[str, Any], now: Mapping[str, Any]) -> None:
+        """A resumed run goes on as it began: same date, journal, project and mappings."""
+        changed = [
+            name
+            for name in ("as_of", "journal", "project", "mappings")
+            if name in previous and previous[name] != now[name]
+        ]
+        if changed:
+            detail = ", ".join(f"{n} was {previous[n]!s:.16} now {now[n]!s:.16}" for n in changed)
+            raise ConfigError(
+                f"wave {self.wave.name}: the interrupted run began with other settings "
+                f"({detail}): resume it with those, or start it again with --restart"
+            )
 
     def _run_id(
         self, previous: Mapping[str, Any] | None, resume: bool, restart: bool
@@ -631,6 +673,8 @@ class WaveRunner:
                     self._replay(step, source, keys)
                 return StepCounts(**state["counts"], skipped=True)
             after = state.get("after")
+            if after is not None:
+                after = [_from_json(v) for v in after]
             counts = StepCounts(**state["counts"])
             if after is not None and (step.mapping.source, step.mapping.as_table) in self._needed:
                 # What the interrupted run knew of its records (newer copies, exclusions) died
@@ -640,40 +684,19 @@ class WaveRunner:
         selection = self.selection(step, after)
         m = step.mapping
         key_index = [source.columns.index(k) for k in m.key]
-        bad: dict[tuple[Any, ...], str] = {}
+        bad, nulls = self._key_problems(step, selection)
         out = BatchOut()
         if after is None:
-            # Keys that do not name exactly one row: every row sharing one is quarantined (a
-            # duplicate cannot be told from its twin), and rows with a null key part, which the
-            # key-ordered read never delivers, are quarantined under the key they show.
-            for problem in ex.key_problems(selection):
-                if any(v is None for v in problem.key):
-                    out.quarantine.append(
-                        (m.source, m.as_table, key_text(problem.key), problem.reason)
-                    )
-                else:
-                    bad[tuple(problem.key)] = problem.reason
-        elif not dry_run:
-            for problem in ex.key_problems(selection):
-                if not any(v is None for v in problem.key):
-                    bad[tuple(problem.key)] = problem.reason
+            # Rows with a null key part, which the key-ordered read never delivers, are
+            # quarantined under the key they show (once: a resumed step is past them).
+            out.quarantine += nulls
         total = ex.count(selection) + counts.read if progress is not None else 0
         if out.quarantine:
             self._commit(loader, step, out, counts, keys, ckpt_name, run_id, None, dry_run)
         for batch in ex.batches(selection, self.batch_size):
             counts.read += len(batch)
             out.clear()
-            if bad:
-                good = []
-                for row in batch:
-                    k = tuple(row[i] for i in key_index)
-                    if k in bad:
-                        out.quarantine.append((m.source, m.as_table, key_text(k), bad[k]))
-                    else:
-                        good.append(row)
-                source.map_batch(good, out)
-            else:
-                source.map_batch(batch, out)
+            self._map(step, source, batch, bad, out)
             last = [batch[-1][i] for i in key_index]
             self._commit(loader, step, out, counts, keys, ckpt_name, run_id, last, dry_run)
             if progress is not None:
@@ -719,12 +742,60 @@ class WaveRunner:
 
     def _replay(self, step: Step, source: CompiledSource, keys: RunKeys) -> None:
         out = BatchOut()
-        for batch in self.extractor(step.mapping.source).batches(
-            self.selection(step), self.batch_size
-        ):
-            out.clear()
-            source.map_batch(batch, out)
+        selection = self.selection(step)
+        bad, nulls = self._key_problems(step, selection)
+        out.quarantine += nulls
+        for batch in self.extractor(step.mapping.source).batches(selection, self.batch_size):
+            self._map(step, source, batch, bad, out)
             keys.record(out, step.spec.entity)
+            out.clear()
+
+    def _key_problems(
+        self, step: Step, selection: Selection
+    ) -> tuple[dict[tuple[Any, ...], str], list[tuple[str, str, str, str]]]:
+        """Keys that do not name exactly one row of a step's selection: duplicates (every row
+        sharing one is quarantined: a duplicate cannot be told from its twin) and null key
+        parts, as quarantine rows. Asked of the database once per selection and run."""
+        m = step.mapping
+        memo_key = (m.source, selection.table, selection.query, selection.key, selection.where)
+        found = self._problems.get(memo_key)
+        if found is None:
+            bad: dict[tuple[Any, ...], str] = {}
+            nulls: list[tuple[str, str, str, str]] = []
+            plain = dataclasses.replace(selection, after=None)
+            for problem in self.extractor(m.source).key_problems(plain):
+                if any(v is None for v in problem.key):
+                    nulls.append((m.source, m.as_table, key_text(problem.key), problem.reason))
+                else:
+                    bad[tuple(problem.key)] = problem.reason
+            found = self._problems[memo_key] = (bad, nulls)
+        bad, nulls = found
+        # The quarantine rows name this step's table (as_table): rebuilt for it.
+        return bad, [(m.source, m.as_table, k, r) for _, _, k, r in nulls]
+
+    def _map(
+        self,
+        step: Step,
+        source: CompiledSource,
+        batch: Sequence[tuple[Any, ...]],
+        bad: Mapping[tuple[Any, ...], str],
+        out: BatchOut,
+        collect: Sequence[str] | None = None,
+    ) -> None:
+        """Map a batch, rows whose key is a duplicate going to quarantine instead."""
+        if not bad:
+            source.map_batch(batch, out, collect)
+            return
+        m = step.mapping
+        key_index = [source.columns.index(k) for k in m.key]
+        good = []
+        for row in batch:
+            k = tuple(row[i] for i in key_index)
+            if k in bad:
+                out.quarantine.append((m.source, m.as_table, key_text(k), bad[k]))
+            else:
+                good.append(row)
+        source.map_batch(good, out, collect)
 
     def _commit(
         self,
@@ -743,7 +814,8 @@ class WaveRunner:
         counts.excluded += len(out.excluded)
         if not dry_run:
             if self.journal and self._journal is None:
-                self._journal = Journal(self.metadata, run_id)
+                start = next_seq(self.project.target.location, run_id)
+                self._journal = Journal(self.metadata, run_id, start)
             journal = self._journal
             with loader.transaction() as tx:
                 for table, rows in (
@@ -812,9 +884,36 @@ class _Existing:
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    return value
+    """A key value as a checkpoint holds it: JSON, its type kept (a resume binds it again)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dt.datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, decimal.Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, uuid.UUID):
+        return {"$uuid": str(value)}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
+    return {"$text": str(value)}
+
+
+def _from_json(value: Any) -> Any:
+    """The key value a checkpoint holds, in its own type again."""
+    if not isinstance(value, dict):
+        return value
+    (tag, text), *_ = value.items()
+    readers: dict[str, Callable[[str], Any]] = {
+        "$datetime": dt.datetime.fromisoformat,
+        "$date": dt.date.fromisoformat,
+        "$decimal": decimal.Decimal,
+        "$uuid": uuid.UUID,
+        "$bytes": base64.b64decode,
+        "$text": str,
+    }
+    return readers[tag](text)
 
 
 def run_wave(

@@ -238,16 +238,17 @@ class CompiledSource:
         rules = ["anchor"] * n
         given: dict[int, str] = {}  # records whose target key a newer copy decided
         if m.superseded_by is not None:
+            # The newer copy decides first: its values are what the target holds, so this
+            # record's own (older) values can neither quarantine nor exclude it.
             copy_fate = self.keys.copy_fate
             for j in range(n):
-                if j in dropped:
-                    continue
                 fate = copy_fate(system, table, keys[j])
                 if fate is None or fate[0] == "rejected":
                     continue  # no readable newer copy: this record is the one to carry
                 if fate[0] == "excluded":
                     dropped[j] = fate
                 else:
+                    dropped.pop(j, None)
                     given[j] = fate[1]
                     no_row.add(j)
         copied: list[tuple[int, str]] = []
@@ -668,6 +669,7 @@ class _Compiler:
         target_of, fate_of = self.keys.target_of, self.keys.fate_of
         missing = args.get("missing", "reject") or "null"  # YAML's bare null means "null"
         what = args.get("name", table)
+        follow = args.get("follow", True)
 
         def ref(row: tuple[Any, ...]) -> Any:
             key = of(row)
@@ -677,6 +679,8 @@ class _Compiler:
             if found is not None or missing != "reject":
                 return found
             fate = fate_of(source, table, key)
+            if fate is not None and not follow:
+                return None  # an attribute, not a parent: the record stays, without it
             if fate is None:
                 raise _Final(
                     (s.reason and f"{s.reason}: {key}")
@@ -706,7 +710,7 @@ class _Compiler:
         def run(rows: Sequence[tuple[Any, ...]], cols: list[tuple[Any, ...]]) -> Sequence[Any]:
             keys = cols[i]
             get = known.get
-            found = [get(k if k.__class__ is str else str(k)) for k in keys]
+            found = [None if k is None else get(k if k.__class__ is str else str(k)) for k in keys]
             for j, value in enumerate(found):
                 if value is None and keys[j] is not None:
                     found[j] = slow(rows[j])
@@ -778,6 +782,12 @@ class _Compiler:
         entity, _, what = str(s.args).rpartition(".")
         resolution = self.resources.get(f"resolution:{entity or self.spec.entity}")
         if resolution is None:
+            if self.resources.get("resolving"):
+                return lambda row: None  # the pre-pass making the resolution reads no more
+            self.errors.append(
+                f"{s.at}: resolved: no resolution of {entity or self.spec.entity!r} "
+                "(its mapping declares no resolve:)"
+            )
             return lambda row: None
         m = self.mapping
         of = self.key_text_of(m.key, f"{name}.resolved")
@@ -860,7 +870,14 @@ def _memoised(i: int, fn: Callable[[Any], Any], flag: list[bool], typed: bool = 
         col = cols[i]
         if not state["useful"]:
             return [fn(v) for v in col]
-        keys: Sequence[Any] = [(v.__class__, v) for v in col] if typed else col
+        keys: Sequence[Any]
+        sample = next((v for v in col if v is not None), "")
+        if typed or sample.__class__ is not str:
+            # Equal values may read differently (Decimal 1 and 1.0; a date and an estimate
+            # of it): keyed by type and text, each is computed as itself.
+            keys = [(v.__class__, str(v), v) for v in col]
+        else:
+            keys = col
         try:
             return [memo[k] for k in keys]
         except KeyError:
@@ -874,7 +891,7 @@ def _memoised(i: int, fn: Callable[[Any], Any], flag: list[bool], typed: bool = 
             flag[0] = False
             new = set(keys)
         for k in new:
-            memo[k] = fn(k[1] if typed else k)
+            memo[k] = fn(k[2] if k.__class__ is tuple else k)
         return [memo[k] for k in keys]
 
     return run

@@ -185,6 +185,8 @@ def _split(args: Any) -> Step:
     if not isinstance(args, dict) or "index" not in args:
         raise ArgumentProblem("split needs {sep: TEXT, index: N}")
     sep, index = args.get("sep"), args["index"]
+    if sep is not None and (not isinstance(sep, str) or not sep):
+        raise ArgumentProblem("split sep is a non-empty text (or absent: any whitespace)")
     if not isinstance(index, int) or isinstance(index, bool):
         raise ArgumentProblem("split index is a whole number (negative counts from the end)")
 

@@ -259,7 +259,7 @@ class _Builder:
         )
         digest_input = {"mapping": data, "codes": {n: c.version for n, c in codes.items()}}
         digest = hashlib.sha256(
-            json.dumps(digest_input, sort_keys=True, default=str).encode("utf-8")
+            json.dumps(_text_keys(digest_input), sort_keys=True, default=str).encode("utf-8")
         ).hexdigest()
         resolve = None
         if "resolve" in data:
@@ -307,6 +307,8 @@ class _Builder:
                     if column_from not in header or column_to not in header:
                         raise ValueError(f"needs columns {column_from!r} and {column_to!r}")
                     for line, row in enumerate(reader, 2):
+                        if row[column_from] is None or row[column_to] is None:
+                            raise ValueError(f"line {line}: too few fields")
                         code = row[column_from].strip()
                         if code in codes and codes[code] != row[column_to].strip():
                             raise ValueError(f"line {line}: code {code!r} mapped twice")
@@ -450,12 +452,15 @@ class _Builder:
         if op == "ref":
             if not isinstance(args, dict) or not {"source", "table", "key"} <= set(args):
                 return "needs {source, table, key: [COLUMNS], entity}"
-            unknown = sorted(set(args) - {"source", "table", "key", "entity", "name", "missing"})
+            allowed_set = {"source", "table", "key", "entity", "name", "missing", "follow"}
+            unknown = sorted(set(args) - allowed_set)
             if unknown:
-                allowed = "source, table, key, entity, name, missing"
+                allowed = ", ".join(sorted(allowed_set))
                 return f"unknown argument(s) {', '.join(unknown)} ({allowed})"
             if args.get("missing", "reject") not in ("reject", "null", None):
                 return "missing is reject or null"
+            if not isinstance(args.get("follow", True), bool):
+                return "follow is true or false"
         if op == "field" and not isinstance(args, str):
             return "names one earlier field (field: _match)"
         if op == "gazetteer" and (
@@ -518,6 +523,15 @@ class _Builder:
                 continue
             out.append(Condition(name, op, value))
         return tuple(out)
+
+
+def _text_keys(value: Any) -> Any:
+    """``value`` with every mapping key as text (a code table may mix 1 and A)."""
+    if isinstance(value, dict):
+        return {str(k): _text_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_text_keys(v) for v in value]
+    return value
 
 
 def _known(op: str) -> bool:

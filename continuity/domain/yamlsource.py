@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,25 @@ from typing import Any
 import yaml
 
 Path_ = tuple[str | int, ...]
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader with YAML 1.2's booleans: only true and false.
+
+    YAML 1.1 also reads yes, no, on, off, y and n as booleans; in a mapping or a code table
+    `NO` (Norway), `Y` (a legacy flag) or `ON` must stay text.
+    """
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
 
 
 @dataclass
@@ -42,7 +62,7 @@ def load(file: Path, error: type[Exception]) -> Located:
     except OSError as exc:
         raise error(f"{file}: cannot read: {exc.strerror}") from exc
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -62,9 +82,7 @@ def _convert(
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.SafeLoader(  # scalars only: construct with the safe loader's rules
-                ""
-            ).construct_object(key_node)
+            key = _Loader("").construct_object(key_node)  # scalars only
             line = key_node.start_mark.line + 1
             if key in out:
                 dotted = ".".join(str(k) for k in (*path, key))
@@ -78,7 +96,7 @@ def _convert(
             lines[(*path, i)] = item.start_mark.line + 1
             items.append(_convert(item, (*path, i), lines, file, error))
         return items
-    value = yaml.SafeLoader("").construct_object(node)
+    value = _Loader("").construct_object(node)
     if isinstance(value, dt.date):  # a bare 2019-07-01 means the text a spec compares with
         return value.isoformat()
     return value

@@ -309,3 +309,90 @@ def test_a_later_wave_takes_records_out_of_quarantine(small_estate: Path, tmp_pa
     assert len(waiting) > len(truth_quarantine(small_estate))
     run_wave(project, "all")
     assert_judged_clean(small_estate, target)
+
+
+def crosswalk_leads_to_rows(url: str) -> list[str]:
+    """Crosswalk entries whose target record is not in its table (none may be)."""
+    engine = create_engine(url)
+    broken = []
+    try:
+        with engine.connect() as conn:
+            for table in target_schema.metadata.sorted_tables:
+                key = [c.name for c in table.primary_key.columns]
+                if len(key) != 1 or table.name.startswith("migration_"):
+                    continue
+                rows = conn.exec_driver_sql(
+                    f"SELECT x.source_key FROM migration_crosswalk x LEFT JOIN {table.name} t "
+                    f"ON t.{key[0]} = x.target_key WHERE x.target_table = '{table.name}' "
+                    f"AND t.{key[0]} IS NULL"
+                )
+                broken += [f"{table.name}: {r[0]}" for r in rows]
+    finally:
+        engine.dispose()
+    return broken
+
+
+def test_a_duplicated_nominal_takes_its_merged_records_nowhere_they_cannot_be_found(
+    small_estate: Path, tmp_path: Path
+) -> None:
+    """A nominal whose key is duplicated is quarantined; the records resolution would have
+    merged into it must still lead to a person row (or be quarantined), never to nothing."""
+    estate = tmp_path / "e"
+    shutil.copytree(small_estate, estate)
+    with sqlite3.connect(estate / "legacy.sqlite") as conn:
+        conn.execute("ATTACH DATABASE ? AS pw", (str(estate / "policeworks.sqlite"),))
+        (ref,) = conn.execute(
+            "SELECT NOMINAL_REF FROM NOMINAL WHERE PNC_ID IN (SELECT pnc_id FROM pw.pw_person) "
+            "ORDER BY NOMINAL_REF LIMIT 1"
+        ).fetchone()
+        conn.execute("INSERT INTO NOMINAL SELECT * FROM NOMINAL WHERE NOMINAL_REF = ?", (ref,))
+    target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
+    run_wave(project_for(estate, target, tmp_path / "p"), "all")
+    assert ("legacy", "NOMINAL", ref) in target_quarantine(target)
+    assert crosswalk_leads_to_rows(target) == []
+
+
+def test_every_crosswalk_entry_leads_to_a_row(migrated: tuple[Path, str]) -> None:
+    _, target = migrated
+    assert crosswalk_leads_to_rows(target) == []
+
+
+def test_contradictory_flags_are_refused_before_anything_is_read(
+    small_estate: Path, tmp_path: Path
+) -> None:
+    target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
+    project = project_for(small_estate, target, tmp_path / "p")
+    with pytest.raises(ConfigError, match="--resume and --restart contradict"):
+        run_wave(project, "all", resume=True, restart=True)
+    with pytest.raises(ConfigError, match="a dry run writes nothing"):
+        run_wave(project, "all", resume=True, dry_run=True)
+
+
+def test_a_run_resumes_only_with_the_settings_it_began_with(
+    small_estate: Path, tmp_path: Path
+) -> None:
+    from continuity.loaders.sql import SqlLoader
+
+    target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
+    project = project_for(small_estate, target, tmp_path / "p")
+    loader = SqlLoader(target, target_schema.metadata)
+    loader.prepare()
+    with loader.transaction() as tx:  # what a run begun on another day left behind
+        tx.set_checkpoint("wave:all", {"run_id": "r-1", "finished": False, "as_of": "2026-01-01"})
+    loader.close()
+    with pytest.raises(ConfigError, match=r"began with other settings \(as_of was 2026-01-01"):
+        run_wave(project, "all", resume=True)
+    run_wave(project, "all", resume=True, as_of=dt.date(2026, 1, 1))  # with its date: goes on
+
+
+def test_status_says_what_became_of_each_run(small_estate: Path, tmp_path: Path) -> None:
+    from continuity.rollback import rollback_wave
+    from continuity.runs import wave_status
+
+    target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
+    project = project_for(small_estate, target, tmp_path / "p")
+    assert "never run" in wave_status(project)
+    run_wave(project, "all")
+    assert "finished" in wave_status(project)
+    rollback_wave(project, "all")
+    assert "rolled back" in wave_status(project)

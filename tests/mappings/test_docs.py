@@ -149,7 +149,7 @@ def test_every_complete_example_loads_and_compiles(tmp_path: Path, example: str)
             columns,
             [c.name for c in target.columns],
             required,
-            resources=resources,
+            resources={**resources, "resolving": spec.resolve is not None},
         )
 
 
