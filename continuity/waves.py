@@ -288,6 +288,19 @@ def referenced(specs: Sequence[MappingSpec]) -> tuple[dict[tuple[str, str], str]
 def plan_steps(specs: Sequence[MappingSpec]) -> list[Step]:
     """Every source of every mapping, parents first; a cycle of references is an error."""
     wanted, errors = referenced(specs)
+    # A source record's quarantine and exclusion entries belong to one mapping: two entities
+    # reading one table name their reads apart (as_table: NOMINAL.DOB), or one entity's run
+    # would take another's rejections out of quarantine.
+    readers: dict[tuple[str, str], str] = {}
+    for spec in specs:
+        for m in spec.sources:
+            other = readers.setdefault((m.source, m.as_table), spec.entity)
+            if other != spec.entity:
+                errors.append(
+                    f"{m.at}: {m.source}.{m.as_table} is also read by the {other} mapping: "
+                    "give one of them an as_table of its own (as_table: "
+                    f"{m.as_table}.{spec.entity.upper()})"
+                )
     needs: dict[str, set[str]] = {spec.entity: set() for spec in specs}
     for spec in specs:
         for m in spec.sources:
@@ -462,7 +475,7 @@ class WaveRunner:
             for step in (s for s in self.steps if s.spec is spec):
                 source = self.compile(step, keys, resolving=True)
                 m = step.mapping
-                prefix = f"{m.source}|{m.as_table}|"
+                prefix = f"{m.source}|{m.table or m.as_table}|"  # by the physical table
                 out = BatchOut()
                 whole = dataclasses.replace(self.selection(step), where=m.where)
                 bad, _ = self._key_problems(step, whole)

@@ -791,7 +791,7 @@ class _Compiler:
             return lambda row: None
         m = self.mapping
         of = self.key_text_of(m.key, f"{name}.resolved")
-        prefix = f"{m.source}|{m.as_table}|"
+        prefix = f"{m.source}|{m.table or m.as_table}|"  # as the resolution keys them
         lookup = resolution.resolved
 
         def resolved(row: tuple[Any, ...]) -> Any:

@@ -396,3 +396,21 @@ def test_status_says_what_became_of_each_run(small_estate: Path, tmp_path: Path)
     assert "finished" in wave_status(project)
     rollback_wave(project, "all")
     assert "rolled back" in wave_status(project)
+
+
+def test_two_entities_reading_one_table_must_name_their_reads_apart(tmp_path: Path) -> None:
+    from continuity.domain.errors import MappingError
+    from continuity.waves import plan_steps
+    from mappings.spec import load_mappings
+
+    files = []
+    for entity in ("thing", "other"):
+        path = tmp_path / f"{entity}.yml"
+        path.write_text(
+            f"version: 1\nentity: {entity}\nsources:\n  - source: legacy\n    table: T\n"
+            "    key: [REF]\n    fields:\n      out: A\n",
+            encoding="utf-8",
+        )
+        files.append(path)
+    with pytest.raises(MappingError, match=r"other.yml:4: sources.0: legacy\.T is also read by the thing mapping"):
+        plan_steps(load_mappings(files))
