@@ -412,5 +412,6 @@ def test_two_entities_reading_one_table_must_name_their_reads_apart(tmp_path: Pa
             encoding="utf-8",
         )
         files.append(path)
-    with pytest.raises(MappingError, match=r"other.yml:4: sources.0: legacy\.T is also read by the thing mapping"):
+    expected = r"other.yml:4: sources.0: legacy\.T is also read by the thing mapping"
+    with pytest.raises(MappingError, match=expected):
         plan_steps(load_mappings(files))
