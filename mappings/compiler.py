@@ -10,6 +10,7 @@ excluded records in one tight loop: a mapping is one stage, whatever its number 
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -112,6 +113,9 @@ ColumnFn = Callable[[Sequence[tuple[Any, ...]], list[tuple[Any, ...]]], Sequence
 
 #: The owner part of target keys made from field values (``identity``).
 IDENTITY_OWNER = "="
+
+#: Types whose equal values may be written differently (1 and 1.0), and so map differently.
+_SPELLED = frozenset({float, decimal.Decimal})
 
 #: Distinct values a field remembers before it starts again (bounds memory on wide columns).
 MEMO_LIMIT = 50_000
@@ -873,9 +877,12 @@ def _memoised(i: int, fn: Callable[[Any], Any], flag: list[bool], typed: bool = 
         keys: Sequence[Any]
         sample = next((v for v in col if v is not None), "")
         if typed or sample.__class__ is not str:
-            # Equal values may read differently (Decimal 1 and 1.0; a date and an estimate
-            # of it): keyed by type and text, each is computed as itself.
-            keys = [(v.__class__, str(v), v) for v in col]
+            # Equal values may differ (a date and an estimate of it: by type; Decimal 1 and
+            # 1.0: by their text too): each is computed as itself.
+            keys = [
+                (v.__class__, v, str(v)) if v.__class__ in _SPELLED else (v.__class__, v)
+                for v in col
+            ]
         else:
             keys = col
         try:
@@ -891,7 +898,7 @@ def _memoised(i: int, fn: Callable[[Any], Any], flag: list[bool], typed: bool = 
             flag[0] = False
             new = set(keys)
         for k in new:
-            memo[k] = fn(k[2] if k.__class__ is tuple else k)
+            memo[k] = fn(k[1] if k.__class__ is tuple else k)
         return [memo[k] for k in keys]
 
     return run
