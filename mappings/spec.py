@@ -13,6 +13,7 @@ import csv
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -521,8 +522,26 @@ class _Builder:
             if op in ("in", "not_in") and not isinstance(value, list):
                 self.error((*path, name), f"{op} takes a list")
                 continue
+            bad = [v for v in (value if isinstance(value, list) else [value]) if _bad_date(v)]
+            if bad:  # it would compare as text with dates, and never hold
+                self.error((*path, name), f"not a date: {bad[0]!r}")
+                continue
             out.append(Condition(name, op, value))
         return tuple(out)
+
+
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _bad_date(value: Any) -> bool:
+    """A condition value written as a date that is no date (2024-02-30)."""
+    if not isinstance(value, str) or not _ISO_DAY.match(value):
+        return False
+    try:
+        dt.datetime.fromisoformat(value)
+    except ValueError:
+        return True
+    return False
 
 
 def _text_keys(value: Any) -> Any:

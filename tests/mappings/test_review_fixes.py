@@ -165,3 +165,21 @@ def test_resolved_without_a_resolution_fails_to_compile(tmp_path: Path) -> None:
         MappingError, match=r"m.yml:9: sources.0.fields.out: resolved: no resolution of 'persn'"
     ):
         compile_source(spec, spec.sources[0], ["REF"], ["thing_id", "out"], set())
+
+
+def test_a_condition_on_a_date_that_does_not_exist_fails_when_loaded(tmp_path: Path) -> None:
+    text = """
+        version: 1
+        entity: thing
+        key: thing_id
+        sources:
+          - source: legacy
+            table: T
+            key: [REF]
+            fields:
+              out: [A, parse_date]
+            exclude:
+              - {name: old, when: {out: {lt: "2024-02-30"}}, reason: too old}
+    """
+    with pytest.raises(MappingError, match=r"m.yml:11: sources.0.exclude.0.when.out: not a date"):
+        load(tmp_path, text)
