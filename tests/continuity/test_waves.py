@@ -415,3 +415,36 @@ def test_two_entities_reading_one_table_must_name_their_reads_apart(tmp_path: Pa
     expected = r"other.yml:4: sources.0: legacy\.T is also read by the thing mapping"
     with pytest.raises(MappingError, match=expected):
         plan_steps(load_mappings(files))
+
+
+def test_a_wave_into_staging_files_applied_by_the_vendor_reconciles_clean(
+    small_estate: Path, tmp_path: Path
+) -> None:
+    """The staging loader: the wave writes files and a manifest; applied in manifest order to
+    the product (as a vendor's importer would), the product reconciles clean."""
+    from continuity.loaders.sql import SqlLoader
+    from continuity.loaders.staging import apply_staging, read_manifest
+
+    folder = tmp_path / "p"
+    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns(".continuity"))
+    text = (folder / "continuity.yml").read_text()
+    text = text.replace(
+        "  loader: sql\n  url: ${CONTINUITY_TARGET:-sqlite:///../../out/product.sqlite}",
+        "  loader: staging\n  path: ${CONTINUITY_STAGING}",
+    )
+    (folder / "continuity.yml").write_text(text)
+    staging = tmp_path / "staging"
+    project = load_project(
+        folder, {"CONTINUITY_ESTATE": str(small_estate), "CONTINUITY_STAGING": str(staging)}
+    )
+    summary = run_wave(project, "all")
+    assert summary.entities["event"].loaded > 0
+    assert read_manifest(staging).entries
+    target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
+    loader = SqlLoader(target, target_schema.metadata)
+    try:
+        loader.prepare()
+        assert apply_staging(staging, loader) > 0
+    finally:
+        loader.close()
+    assert_judged_clean(small_estate, target)
