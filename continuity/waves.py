@@ -31,7 +31,7 @@ from continuity import target_schema
 from continuity.domain.connect import engine_for
 from continuity.domain.errors import ConfigError, MappingError
 from continuity.ledger import AuditLedger
-from continuity.loaders.base import Loader
+from continuity.loaders.base import Loader, primary_key_indexes
 from continuity.loaders.registry import open_loader
 from continuity.project import Project
 from continuity.rollback import JOURNAL, Journal, next_seq, with_journal
@@ -721,6 +721,23 @@ class WaveRunner:
                 )
         return counts
 
+    def _absent(self, tx: Any, entity: str, out: BatchOut) -> list[tuple[Any, ...]]:
+        """The fallback rows whose key no row holds yet, in the target or in this batch."""
+        fetch = getattr(tx, "fetch", None)
+        if not out.fallback_rows or fetch is None:
+            return []  # a loader that cannot read the target cannot tell: no stand-ins
+        at = primary_key_indexes(self.metadata.tables[entity])
+        taken = {tuple(r[i] for i in at) for r in out.rows}
+        wanted: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        for r in out.fallback_rows:
+            k = tuple(r[i] for i in at)
+            if k not in taken:
+                wanted.setdefault(k, r)  # the first of a cluster's records stands in
+        if wanted:
+            for row in fetch(entity, list(wanted)):
+                wanted.pop(tuple(row[i] for i in at), None)
+        return list(wanted.values())
+
     def _unquarantine(self, tx: Any, out: BatchOut, journal: Journal | None) -> None:
         """A record is in one place at a time: one an earlier run quarantined (or excluded) that
         now reaches the target, or is now excluded (or quarantined), leaves its old place."""
@@ -822,7 +839,7 @@ class WaveRunner:
         last: list[Any] | None,
         dry_run: bool,
     ) -> None:
-        counts.loaded += len(out.rows)
+        counts.loaded += len(out.rows)  # fallback rows stand in for others: not counted
         counts.quarantined += len(out.quarantine)
         counts.excluded += len(out.excluded)
         if not dry_run:
@@ -831,8 +848,9 @@ class WaveRunner:
                 self._journal = Journal(self.metadata, run_id, start)
             journal = self._journal
             with loader.transaction() as tx:
+                rows_now = out.rows + self._absent(tx, step.spec.entity, out)
                 for table, rows in (
-                    (step.spec.entity, out.rows),
+                    (step.spec.entity, rows_now),
                     (CROSSWALK, out.crosswalk),
                     (QUARANTINE, out.quarantine),
                 ):

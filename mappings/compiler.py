@@ -69,8 +69,12 @@ class BatchOut:
     collected: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     #: Every record that reached the target (its own row, or another's): (source, table, key).
     placed: list[tuple[str, str, str]] = field(default_factory=list)
+    #: Rows ``row_when`` does not choose: written only where no row of that key exists yet
+    #: (a merged person whose cluster's first record is not in this wave stands in for it).
+    fallback_rows: list[tuple[Any, ...]] = field(default_factory=list)
 
     def clear(self) -> None:
+        self.fallback_rows.clear()
         self.placed.clear()
         self.collected.clear()
         self.copies.clear()
@@ -235,8 +239,9 @@ class CompiledSource:
             for j in test(values, n):
                 dropped.setdefault(j, ("excluded", f"{rule.name}: {rule.reason}"))
         no_row: set[int] = set()
+        fallback: set[int] = set()  # rows written only where no record has written one
         if self._row_when is not None:
-            no_row = set(range(n)).difference(self._row_when(values, n))
+            fallback = set(range(n)).difference(self._row_when(values, n))
         owner = [system] * n
         identities = list(keys)
         rules = ["anchor"] * n
@@ -317,8 +322,11 @@ class CompiledSource:
             target_keys if i is None else values[i] if i >= 0 else nothing for i in self._out_index
         ]
         mapped = zip(*out_cols, strict=True)
-        if skip:
-            out.rows += [r for j, r in enumerate(mapped) if j not in skip]
+        if skip or fallback:
+            for j, r in enumerate(mapped):
+                if j in skip:
+                    continue
+                (out.fallback_rows if j in fallback else out.rows).append(r)
         else:
             out.rows += mapped
 
