@@ -35,6 +35,7 @@ from continuity.loaders.base import Loader, primary_key_indexes
 from continuity.loaders.registry import open_loader
 from continuity.project import Project
 from continuity.rollback import JOURNAL, Journal, next_seq, with_journal
+from continuity.wave_scope import wave_scopes
 from extractors.base import Extractor, Selection
 from extractors.registry import open_extractor
 from mappings.compiler import BatchOut, CompiledSource, compile_source, key_text, needed_columns
@@ -391,6 +392,7 @@ class WaveRunner:
         self.metadata = with_journal(product) if self.journal else product
         self.specs = load_mappings(mapping_files(project.mappings))
         self.steps = plan_steps(self.specs)
+        self._scopes = wave_scopes(self.specs, self.wave)
         for step in self.steps:
             if step.mapping.source not in project.sources:
                 raise ConfigError(
@@ -422,7 +424,11 @@ class WaveRunner:
 
     def selection(self, step: Step, after: Sequence[Any] | None = None) -> Selection:
         m = step.mapping
-        wave_filter = self.wave.filter_for(m.source, m.table or m.as_table)
+        wave_filter = (
+            self._scopes.get(id(m))
+            if m.table is not None
+            else self.wave.filter_for(m.source, m.as_table)
+        )
         return Selection(
             table=m.table,
             query=m.query,

@@ -299,16 +299,36 @@ def test_rollback_restores_the_prior_target(small_estate: Path, tmp_path: Path) 
     assert digests(target) == after_all
 
 
-def test_a_later_wave_takes_records_out_of_quarantine(small_estate: Path, tmp_path: Path) -> None:
-    """Links to crimes outside division 1 wait in quarantine after the division's wave; the
-    whole-estate wave loads them and they leave quarantine: the result reconciles clean."""
+def test_a_division_wave_pulls_in_what_its_crimes_link_to(
+    small_estate: Path, tmp_path: Path
+) -> None:
+    """The division-1 wave names only crimes; their links, bail, persons, the persons' names,
+    warnings and homes, and the crime scenes come with them (as SQL on the sources): nothing it
+    loads dangles, nothing waits in quarantine that the truth does not quarantine, and the
+    whole-estate wave after it leaves a target that reconciles clean."""
     target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
     project = project_for(small_estate, target, tmp_path / "p")
-    run_wave(project, "division-1")
-    waiting = target_quarantine(target)
-    assert len(waiting) > len(truth_quarantine(small_estate))
-    run_wave(project, "all")
+    first = run_wave(project, "division-1")
+    assert set(target_quarantine(target)) <= set(truth_quarantine(small_estate))
+    assert crosswalk_leads_to_rows(target) == []
+    with sqlite3.connect(small_estate / "legacy.sqlite") as conn:
+        division = {r[0] for r in conn.execute("SELECT CRIME_NO FROM CRIME WHERE DIVISION = 1")}
+    with sqlite3.connect(target.removeprefix("sqlite:///")) as conn:
+        placed = {
+            r[0]
+            for r in conn.execute(
+                "SELECT source_key FROM migration_crosswalk WHERE source_table = 'CRIME' "
+                "UNION SELECT source_key FROM migration_quarantine WHERE source_table = 'CRIME' "
+                "UNION SELECT source_key FROM migration_exclusion WHERE source_table = 'CRIME'"
+            )
+        }
+        (persons,) = conn.execute("SELECT COUNT(*) FROM person").fetchone()
+    assert placed == division  # every crime of the division, and only those
+    everything = run_wave(project, "all")
+    assert 0 < first.entities["person"].read < everything.entities["person"].read
     assert_judged_clean(small_estate, target)
+    with sqlite3.connect(target.removeprefix("sqlite:///")) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM person").fetchone()[0] > persons
 
 
 def crosswalk_leads_to_rows(url: str) -> list[str]:
