@@ -44,6 +44,22 @@ def next_seq(url: str, run_id: str) -> int:
     return 0 if last is None else int(last) + 1
 
 
+def empty_tables(url: str, metadata: MetaData) -> list[str]:
+    """The tables of ``metadata`` (the journal aside) that hold no row."""
+    engine = engine_for(url)
+    found = []
+    try:
+        with engine.connect() as conn:
+            for table in metadata.sorted_tables:
+                if table.name == JOURNAL:
+                    continue
+                if conn.execute(select(table.c[0]).limit(1)).first() is None:
+                    found.append(table.name)
+    finally:
+        engine.dispose()
+    return found
+
+
 def with_journal(product: MetaData) -> MetaData:
     """The product's tables and the journal, for a loader that journals."""
     metadata = MetaData()
@@ -81,9 +97,20 @@ def _decode(value: Any) -> Any:
 class Journal:
     """Records, inside a batch's transaction, what the batch's upserts are about to change."""
 
-    def __init__(self, metadata: MetaData, run_id: str, start: int = 0) -> None:
+    def __init__(
+        self,
+        metadata: MetaData,
+        run_id: str,
+        start: int = 0,
+        fresh: frozenset[str] = frozenset(),
+    ) -> None:
+        """Args:
+        fresh: tables that were empty when the run began: every row in them is the run's own,
+            so undoing it needs their keys alone, never a before-image (a first load).
+        """
         self.metadata = metadata
         self.run_id = run_id
+        self.fresh = fresh
         self._counter = itertools.count(start)
 
     def _seq(self) -> str:
@@ -99,6 +126,10 @@ class Journal:
             raise ConfigError("this loader cannot read the target: a journal needs one that can")
         key_at = primary_key_indexes(self.metadata.tables[table])
         keys = list(dict.fromkeys(tuple(r[i] for i in key_at) for r in rows))
+        if table in self.fresh:
+            payload = json.dumps([[_encode(v) for v in k] for k in keys])
+            tx.upsert(JOURNAL, [(self.run_id, self._seq(), table, "inserted", payload)])
+            return
         before = fetch(table, keys)
         present = {tuple(r[i] for i in key_at) for r in before}
         entries = []
@@ -115,6 +146,8 @@ class Journal:
         self, tx: LoadBatch, table: str, keys: Sequence[tuple[Any, ...]]
     ) -> list[tuple[Any, ...]]:
         """Journal the rows about to be deleted by key; return the keys that exist."""
+        if table in self.fresh:
+            return list(keys)  # the run's own rows: undone by deleting what it inserted
         fetch = getattr(tx, "fetch", None)
         if fetch is None or not keys:
             return []

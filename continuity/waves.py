@@ -34,7 +34,7 @@ from continuity.ledger import AuditLedger
 from continuity.loaders.base import Loader, primary_key_indexes
 from continuity.loaders.registry import open_loader
 from continuity.project import Project
-from continuity.rollback import JOURNAL, Journal, next_seq, with_journal
+from continuity.rollback import JOURNAL, Journal, empty_tables, next_seq, with_journal
 from continuity.wave_scope import wave_scopes
 from extractors.base import Extractor, Selection
 from extractors.registry import open_extractor
@@ -408,6 +408,7 @@ class WaveRunner:
         self._needed: set[tuple[str, str]] = set()
         self._resources: dict[str, Any] = {}
         self._journal: Journal | None = None
+        self._fresh: frozenset[str] = frozenset()
         self._stale_pairs: set[tuple[str, str]] = set()
         self._problems: dict[Any, Any] = {}
         self._summary = RunSummary("", self.wave.name, False, False)
@@ -568,6 +569,12 @@ class WaveRunner:
             settings = self._settings()
             if resumed and previous is not None:
                 self._same_settings(previous, settings)
+            # Tables empty when the run first began: their rows are all the run's own.
+            if resumed and previous is not None:
+                self._fresh = frozenset(previous.get("fresh", ()))
+            elif self.journal and not dry_run:
+                self._fresh = frozenset(empty_tables(target.location, self.metadata))
+            started_state = {**settings, "fresh": sorted(self._fresh)}
             # Compile everything before the first row moves: a bad mapping or a missing column
             # fails the run here, with nothing written.
             self._resources = self.resources()
@@ -603,7 +610,7 @@ class WaveRunner:
                 if not dry_run:
                     with loader.transaction() as tx:
                         tx.set_checkpoint(
-                            wave_step, {"run_id": run_id, "finished": True, **settings}
+                            wave_step, {"run_id": run_id, "finished": True, **started_state}
                         )
             except BaseException as exc:
                 if ledger is not None:
@@ -851,7 +858,7 @@ class WaveRunner:
         if not dry_run:
             if self.journal and self._journal is None:
                 start = next_seq(self.project.target.location, run_id)
-                self._journal = Journal(self.metadata, run_id, start)
+                self._journal = Journal(self.metadata, run_id, start, self._fresh)
             journal = self._journal
             with loader.transaction() as tx:
                 rows_now = out.rows + self._absent(tx, step.spec.entity, out)
