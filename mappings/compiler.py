@@ -582,15 +582,37 @@ class _Compiler:
             for v in values:
                 if v.__class__ is Rejected:
                     return v
-            if coalesce:
-                return next((v for v in values if v is not None), None)
             texts = [str(v) for v in values if v is not None and v != ""]
             return sep.join(texts) if texts else None
 
         rest = self._safe(name, _steps(built), flag) if built else None
 
+        def first_set(rows: Sequence[tuple[Any, ...]], cols: list[tuple[Any, ...]]) -> list[Any]:
+            # Lazily: a part is computed only for the records every earlier part left null (a
+            # gazetteer search only for the locations that came without a UPRN).
+            found = list(parts[0].run(rows, cols))
+            todo = [j for j, v in enumerate(found) if v is None]
+            for part in parts[1:]:
+                if not todo:
+                    break
+                sub_rows = [rows[j] for j in todo]
+                sub_cols: list[Any] = [[col[j] for j in todo] for col in cols]
+                left = []
+                for j, v in zip(todo, part.run(sub_rows, sub_cols), strict=True):
+                    if v is None:
+                        left.append(j)
+                    else:
+                        found[j] = v
+                todo = left
+            return found
+
         def run(rows: Sequence[tuple[Any, ...]], cols: list[tuple[Any, ...]]) -> Sequence[Any]:
-            combined = [combine(vs) for vs in zip(*(p.run(rows, cols) for p in parts), strict=True)]
+            if coalesce:
+                combined = first_set(rows, cols)
+            else:
+                combined = [
+                    combine(vs) for vs in zip(*(p.run(rows, cols) for p in parts), strict=True)
+                ]
             if any(p.flag[0] for p in parts):
                 flag[0] = True
             if rest is None:

@@ -183,3 +183,28 @@ def test_a_condition_on_a_date_that_does_not_exist_fails_when_loaded(tmp_path: P
     """
     with pytest.raises(MappingError, match=r"m.yml:11: sources.0.exclude.0.when.out: not a date"):
         load(tmp_path, text)
+
+
+def test_coalesce_computes_a_part_only_where_the_earlier_parts_left_null(tmp_path: Path) -> None:
+    """The second part rejects any value it sees: it sees only the records the first left
+    null, so a record the first part answers is not rejected by the second."""
+    spec = load(
+        tmp_path,
+        """
+        version: 1
+        entity: thing
+        key: thing_id
+        sources:
+          - source: legacy
+            table: T
+            key: [REF]
+            fields:
+              out:
+                coalesce: [[A, trim], [B, {pattern: {regex: "[0-9]+", reason: not a number}}]]
+        """,
+    )
+    compiled = compile_source(spec, spec.sources[0], ["REF", "A", "B"], ["thing_id", "out"], set())
+    out = BatchOut()
+    compiled.map_batch([("R1", "a", "x"), ("R2", " ", "12"), ("R3", None, "y")], out)
+    assert [r[1] for r in out.rows] == ["a", "12"]
+    assert [(q[2], q[3]) for q in out.quarantine] == [("R3", "out: not a number: 'y'")]
