@@ -17,7 +17,7 @@ resolution reads every person, whatever the wave). Scopes never depend on themse
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from continuity.project import WaveConfig
@@ -36,8 +36,17 @@ class _Read:
     through: list[tuple[tuple[str, ...], int, tuple[str, ...]]] = field(default_factory=list)
 
 
-def wave_scopes(specs: Sequence[MappingSpec], wave: WaveConfig) -> dict[int, str | None]:
-    """Every read's filter in ``wave``, by ``id()`` of its SourceMapping (None: whole)."""
+def wave_scopes(
+    specs: Sequence[MappingSpec],
+    wave: WaveConfig,
+    quoters: Mapping[str, Callable[[str], str]] | None = None,
+) -> dict[int, str | None]:
+    """Every read's filter in ``wave``, by ``id()`` of its SourceMapping (None: whole).
+
+    Args:
+        quoters: per source, how its database quotes a name where it must (PostgreSQL folds
+            an unquoted ``CRIME`` to ``crime``); names are written as they are otherwise.
+    """
     reads = [
         _Read(m, wave.filter_for(m.source, m.table or m.as_table)) for s in specs for m in s.sources
     ]
@@ -102,7 +111,15 @@ def wave_scopes(specs: Sequence[MappingSpec], wave: WaveConfig) -> dict[int, str
                 continue
             p.through.append((theirs, child, mine))
             changed = True
-    return {id(r.mapping): _render(reads, i) for i, r in enumerate(reads)}
+    quote = quoters or {}
+    return {
+        id(r.mapping): _render(reads, i, quote.get(r.mapping.source, _as_is))
+        for i, r in enumerate(reads)
+    }
+
+
+def _as_is(name: str) -> str:
+    return name
 
 
 def _before(reads: Sequence[_Read], i: int, ring: int) -> bool:
@@ -121,7 +138,7 @@ def _depends(reads: Sequence[_Read], i: int) -> set[int]:
     return seen
 
 
-def _render(reads: Sequence[_Read], i: int) -> str | None:
+def _render(reads: Sequence[_Read], i: int, q: Callable[[str], str]) -> str | None:
     read = reads[i]
     if read.explicit:
         return read.explicit
@@ -130,12 +147,13 @@ def _render(reads: Sequence[_Read], i: int) -> str | None:
     parts = []
     for mine, other, theirs in read.through:
         source = reads[other]
-        inner = " AND ".join(f"({w})" for w in (source.mapping.where, _render(reads, other)) if w)
-        columns = ", ".join(mine)
+        inner = " AND ".join(
+            f"({w})" for w in (source.mapping.where, _render(reads, other, q)) if w
+        )
+        columns = ", ".join(q(c) for c in mine)
         left = columns if len(mine) == 1 else f"({columns})"
         parts.append(
-            f"{left} IN (SELECT {', '.join(theirs)} FROM {source.mapping.table}"
-            + (f" WHERE {inner}" if inner else "")
-            + ")"
+            f"{left} IN (SELECT {', '.join(q(c) for c in theirs)} "
+            f"FROM {q(source.mapping.table or '')}" + (f" WHERE {inner}" if inner else "") + ")"
         )
     return " OR ".join(f"({p})" for p in parts)

@@ -392,7 +392,7 @@ class WaveRunner:
         self.metadata = with_journal(product) if self.journal else product
         self.specs = load_mappings(mapping_files(project.mappings))
         self.steps = plan_steps(self.specs)
-        self._scopes = wave_scopes(self.specs, self.wave)
+        self._scopes = wave_scopes(self.specs, self.wave, self._quoters())
         for step in self.steps:
             if step.mapping.source not in project.sources:
                 raise ConfigError(
@@ -414,6 +414,21 @@ class WaveRunner:
         self._summary = RunSummary("", self.wave.name, False, False)
 
     # -- pieces ------------------------------------------------------------------------------
+
+    def _quoters(self) -> dict[str, Callable[[str], str]]:
+        """How each SQL source's database quotes a name (for the scopes' subqueries)."""
+        from sqlalchemy.engine import make_url
+
+        found: dict[str, Callable[[str], str]] = {}
+        for name, cfg in self.project.sources.items():
+            if cfg.kind != "sql":
+                continue
+            try:
+                dialect = make_url(cfg.location).get_dialect()()
+            except Exception:  # an unknown driver is reported when the source is opened
+                continue
+            found[name] = dialect.identifier_preparer.quote
+        return found
 
     def extractor(self, source: str) -> Extractor:
         if source not in self.extractors:
