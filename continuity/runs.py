@@ -27,6 +27,8 @@ class RunRecord:
             return "rolled back"
         if self.ended is None:
             return "interrupted (or running)"
+        if self.ended.kind == "run-recovered":
+            return f"{self.ended.payload.get('state', 'finished')} (recovered)"
         return "finished" if self.ended.kind == "run-finished" else "failed"
 
     @property

@@ -579,6 +579,8 @@ class WaveRunner:
                 loader.prepare()
             wave_step = f"wave:{self.wave.name}"
             previous = loader.checkpoint(wave_step) if not dry_run else None
+            if ledger is not None and previous is not None and previous.get("finished"):
+                self._recover(ledger, previous)
             # Decided before anything is read: a refused --resume says so at once.
             run_id, resumed = self._run_id(previous, resume, restart)
             settings = self._settings()
@@ -648,6 +650,22 @@ class WaveRunner:
             if ledger is not None:
                 ledger.close()
             self.close()
+
+    def _recover(self, ledger: AuditLedger, previous: Mapping[str, Any]) -> None:
+        """The target says the wave's last run finished (or was rolled back) but the ledger
+        never heard: the process stopped between the two. Say so in the ledger now."""
+        from continuity.runs import runs
+
+        run_id = str(previous.get("run_id"))
+        for record in runs(ledger):
+            if record.run_id == run_id and record.ended is None and record.rolled_back is None:
+                what = "rolled back" if previous.get("rolled_back") else "finished"
+                ledger.append(
+                    "run-recovered",
+                    {"state": what, "note": "the target's checkpoint is ahead of the ledger"},
+                    run_id,
+                    self.wave.name,
+                )
 
     def _settings(self) -> dict[str, Any]:
         """What a run must keep from start to end, resumed or not."""

@@ -468,3 +468,32 @@ def test_a_wave_into_staging_files_applied_by_the_vendor_reconciles_clean(
     finally:
         loader.close()
     assert_judged_clean(small_estate, target)
+
+
+def test_a_finish_the_ledger_never_heard_of_is_recovered(
+    small_estate: Path, tmp_path: Path
+) -> None:
+    """Killed between the wave's finished checkpoint and its ledger entry: the next run of the
+    wave writes the finish into the ledger, and status no longer calls that run interrupted."""
+    from continuity.loaders.sql import SqlLoader
+
+    target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
+    folder = tmp_path / "p"
+    project = project_for(small_estate, target, folder)
+    ledger = AuditLedger(project.ledger)
+    ledger.append("run-started", {"journal": False}, "lost-1", "all")
+    ledger.close()
+    loader = SqlLoader(target, target_schema.metadata)
+    loader.prepare()
+    with loader.transaction() as tx:
+        tx.set_checkpoint("wave:all", {"run_id": "lost-1", "finished": True})
+    loader.close()
+    run_wave(project, "all")
+    ledger = AuditLedger(project.ledger)
+    try:
+        states = {r.run_id: r.state for r in runs(ledger)}
+        assert ledger.verify() >= 4
+    finally:
+        ledger.close()
+    assert states["lost-1"] == "finished (recovered)"
+    assert sorted(states.values()) == ["finished", "finished (recovered)"]
