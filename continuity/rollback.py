@@ -10,10 +10,13 @@ target returns to exactly what it was before the run. The journal lives in the t
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import decimal
 import itertools
 import json
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Column, MetaData, String, Table, Text, func, select
@@ -77,21 +80,38 @@ def with_journal(product: MetaData) -> MetaData:
     return metadata
 
 
-def _encode(value: Any) -> Any:
+def to_json(value: Any) -> Any:
+    """A value as JSON with its type kept: checkpoints (a resume binds the key again) and the
+    journal's before-images (a rollback writes them back) both need it."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
     if isinstance(value, dt.datetime):
-        return {"$t": value.isoformat()}
+        return {"$datetime": value.isoformat()}
     if isinstance(value, dt.date):
-        return {"$d": value.isoformat()}
-    return value
+        return {"$date": value.isoformat()}
+    if isinstance(value, decimal.Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, uuid.UUID):
+        return {"$uuid": str(value)}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
+    return {"$text": str(value)}
 
 
-def _decode(value: Any) -> Any:
-    if isinstance(value, dict):
-        if "$t" in value:
-            return dt.datetime.fromisoformat(value["$t"])
-        if "$d" in value:
-            return dt.date.fromisoformat(value["$d"])
-    return value
+def from_json(value: Any) -> Any:
+    """A value written by :func:`to_json`, in its own type again."""
+    if not isinstance(value, dict):
+        return value
+    (tag, text), *_ = value.items()
+    readers: dict[str, Callable[[str], Any]] = {
+        "$datetime": dt.datetime.fromisoformat,
+        "$date": dt.date.fromisoformat,
+        "$decimal": decimal.Decimal,
+        "$uuid": uuid.UUID,
+        "$bytes": base64.b64decode,
+        "$text": str,
+    }
+    return readers[tag](text)
 
 
 class Journal:
@@ -127,7 +147,7 @@ class Journal:
         key_at = primary_key_indexes(self.metadata.tables[table])
         keys = list(dict.fromkeys(tuple(r[i] for i in key_at) for r in rows))
         if table in self.fresh:
-            payload = json.dumps([[_encode(v) for v in k] for k in keys])
+            payload = json.dumps([[to_json(v) for v in k] for k in keys])
             tx.upsert(JOURNAL, [(self.run_id, self._seq(), table, "inserted", payload)])
             return
         before = fetch(table, keys)
@@ -135,10 +155,10 @@ class Journal:
         entries = []
         new = [k for k in keys if k not in present]
         if new:
-            payload = json.dumps([[_encode(v) for v in k] for k in new])
+            payload = json.dumps([[to_json(v) for v in k] for k in new])
             entries.append((self.run_id, self._seq(), table, "inserted", payload))
         if before:
-            payload = json.dumps([[_encode(v) for v in r] for r in before])
+            payload = json.dumps([[to_json(v) for v in r] for r in before])
             entries.append((self.run_id, self._seq(), table, "replaced", payload))
         tx.upsert(JOURNAL, entries)
 
@@ -154,7 +174,7 @@ class Journal:
         key_at = primary_key_indexes(self.metadata.tables[table])
         before = fetch(table, list(dict.fromkeys(keys)))
         if before:
-            payload = json.dumps([[_encode(v) for v in r] for r in before])
+            payload = json.dumps([[to_json(v) for v in r] for r in before])
             tx.upsert(JOURNAL, [(self.run_id, self._seq(), table, "replaced", payload)])
         return [tuple(r[i] for i in key_at) for r in before]
 
@@ -197,7 +217,7 @@ def rollback_wave(project: Project, wave: str) -> dict[str, int]:
             loader.check()
             with loader.transaction() as tx:
                 for _seq, table, kind, payload in reversed(entries):
-                    values = [tuple(_decode(v) for v in item) for item in json.loads(payload)]
+                    values = [tuple(from_json(v) for v in item) for item in json.loads(payload)]
                     if kind == "inserted":
                         tx.delete(table, values)
                         counts[f"{table} deleted"] = counts.get(f"{table} deleted", 0) + len(values)

@@ -14,10 +14,8 @@ wrote its end was interrupted, and ``continuity status`` says so.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
-import decimal
 import hashlib
 import time
 import uuid
@@ -30,11 +28,20 @@ from sqlalchemy import MetaData, select
 from continuity import target_schema
 from continuity.domain.connect import engine_for
 from continuity.domain.errors import ConfigError, MappingError
+from continuity.domain.yamlsource import raise_all
 from continuity.ledger import AuditLedger
 from continuity.loaders.base import Loader, primary_key_indexes
 from continuity.loaders.registry import open_loader
 from continuity.project import Project
-from continuity.rollback import JOURNAL, Journal, empty_tables, next_seq, with_journal
+from continuity.rollback import (
+    JOURNAL,
+    Journal,
+    empty_tables,
+    from_json,
+    next_seq,
+    to_json,
+    with_journal,
+)
 from continuity.wave_scope import wave_scopes
 from extractors.base import Extractor, Selection
 from extractors.registry import open_extractor
@@ -317,10 +324,7 @@ def plan_steps(specs: Sequence[MappingSpec]) -> list[Step]:
                         owner = str(step.args).rpartition(".")[0]
                         if owner and owner != spec.entity and owner in needs:
                             needs[spec.entity].add(owner)
-    if errors:
-        raise MappingError(
-            errors[0] if len(errors) == 1 else f"{len(errors)} errors: " + "; ".join(errors)
-        )
+    raise_all(errors, MappingError)
     ordered: list[str] = []
     state: dict[str, int] = {}
 
@@ -358,10 +362,7 @@ def plan_steps(specs: Sequence[MappingSpec]) -> list[Step]:
         # A record follows its newer copy, so the newer copies are read first.
         ordered_sources = sorted(spec.sources, key=lambda m: m.superseded_by is not None)
         steps += [Step(spec, m) for m in ordered_sources]
-    if errors:
-        raise MappingError(
-            errors[0] if len(errors) == 1 else f"{len(errors)} errors: " + "; ".join(errors)
-        )
+    raise_all(errors, MappingError)
     return steps
 
 
@@ -733,7 +734,7 @@ class WaveRunner:
                 return StepCounts(**state["counts"], skipped=True)
             after = state.get("after")
             if after is not None:
-                after = [_from_json(v) for v in after]
+                after = [from_json(v) for v in after]
             counts = StepCounts(**state["counts"])
             if after is not None and (step.mapping.source, step.mapping.as_table) in self._needed:
                 # What the interrupted run knew of its records (newer copies, exclusions) died
@@ -907,7 +908,7 @@ class WaveRunner:
                 state: dict[str, Any] = {"run_id": run_id, "done": False}
                 state["counts"] = counts.as_dict()
                 if last is not None:
-                    state["after"] = [_jsonable(v) for v in last]
+                    state["after"] = [to_json(v) for v in last]
                 tx.set_checkpoint(ckpt_name, state)
                 self._unquarantine(tx, out, journal)
                 if out.excluded:
@@ -958,39 +959,6 @@ class _Existing:
     def close(self) -> None:
         self.conn.close()
         self.engine.dispose()
-
-
-def _jsonable(value: Any) -> Any:
-    """A key value as a checkpoint holds it: JSON, its type kept (a resume binds it again)."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, dt.datetime):
-        return {"$datetime": value.isoformat()}
-    if isinstance(value, dt.date):
-        return {"$date": value.isoformat()}
-    if isinstance(value, decimal.Decimal):
-        return {"$decimal": str(value)}
-    if isinstance(value, uuid.UUID):
-        return {"$uuid": str(value)}
-    if isinstance(value, bytes | bytearray | memoryview):
-        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
-    return {"$text": str(value)}
-
-
-def _from_json(value: Any) -> Any:
-    """The key value a checkpoint holds, in its own type again."""
-    if not isinstance(value, dict):
-        return value
-    (tag, text), *_ = value.items()
-    readers: dict[str, Callable[[str], Any]] = {
-        "$datetime": dt.datetime.fromisoformat,
-        "$date": dt.date.fromisoformat,
-        "$decimal": decimal.Decimal,
-        "$uuid": uuid.UUID,
-        "$bytes": base64.b64decode,
-        "$text": str,
-    }
-    return readers[tag](text)
 
 
 def run_wave(

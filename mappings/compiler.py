@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from continuity.domain.errors import MappingError
 from continuity.domain.keys import target_key, target_key_maker
+from continuity.domain.yamlsource import raise_all
 from mappings import operations
 from mappings.operations import Head, Reject, Step
 from mappings.spec import Condition, MappingSpec, RecordRule, SourceMapping, resolve_value
@@ -411,10 +412,7 @@ def compile_source(
         )
         for i in mapping.identity
     ]
-    if errors:
-        raise MappingError(
-            errors[0] if len(errors) == 1 else f"{len(errors)} errors: " + "; ".join(errors)
-        )
+    raise_all(errors, MappingError)
     return CompiledSource(
         spec,
         mapping,
