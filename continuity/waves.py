@@ -122,6 +122,7 @@ class RunSummary:
     entities: dict[str, StepCounts] = field(default_factory=dict)
     would_insert: dict[str, int] = field(default_factory=dict)
     would_update: dict[str, int] = field(default_factory=dict)
+    resolution: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -138,6 +139,7 @@ class RunSummary:
             "rows_read": self.rows_read,
             "steps": {k: v.as_dict() for k, v in self.steps.items()},
             "entities": {k: v.as_dict() for k, v in self.entities.items()},
+            **({"resolution": self.resolution} if self.resolution else {}),
             **(
                 {"would_insert": self.would_insert, "would_update": self.would_update}
                 if self.dry_run
@@ -408,6 +410,8 @@ class WaveRunner:
         self._dry: _Existing | None = None
         self._needed: set[tuple[str, str]] = set()
         self._resources: dict[str, Any] = {}
+        self._decisions: dict[str, dict[tuple[str, str], str]] = {}
+        self.resolution_stats: dict[str, Any] = {}
         self._journal: Journal | None = None
         self._fresh: frozenset[str] = frozenset()
         self._stale_pairs: set[tuple[str, str]] = set()
@@ -482,19 +486,24 @@ class WaveRunner:
                     found[name] = gazetteer
         return found
 
-    def _resolve(self, keys: RunKeys, progress: Progress | None) -> None:
+    def _resolve(self, keys: RunKeys, progress: Progress | None, run_id: str | None) -> None:
         """Resolve the records of every mapping that declares ``resolve`` (persons).
 
         All of the mapping's records are read, whatever the wave, so that a human's cluster and
-        its anchor are the same in every wave; only the wave's records are then loaded.
+        its anchor are the same in every wave; only the wave's records are then loaded. The
+        reviewers' decisions are applied; the pairs near the threshold are written to the work
+        store for review (not by a dry run).
         """
+        from continuity import people
         from mappings.resolution import Resolver
 
         for spec in self.specs:
             if spec.resolve is None:
                 continue
-            resolver = Resolver(spec.resolve.rules, spec.resolve.forbid)
-            fields = list(spec.resolve.fields)
+            resolver = Resolver(spec.resolve.settings, self._decisions.get(spec.entity, {}))
+            fields = spec.resolve.fields
+            named = [f for f in fields if f is not None]
+            where = [named.index(f) if f is not None else None for f in fields]
             for step in (s for s in self.steps if s.spec is spec):
                 source = self.compile(step, keys, resolving=True)
                 m = step.mapping
@@ -504,12 +513,28 @@ class WaveRunner:
                 bad, _ = self._key_problems(step, whole)
                 for batch in self.extractor(m.source).batches(whole, self.batch_size):
                     out.clear()
-                    self._map(step, source, batch, bad, out, collect=fields)
+                    self._map(step, source, batch, bad, out, collect=named)
                     for key, values in out.collected:
-                        resolver.add(prefix + key, dict(zip(fields, values, strict=True)))
+                        resolver.add(
+                            prefix + key, [None if w is None else values[w] for w in where]
+                        )
                 if progress is not None:
                     progress(f"resolve {step.name}", len(resolver), len(resolver))
+            resolver.finish()
+            self.resolution_stats[spec.entity] = resolver.stats
+            if run_id is not None:
+                people.save_review(self.project.ledger, spec.entity, run_id, resolver.review)
             self._resources[f"resolution:{spec.entity}"] = resolver
+
+    def _load_decisions(self) -> None:
+        """The reviewers' decisions on each resolved entity's pairs (from the work store)."""
+        from continuity import people
+
+        self._decisions = {
+            spec.entity: people.decisions(self.project.ledger, spec.entity)
+            for spec in self.specs
+            if spec.resolve is not None
+        }
 
     def compile(self, step: Step, keys: RunKeys, resolving: bool = False) -> CompiledSource:
         table = self.metadata.tables[step.spec.entity]
@@ -584,6 +609,7 @@ class WaveRunner:
                 self._recover(ledger, previous)
             # Decided before anything is read: a refused --resume says so at once.
             run_id, resumed = self._run_id(previous, resume, restart)
+            self._load_decisions()
             settings = self._settings()
             if resumed and previous is not None:
                 self._same_settings(previous, settings)
@@ -596,9 +622,12 @@ class WaveRunner:
             # Compile everything before the first row moves: a bad mapping or a missing column
             # fails the run here, with nothing written.
             self._resources = self.resources()
-            self._resolve(keys, progress)
+            self._resolve(keys, progress, None if dry_run else run_id)
             compiled = [self.compile(step, keys) for step in self.steps]
             summary = RunSummary(run_id, self.wave.name, dry_run, resumed)
+            summary.resolution = {
+                entity: dataclasses.asdict(stats) for entity, stats in self.resolution_stats.items()
+            }
             self._summary = summary
             if target.loader == "sql":
                 keys.preload(target.location)
@@ -673,18 +702,27 @@ class WaveRunner:
         mappings = hashlib.sha256(
             "".join(f"{s.entity}:{s.digest};" for s in self.specs).encode()
         ).hexdigest()
+        from continuity.people import decisions_digest
+
         return {
             "as_of": self.as_of.isoformat(),
             "journal": self.journal,
             "project": self.project.digest,
             "mappings": mappings,
+            "decisions": decisions_digest(
+                {
+                    (f"{entity}|{a}", b): d
+                    for entity, found in sorted(self._decisions.items())
+                    for (a, b), d in found.items()
+                }
+            ),
         }
 
     def _same_settings(self, previous: Mapping[str, Any], now: Mapping[str, Any]) -> None:
         """A resumed run goes on as it began: same date, journal, project and mappings."""
         changed = [
             name
-            for name in ("as_of", "journal", "project", "mappings")
+            for name in ("as_of", "journal", "project", "mappings", "decisions")
             if name in previous and previous[name] != now[name]
         ]
         if changed:
@@ -991,3 +1029,24 @@ def run_wave(
 def iter_steps(project: Project) -> Iterator[Step]:
     """The steps a wave of ``project`` runs, in order (for ``continuity plan``)."""
     yield from plan_steps(load_mappings(mapping_files(project.mappings)))
+
+
+def resolve_people(
+    project: Project, wave: str, entity: str = "person", progress: Progress | None = None
+) -> Any:
+    """The resolution a run of ``wave`` would make of ``entity`` (nothing is loaded or saved).
+
+    For scoring a resolution (``make bench``) and for ``continuity people resolve``.
+    """
+    runner = WaveRunner(project, wave, None, BATCH_SIZE, journal=False)
+    try:
+        runner._load_decisions()
+        runner._resources = runner.resources()
+        keys = RunKeys(referenced(runner.specs)[0])
+        runner._resolve(keys, progress, None)
+        found = runner._resources.get(f"resolution:{entity}")
+        if found is None:
+            raise ConfigError(f"no mapping of {entity!r} declares resolve:")
+        return found
+    finally:
+        runner.close()

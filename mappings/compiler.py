@@ -161,7 +161,7 @@ class CompiledSource:
     _rejects: list[tuple[RecordRule, RuleFn]]
     _excludes: list[tuple[RecordRule, RuleFn]]
     _row_when: RuleFn | None
-    _identity: list[tuple[list[int], int | None, str]]
+    _identity: list[tuple[list[int], int | None, str, int | None]]
     keys: KeyIndex
     _names: list[str]
 
@@ -246,6 +246,7 @@ class CompiledSource:
         owner = [system] * n
         identities = list(keys)
         rules = ["anchor"] * n
+        scores: list[Any] | None = None
         given: dict[int, str] = {}  # records whose target key a newer copy decided
         if m.superseded_by is not None:
             # The newer copy decides first: its values are what the target holds, so this
@@ -272,12 +273,16 @@ class CompiledSource:
                     copied.append((j, identities[j]))
         if self._identity:
             for j in range(n):
-                for number, (idx, rule_index, fixed_rule) in enumerate(self._identity):
+                for number, (idx, rule_index, fixed_rule, score_index) in enumerate(self._identity):
                     same = [values[i][j] for i in idx]
                     if all(p is not None and p != "" for p in same):
                         identities[j] = key_text(same)
                         owner[j] = f"{IDENTITY_OWNER}{number}"
                         rules[j] = fixed_rule if rule_index is None else str(values[rule_index][j])
+                        if score_index is not None:
+                            if scores is None:
+                                scores = [None] * n
+                            scores[j] = values[score_index][j]
                         break
         target_keys: list[Any] = [None] * n
         if self.spec.key_column is not None:
@@ -296,7 +301,7 @@ class CompiledSource:
                 repeat(entity),
                 target_keys,
                 rules,
-                repeat(None),
+                repeat(None) if scores is None else scores,
             )
             if dropped:
                 out.crosswalk += [x for j, x in enumerate(crosswalk) if j not in dropped]
@@ -409,6 +414,7 @@ def compile_source(
             [names.index(f) for f in i.fields if f in names],
             names.index(i.rule_field) if i.rule_field in names else None,
             i.rule or "anchor",
+            names.index(i.score_field) if i.score_field in names else None,
         )
         for i in mapping.identity
     ]

@@ -1,61 +1,383 @@
-"""Deterministic person resolution: which source records are one human.
+"""Person resolution: which source records are one human, within and across systems.
 
-The first cut merges records that share a PNC ID, or a cleansed name and date of birth, within
-and across systems, and never merges two records whose PNC IDs differ: a merge rule that would
-join two clusters holding different PNC IDs is refused (twins share a surname and a date of
-birth; a father and son share names). Records are taken in a fixed order (the mapping's sources
-in order, each in key order), so the same input always gives the same clusters, the same anchor
-(the cluster's first record) and the same rule for each merged record.
+Records are blocked on the phonetic keys of their cleansed names with their date of birth (the
+DOB's day and month taken in either order, so a swapped DOB meets the true one), and on both
+names with the year of birth for an estimated DOB. Blocks larger than ``max_block`` (a common
+name with a placeholder DOB) are not compared: they are counted and reported, never guessed at.
+Within a block every pair is scored with Jaro-Winkler on forename and surname (an exact name,
+a nickname, the same phonetic keys, one part of a double-barrelled surname and forename and
+surname swapped all count, see :mod:`continuity.domain.names`), and records sharing a PNC ID
+are paired whatever their names.
 
-Memory holds one small entry per record and per distinct rule value: the resolution of a whole
-estate is a pre-pass over the person sources' key columns, not a load of their rows.
+Pairs are then merged best first. A merge is refused, for the two whole clusters it would join,
+when any two of their records are forbidden to be one human:
+
+- ``pnc``: both have a PNC ID and the IDs differ;
+- ``dob``: both have a full DOB and they differ other than by a day/month swap (the father and
+  son with the same names), or an estimated year is more than a year from the other's;
+- ``twins``: the same surname and DOB but different forenames;
+- ``split``: a reviewer said the two are different people.
+
+A reviewer's ``confirm`` merges a pair whatever its score (but never across PNC IDs). Records
+are taken in a fixed order (the mapping's sources in order, each in key order) and ties broken
+by it, so the same input always gives the same clusters, the same anchor (the cluster's first
+record) and the same rule and score for each merged record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+from continuity.domain.names import (
+    compare_names,
+    name_parts,
+    nicknames,
+    phonetic_keys,
+)
+
+#: The parts of a record resolution reads, in the order a mapping's ``resolve.fields`` gives.
+ROLES = ("forename", "surname", "dob", "dob_estimated", "pnc")
 
 
 @dataclass(frozen=True)
-class ResolveRule:
-    """Records whose ``fields`` are all set and equal are one person."""
+class ResolveSettings:
+    """Thresholds, from the mapping's ``resolve:``."""
 
-    name: str
-    fields: tuple[str, ...]
+    match: float = 0.92  # name score at or above which two records are one human
+    review_margin: float = 0.04  # pairs this close to ``match`` (either side) go to review
+    max_block: int = 200  # blocks larger than this are not compared
+    twins_below: float = 0.9  # forename score below which same surname + DOB are two people
 
 
 @dataclass(frozen=True)
 class Resolved:
-    """Where one record went: its cluster's anchor record and the rule that joined it."""
+    """Where one record went: its cluster's anchor record, the rule that joined it, its score."""
 
     anchor: str  # the anchor's identity: "source|table|key"
-    rule: str  # "anchor", or the merge rule ("merge:same_pnc")
+    rule: str  # "anchor", or the merge rule ("merge:same_pnc", "merge:name_dob" ...)
     role: str  # "anchor" or "merged"
+    score: int | None = None  # the joining pair's name score, per mille
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A scored candidate pair, as review lists it."""
+
+    a: str
+    b: str
+    score: float
+    rule: str
+    reasons: tuple[str, ...]
+    merged: bool
+    refused: str = ""  # the hard rule that refused it, when it was refused
+
+
+@dataclass
+class ResolutionStats:
+    records: int = 0
+    compared: int = 0
+    blocks_capped: int = 0
+    records_in_capped_blocks: int = 0
+    merged: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
+    decisions_applied: int = 0
+
+
+def _dob_of(value: Any) -> int | None:
+    """A DOB as a day ordinal (dates, datetimes, ISO text), else None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date().toordinal()
+    if isinstance(value, dt.date):
+        return value.toordinal()
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value[:10]).toordinal()
+        except ValueError:
+            return None
+    return None
+
+
+def _swap_canon(ordinal: int) -> tuple[int, int, int]:
+    """The DOB with day and month in a fixed order: a DOB and its swap give the same key."""
+    d = dt.date.fromordinal(ordinal)
+    low, high = sorted((d.day, d.month))
+    return d.year, low, high
+
+
+def _swapped(a: int, b: int) -> bool:
+    da, db = dt.date.fromordinal(a), dt.date.fromordinal(b)
+    return da.year == db.year and da.day == db.month and da.month == db.day
 
 
 class Resolver:
-    """Union-find over records, fed in order; :meth:`resolved` answers per record.
+    """Collect records with :meth:`add`, then :meth:`finish`; :meth:`resolved` answers."""
 
-    Args:
-        rules: merge rules, tried in order for each record.
-        forbid: fields whose differing values forbid a merge (the PNC ID).
-    """
-
-    def __init__(self, rules: Sequence[ResolveRule], forbid: Sequence[str] = ()) -> None:
-        self.rules = list(rules)
-        self.forbid = list(forbid)
+    def __init__(
+        self,
+        settings: ResolveSettings | None = None,
+        decisions: Mapping[tuple[str, str], str] | None = None,
+    ) -> None:
+        self.settings = settings or ResolveSettings()
+        self.decisions = dict(decisions or {})
         self._ids: dict[str, int] = {}
         self._names: list[str] = []
+        self._fore: list[str] = []
+        self._sur: list[tuple[str, ...]] = []
+        self._dob: list[int | None] = []
+        self._est: list[bool] = []
+        self._pnc: list[str | None] = []
+        self._intern: dict[Any, Any] = {}
         self._parent: list[int] = []
-        self._rule: list[str] = []  # how each record joined its cluster ("" for an anchor)
-        self._forbidden: dict[int, frozenset[Any]] = {}  # root -> forbid values in its cluster
-        self._seen: list[dict[Any, int]] = [{} for _ in self.rules]
-        self.refused = 0
+        self._rule: list[str] = []
+        self._score: list[int | None] = []
+        self._members: dict[int, list[int]] = {}
+        self._splits: dict[int, set[int]] = defaultdict(set)
+        self.review: list[Pair] = []
+        self.stats = ResolutionStats()
+        self.finished = False
 
     def __len__(self) -> int:
         return len(self._names)
+
+    def _i(self, value: Any) -> Any:
+        return self._intern.setdefault(value, value)
+
+    def add(self, identity: str, values: Sequence[Any] | Mapping[str, Any]) -> None:
+        """Add one record (``source|table|key``) with its ``ROLES`` values (a sequence or map)."""
+        if self.finished:
+            raise RuntimeError("the resolution is finished: no more records")
+        if identity in self._ids:
+            return
+        if isinstance(values, Mapping):
+            values = [values.get(r) for r in ROLES]
+        forename, surname, dob, estimated, pnc = (list(values) + [None] * 5)[:5]
+        fparts = name_parts(forename) if isinstance(forename, str) else ()
+        self._ids[identity] = len(self._names)
+        self._names.append(identity)
+        self._fore.append(self._i(fparts[0] if fparts else ""))
+        self._sur.append(self._i(name_parts(surname) if isinstance(surname, str) else ()))
+        self._dob.append(_dob_of(dob))
+        self._est.append(bool(estimated) and estimated not in ("0", "false", "N"))
+        text = str(pnc).strip().upper() if pnc not in (None, "") else ""
+        self._pnc.append(self._i(text) if text else None)
+
+    # -- comparing two records --------------------------------------------------------------
+
+    def _dob_relation(self, i: int, j: int) -> str:
+        """``dob``, ``dob_swap``, ``dob_year`` (an estimate within a year), ``unknown`` or
+        ``different``."""
+        a, b = self._dob[i], self._dob[j]
+        if a is None or b is None:
+            return "unknown"
+        if self._est[i] or self._est[j]:
+            ya, yb = dt.date.fromordinal(a).year, dt.date.fromordinal(b).year
+            return "dob_year" if abs(ya - yb) <= 1 else "different"
+        if a == b:
+            return "dob"
+        if _swapped(a, b):
+            return "dob_swap"
+        return "different"
+
+    def _forbidden(self, i: int, j: int) -> str:
+        """The hard rule forbidding records ``i`` and ``j`` to be one human, or ``""``."""
+        pa, pb = self._pnc[i], self._pnc[j]
+        if pa and pb and pa != pb:
+            return "pnc"
+        if j in self._splits.get(i, ()):
+            return "split"
+        relation = self._dob_relation(i, j)
+        if relation == "different":
+            return "dob"
+        if relation in ("dob", "dob_swap"):
+            names = compare_names(self._fore[i], self._sur[i], self._fore[j], self._sur[j])
+            if names.surname >= 0.9 and names.forename < self.settings.twins_below:
+                return "twins"
+        return ""
+
+    # -- resolving ---------------------------------------------------------------------------
+
+    def _blocks(self) -> Iterable[list[int]]:
+        """Each blocking pass's blocks, one pass at a time (memory: one pass's index)."""
+        n = len(self._names)
+        nick = nicknames()
+
+        def exact(i: int) -> bool:
+            return self._dob[i] is not None and not self._est[i]
+
+        def surname_keys(i: int) -> set[str]:
+            parts = self._sur[i]
+            whole = phonetic_keys("".join(parts))[0]
+            return {whole, *(phonetic_keys(p)[0] for p in parts if len(parts) > 1)} - {""}
+
+        def forename_keys(i: int) -> set[str]:
+            f = self._fore[i]
+            if not f:
+                return set()
+            return {phonetic_keys(f)[0], *("~" + c for c in nick.canonical(f))}
+
+        passes = [
+            # surname sounds alike, DOB in either day/month order: catches forename variants
+            lambda i: (
+                {(k, _swap_canon(self._dob[i])) for k in surname_keys(i)}  # type: ignore[arg-type]
+                if exact(i)
+                else ()
+            ),
+            # forename sounds alike (or is a nickname), DOB either way: surname variants
+            lambda i: (
+                {(k, _swap_canon(self._dob[i])) for k in forename_keys(i)}  # type: ignore[arg-type]
+                if exact(i)
+                else ()
+            ),
+            # both names, year of birth (an estimate meets the years either side of it)
+            self._year_keys,
+        ]
+        for keys_of in passes:
+            index: dict[Any, list[int]] = defaultdict(list)
+            for i in range(n):
+                for k in keys_of(i):
+                    index[k].append(i)
+            for members in index.values():
+                if len(members) > 1:
+                    yield members
+            del index
+
+    def _year_keys(self, i: int) -> set[Any]:
+        d = self._dob[i]
+        if d is None or not self._fore[i] or not self._sur[i]:
+            return set()
+        year = dt.date.fromordinal(d).year
+        years = (year - 1, year, year + 1) if self._est[i] else (year,)
+        f = phonetic_keys(self._fore[i])[0]
+        s = phonetic_keys("".join(self._sur[i]))[0]
+        return {(f, s, y) for y in years}
+
+    def _candidates(self) -> dict[tuple[int, int], tuple[float, str, tuple[str, ...]]]:
+        s = self.settings
+        floor = s.match - s.review_margin
+        found: dict[tuple[int, int], tuple[float, str, tuple[str, ...]]] = {}
+        by_pnc: dict[str, int] = {}
+        for i, pnc in enumerate(self._pnc):
+            if pnc:
+                first = by_pnc.setdefault(pnc, i)
+                if first != i:
+                    found[(first, i)] = (1.0, "same_pnc", ("pnc",))
+        for members in self._blocks():
+            if len(members) > s.max_block:
+                self.stats.blocks_capped += 1
+                self.stats.records_in_capped_blocks += len(members)
+                continue
+            for x, i in enumerate(members):
+                for j in members[x + 1 :]:
+                    if (i, j) in found:
+                        continue
+                    relation = self._dob_relation(i, j)
+                    if relation in ("different", "unknown"):
+                        continue
+                    if relation == "dob_year" and not (self._est[i] or self._est[j]):
+                        continue
+                    self.stats.compared += 1
+                    names = compare_names(self._fore[i], self._sur[i], self._fore[j], self._sur[j])
+                    if names.score >= floor:
+                        found[(i, j)] = (
+                            names.score,
+                            "name_" + relation,
+                            (*names.reasons, relation),
+                        )
+        for (a, b), decision in self.decisions.items():
+            ia, ib = self._ids.get(a), self._ids.get(b)
+            if ia is None or ib is None:
+                continue
+            i, j = min(ia, ib), max(ia, ib)
+            if decision == "split":
+                self._splits[i].add(j)
+                self._splits[j].add(i)
+            elif decision == "confirm":
+                score = found.get((i, j), (1.0, "", ()))[0]
+                found[(i, j)] = (score, "confirmed", ("reviewer",))
+            self.stats.decisions_applied += 1
+        return found
+
+    def finish(self) -> None:
+        """Resolve every record added."""
+        if self.finished:
+            return
+        s = self.settings
+        n = len(self._names)
+        self.stats.records = n
+        self._parent = list(range(n))
+        self._rule = [""] * n
+        self._score = [None] * n
+        found = self._candidates()
+        rank = {"confirmed": 0, "same_pnc": 1}
+        order = sorted(found.items(), key=lambda kv: (rank.get(kv[1][1], 2), -kv[1][0], kv[0]))
+        # An estimated DOB is weak evidence: such pairs wait until the strong ones are merged,
+        # then merge only where the estimate leaves no choice (one cluster fits it).
+        weak = [p for p in order if p[1][1] == "name_dob_year"]
+        strong = [p for p in order if p[1][1] != "name_dob_year"]
+        for (i, j), (score, rule, reasons) in strong:
+            self._consider(i, j, score, rule, reasons)
+        choices: dict[int, set[int]] = defaultdict(set)
+        for (i, j), (score, _, _) in weak:
+            if score >= s.match:
+                for e, other in ((i, j), (j, i)):
+                    if self._est[e]:
+                        choices[e].add(self._find(other))
+        for (i, j), (score, rule, reasons) in weak:
+            ambiguous = any(
+                len({self._find(c) for c in choices.get(e, ())} - {self._find(e)}) > 1
+                for e in (i, j)
+                if self._est[e]
+            )
+            self._consider(i, j, score, rule, reasons, "ambiguous" if ambiguous else "")
+        self._members.clear()
+        self.finished = True
+
+    def _consider(
+        self,
+        i: int,
+        j: int,
+        score: float,
+        rule: str,
+        reasons: tuple[str, ...],
+        refuse: str = "",
+    ) -> None:
+        """Merge one candidate pair if its score and the hard rules allow; note it for review
+        when it was near the threshold."""
+        s = self.settings
+        near = s.review_margin
+        confirmed = rule == "confirmed"
+        if not confirmed and rule != "same_pnc" and score < s.match:
+            if score >= s.match - near:
+                self.review.append(self._pair(i, j, score, rule, reasons, False))
+            return
+        refused = "" if confirmed else refuse
+        refused = refused or self._union(i, j, rule, score, confirmed)
+        if refused:
+            self.stats.refused[refused] = self.stats.refused.get(refused, 0) + 1
+            if score >= s.match - near and refused != "split":
+                self.review.append(self._pair(i, j, score, rule, reasons, False, refused))
+            return
+        self.stats.merged[rule] = self.stats.merged.get(rule, 0) + 1
+        if not confirmed and rule != "same_pnc" and score < s.match + near:
+            self.review.append(self._pair(i, j, score, rule, reasons, True))
+
+    def _pair(
+        self,
+        i: int,
+        j: int,
+        score: float,
+        rule: str,
+        reasons: tuple[str, ...],
+        merged: bool,
+        refused: str = "",
+    ) -> Pair:
+        return Pair(self._names[i], self._names[j], round(score, 4), rule, reasons, merged, refused)
 
     def _find(self, i: int) -> int:
         parent = self._parent
@@ -66,68 +388,57 @@ class Resolver:
             parent[i], i = root, parent[i]
         return root
 
-    def add(self, identity: str, values: dict[str, Any]) -> None:
-        """Add one record (``source|table|key``) with its rule and forbid field values."""
-        if identity in self._ids:
-            return
-        me = len(self._names)
-        self._ids[identity] = me
-        self._names.append(identity)
-        self._parent.append(me)
-        self._rule.append("")
-        forbidden = frozenset(
-            (f, values[f]) for f in self.forbid if values.get(f) not in (None, "")
-        )
-        if forbidden:
-            self._forbidden[me] = forbidden
-        for number, rule in enumerate(self.rules):
-            parts = tuple(values.get(f) for f in rule.fields)
-            if any(p is None or p == "" for p in parts):
-                continue
-            seen = self._seen[number]
-            other = seen.get(parts)
-            if other is None:
-                seen[parts] = me
-                continue
-            self._union(other, me, f"merge:{rule.name}")
-
-    def _union(self, earlier: int, me: int, rule: str) -> None:
-        a, b = self._find(earlier), self._find(me)
+    def _union(self, i: int, j: int, rule: str, score: float, confirmed: bool) -> str:
+        """Join the clusters of ``i`` and ``j``; return the hard rule refusing it, or ``""``."""
+        a, b = self._find(i), self._find(j)
         if a == b:
-            return
-        fa, fb = self._forbidden.get(a, frozenset()), self._forbidden.get(b, frozenset())
-        if fa and fb and _conflict(fa, fb):
-            self.refused += 1
-            return
-        # The cluster whose anchor came first absorbs the other: anchors are first records.
+            return ""
+        ma = self._members.get(a, [a])
+        mb = self._members.get(b, [b])
+        for x in ma:
+            for y in mb:
+                why = self._forbidden(x, y)
+                if why and (not confirmed or why in ("pnc", "split")):
+                    return why
         root, child = (a, b) if a < b else (b, a)
         self._parent[child] = root
-        if fa or fb:
-            self._forbidden[root] = fa | fb
-            self._forbidden.pop(child, None)
-        if not self._rule[me] and me != root:
-            self._rule[me] = rule
-        if child != me and not self._rule[child]:
-            self._rule[child] = rule
+        self._members[root] = ma + mb
+        self._members.pop(child, None)
+        # The record joining an existing cluster carries the rule; anchors carry none.
+        for k in (i, j):
+            if k != root and not self._rule[k]:
+                self._rule[k] = "merge:" + rule
+                self._score[k] = round(score * 1000)
+        if child != root and not self._rule[child]:
+            self._rule[child] = "merge:" + rule
+            self._score[child] = round(score * 1000)
+        return ""
 
     def resolved(self, identity: str) -> Resolved | None:
-        """The record's cluster anchor and rule, or None if it was never added."""
+        """The record's cluster anchor, rule and score, or None if it was never added."""
+        if not self.finished:
+            self.finish()
         i = self._ids.get(identity)
         if i is None:
             return None
         root = self._find(i)
         if root == i:
-            return Resolved(identity, "anchor", "anchor")
-        return Resolved(self._names[root], self._rule[i] or "merge:resolved", "merged")
+            return Resolved(identity, "anchor", "anchor", None)
+        return Resolved(
+            self._names[root], self._rule[i] or "merge:resolved", "merged", self._score[i]
+        )
 
-    def clusters(self) -> int:
+    def clusters(self) -> dict[int, list[str]]:
+        """Every cluster: its records' identities by the anchor's position."""
+        if not self.finished:
+            self.finish()
+        out: dict[int, list[str]] = defaultdict(list)
+        for i, name in enumerate(self._names):
+            out[self._find(i)].append(name)
+        return dict(out)
+
+    def cluster_count(self) -> int:
         """How many persons the records resolve to."""
+        if not self.finished:
+            self.finish()
         return sum(1 for i in range(len(self._parent)) if self._find(i) == i)
-
-
-def _conflict(a: frozenset[Any], b: frozenset[Any]) -> bool:
-    """Whether two clusters hold different values of a forbid field."""
-    by_field: dict[str, set[Any]] = {}
-    for f, v in a:
-        by_field.setdefault(f, set()).add(v)
-    return any(f in by_field and v not in by_field[f] for f, v in b)

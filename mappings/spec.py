@@ -26,7 +26,7 @@ import yaml
 from continuity.domain.errors import MappingError
 from continuity.domain.yamlsource import Located, Path_, load, raise_all, schema_errors
 from mappings import operations
-from mappings.resolution import ResolveRule
+from mappings.resolution import ROLES, ResolveSettings
 
 #: Operations that produce a field's first value from the source row.
 HEADS = (
@@ -130,6 +130,7 @@ class Identity:
     fields: tuple[str, ...]
     rule: str | None
     rule_field: str | None
+    score_field: str | None = None  # the crosswalk's score (a resolution's, per mille)
 
 
 @dataclass(frozen=True)
@@ -169,13 +170,13 @@ class CodeTable:
 class Resolve:
     """Resolution of the mapping's records into one target record per human (persons)."""
 
-    rules: tuple[ResolveRule, ...]
-    forbid: tuple[str, ...]
+    roles: Mapping[str, str]  # resolution's part (forename, surname, dob ...) -> field name
+    settings: ResolveSettings
 
     @property
-    def fields(self) -> tuple[str, ...]:
-        names = [f for r in self.rules for f in r.fields] + list(self.forbid)
-        return tuple(dict.fromkeys(names))
+    def fields(self) -> tuple[str | None, ...]:
+        """The field playing each of resolution's ``ROLES``, in order (None: not mapped)."""
+        return tuple(self.roles.get(r) for r in ROLES)
 
 
 @dataclass(frozen=True)
@@ -265,13 +266,19 @@ class _Builder:
         resolve = None
         if "resolve" in data:
             r = data["resolve"]
+            defaults = ResolveSettings()
             resolve = Resolve(
-                tuple(ResolveRule(x["name"], tuple(x["fields"])) for x in r["rules"]),
-                tuple(r.get("forbid", [])),
+                dict(r["fields"]),
+                ResolveSettings(
+                    float(r.get("match", defaults.match)),
+                    float(r.get("review_margin", defaults.review_margin)),
+                    int(r.get("max_block", defaults.max_block)),
+                    float(r.get("twins_below", defaults.twins_below)),
+                ),
             )
             for i, s in enumerate(sources):
                 names = {f.name for f in s.fields}
-                for name in resolve.fields:
+                for name in r["fields"].values():
                     if name not in names:
                         self.error(
                             ("sources", i, "fields"),
@@ -352,9 +359,15 @@ class _Builder:
                     self.error((*at, "fields", k), f"no field {name!r}")
             if "rule_field" in i and i["rule_field"] not in names:
                 self.error((*at, "rule_field"), f"no field {i['rule_field']!r}")
+            if "score_field" in i and i["score_field"] not in names:
+                self.error((*at, "score_field"), f"no field {i['score_field']!r}")
             if ("rule" in i) == ("rule_field" in i):
                 self.error(at, "give exactly one of rule and rule_field")
-            identity.append(Identity(tuple(i["fields"]), i.get("rule"), i.get("rule_field")))
+            identity.append(
+                Identity(
+                    tuple(i["fields"]), i.get("rule"), i.get("rule_field"), i.get("score_field")
+                )
+            )
         superseded = None
         if "superseded_by" in s:
             superseded = SupersededBy(s["superseded_by"]["source"], s["superseded_by"]["table"])
@@ -475,9 +488,10 @@ class _Builder:
         ):
             return "needs {lines: [COLUMNS]}"
         if op == "resolved" and (
-            not isinstance(args, str) or args.rpartition(".")[2] not in ("anchor", "rule", "role")
+            not isinstance(args, str)
+            or args.rpartition(".")[2] not in ("anchor", "rule", "role", "score")
         ):
-            return "is anchor, rule or role (of another entity's resolution: person.role)"
+            return "is anchor, rule, role or score (of another entity's resolution: person.role)"
         if op == "code" and args not in codes:
             known = ", ".join(sorted(codes)) or "none declared under codes"
             return f"no code table {args!r} ({known})"

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from continuity.domain.phonetics import name_similarity, phonetic_keys
+from continuity.domain.names import name_similarity, phonetic_keys
 from reconcile import normalisers
 from reconcile.columns import SEP
 from reconcile.spec import SurvivalSpec

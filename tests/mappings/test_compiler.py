@@ -742,8 +742,7 @@ PERSONS = """
     entity: person
     key: person_id
     resolve:
-      rules: [{name: same_pnc, fields: [_pnc]}]
-      forbid: [_pnc]
+      fields: {forename: surname, surname: surname, dob: surname, pnc: _pnc}
     sources:
       - source: legacy
         table: NOMINAL
@@ -760,13 +759,13 @@ PERSONS = """
 
 
 def test_resolved_identity_and_row_when_make_one_person_per_cluster(tmp_path: Path) -> None:
-    from mappings.resolution import Resolver, ResolveRule
+    from mappings.resolution import Resolver
 
     spec = load(tmp_path, PERSONS)
-    assert spec.resolve is not None and spec.resolve.forbid == ("_pnc",)
-    resolver = Resolver([ResolveRule("same_pnc", ("_pnc",))], ("_pnc",))
+    assert spec.resolve is not None and spec.resolve.fields[-1] == "_pnc"
+    resolver = Resolver(spec.resolve.settings)
     for key, pnc in (("N1", "99/1A"), ("N2", "99/1A"), ("N3", "99/2B")):
-        resolver.add(f"legacy|NOMINAL|{key}", {"_pnc": pnc})
+        resolver.add(f"legacy|NOMINAL|{key}", {"pnc": pnc})
     compiled = compile_(
         spec,
         columns=("NOMINAL_REF", "SURNAME", "PNC_ID"),

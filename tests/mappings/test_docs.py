@@ -79,7 +79,7 @@ def schema_names(
 def test_the_walk_reaches_nested_keys() -> None:
     names = schema_names(json_schema())
     assert {"as_table", "copy_of", "only", "unless", "excluded", "as", "reason"} <= names
-    assert {"column_as", "rule_field", "forbid"} <= names
+    assert {"column_as", "rule_field", "twins_below", "dob_estimated"} <= names
 
 
 def test_the_page_has_examples() -> None:

@@ -306,27 +306,28 @@ CASES = [
         ("forename: FORENAME1", "forename: {resolved: cluster}"),
         "forename:",
         "sources.0.fields.forename",
-        "resolved: is anchor, rule or role",
+        "resolved: is anchor, rule, role or score",
     ),
     (
         "resolve on a field a source does not map",
         (
             "key: person_id\n",
-            "key: person_id\nresolve: {rules: [{name: same_pnc, fields: [_pnc]}]}\n",
+            "key: person_id\nresolve: {fields: {forename: surname, surname: surname, "
+            "dob: surname, pnc: _pnc}}\n",
         ),
         "    fields:",
         "sources.0.fields",
         "resolve uses field '_pnc', which this source does not map",
     ),
     (
-        "a resolve rule name that is not lower case",
+        "a resolve threshold above 1",
         (
             "key: person_id\n",
-            "key: person_id\nresolve: {rules: [{name: Same PNC, fields: [surname]}]}\n",
+            "key: person_id\nresolve: {fields: {forename: f, surname: s, dob: d}, match: 1.5}\n",
         ),
         "resolve:",
-        "resolve.rules.0.name",
-        "'Same PNC' does not match",
+        "resolve.match",
+        "1.5 is greater than the maximum of 1",
     ),
     (
         "a rule without a reason",

@@ -1,0 +1,235 @@
+"""People review: merges near the threshold for a human to confirm or split, and the decisions.
+
+Each wave that resolves persons rewrites the review list of its entity in the work store (the
+ledger's database): the pairs whose score fell within the mapping's ``review_margin`` of its
+``match`` threshold, merged or not, and those a hard rule refused. A reviewer's decision
+(``confirm`` or ``split``) is kept in the work store for good, written to the audit ledger with
+the operator and the reason, and applied by every later resolution: a split pair is never merged
+again, a confirmed one always is (unless their PNC IDs differ).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    select,
+)
+from sqlalchemy.exc import SQLAlchemyError
+
+from continuity.domain.connect import engine_for, redact
+from continuity.domain.errors import ContinuityError, LedgerError
+from continuity.ledger import AuditLedger, operator, sqlite_file_ready
+
+metadata = MetaData()
+
+person_review = Table(
+    "person_review",
+    metadata,
+    Column("entity", String(60), primary_key=True),
+    Column("pair_id", Integer, primary_key=True),
+    Column("record_a", String(200), nullable=False),
+    Column("record_b", String(200), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("rule", String(40), nullable=False),
+    Column("reasons", String(200), nullable=False),
+    Column("merged", Integer, nullable=False),
+    Column("refused", String(20), nullable=False),
+    Column("run_id", String(64)),
+)
+person_decision = Table(
+    "person_decision",
+    metadata,
+    Column("entity", String(60), primary_key=True),
+    Column("record_a", String(200), primary_key=True),
+    Column("record_b", String(200), primary_key=True),
+    Column("decision", String(10), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("operator", String(80), nullable=False),
+    Column("decided_at", DateTime, nullable=False),
+)
+
+DECISIONS = ("confirm", "split")
+
+
+class ReviewError(ContinuityError):
+    """A review command that cannot be done (no such pair, no reason)."""
+
+
+def _engine(url: str) -> Engine:
+    sqlite_file_ready(url)
+    engine = engine_for(url)
+    try:
+        metadata.create_all(engine)
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise LedgerError(f"work store {redact(url)}: {line}") from exc
+    return engine
+
+
+def _ordered(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a <= b else (b, a)
+
+
+def decisions(url: str, entity: str) -> dict[tuple[str, str], str]:
+    """Every decision on ``entity``'s pairs: (record, record) -> confirm or split."""
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    person_decision.c.record_a,
+                    person_decision.c.record_b,
+                    person_decision.c.decision,
+                ).where(person_decision.c.entity == entity)
+            )
+            return {(a, b): d for a, b, d in rows}
+    finally:
+        engine.dispose()
+
+
+def decisions_digest(found: Mapping[tuple[str, str], str]) -> str:
+    """A digest of a set of decisions, for the run's settings (a resumed run uses the same)."""
+    body = json.dumps(sorted(f"{a}\t{b}\t{d}" for (a, b), d in found.items()))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def save_review(url: str, entity: str, run_id: str | None, pairs: Iterable[Any]) -> int:
+    """Replace ``entity``'s review list with ``pairs`` (:class:`mappings.resolution.Pair`)."""
+    rows = [
+        {
+            "entity": entity,
+            "pair_id": number,
+            "record_a": p.a,
+            "record_b": p.b,
+            "score": p.score,
+            "rule": p.rule,
+            "reasons": ",".join(p.reasons),
+            "merged": int(p.merged),
+            "refused": p.refused,
+            "run_id": run_id,
+        }
+        for number, p in enumerate(pairs, start=1)
+    ]
+    engine = _engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(delete(person_review).where(person_review.c.entity == entity))
+            if rows:
+                conn.execute(insert(person_review), rows)
+    finally:
+        engine.dispose()
+    return len(rows)
+
+
+def review(url: str, entity: str) -> list[dict[str, Any]]:
+    """The review list of ``entity`` with any decision already made on each pair."""
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            made = {
+                (r.record_a, r.record_b): r
+                for r in conn.execute(
+                    select(person_decision).where(person_decision.c.entity == entity)
+                )
+            }
+            out = []
+            for r in conn.execute(
+                select(person_review)
+                .where(person_review.c.entity == entity)
+                .order_by(person_review.c.pair_id)
+            ):
+                d = made.get(_ordered(r.record_a, r.record_b))
+                out.append(
+                    {
+                        "pair": r.pair_id,
+                        "a": r.record_a,
+                        "b": r.record_b,
+                        "score": r.score,
+                        "rule": r.rule,
+                        "reasons": r.reasons.split(",") if r.reasons else [],
+                        "merged": bool(r.merged),
+                        "refused": r.refused,
+                        "decision": d.decision if d else None,
+                        "decided_by": d.operator if d else None,
+                    }
+                )
+            return out
+    finally:
+        engine.dispose()
+
+
+def decide(
+    url: str, entity: str, pair: int | tuple[str, str], decision: str, reason: str
+) -> dict[str, Any]:
+    """Record a reviewer's ``confirm`` or ``split`` of a pair (by review number or records)."""
+    if decision not in DECISIONS:
+        raise ReviewError(f"decision {decision!r}: say confirm or split")
+    if not reason.strip():
+        raise ReviewError("a decision needs a --reason")
+    engine = _engine(url)
+    try:
+        if isinstance(pair, int):
+            with engine.connect() as conn:
+                row = conn.execute(
+                    select(person_review.c.record_a, person_review.c.record_b).where(
+                        person_review.c.entity == entity, person_review.c.pair_id == pair
+                    )
+                ).first()
+            if row is None:
+                raise ReviewError(
+                    f"no pair {pair} in the review list of {entity!r} "
+                    "(continuity people review lists them)"
+                )
+            a, b = _ordered(row[0], row[1])
+        else:
+            a, b = _ordered(*pair)
+            if a == b:
+                raise ReviewError("a pair needs two different records")
+        who = operator()
+        at = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+        entry = {"entity": entity, "a": a, "b": b, "decision": decision, "reason": reason}
+        # The audit entry first: no decision is ever applied that the ledger does not hold.
+        ledger = AuditLedger(url)
+        try:
+            ledger.append("people-decision", entry)
+        finally:
+            ledger.close()
+        with engine.begin() as conn:
+            conn.execute(
+                delete(person_decision).where(
+                    person_decision.c.entity == entity,
+                    person_decision.c.record_a == a,
+                    person_decision.c.record_b == b,
+                )
+            )
+            conn.execute(
+                insert(person_decision).values(
+                    entity=entity,
+                    record_a=a,
+                    record_b=b,
+                    decision=decision,
+                    reason=reason,
+                    operator=who,
+                    decided_at=at,
+                )
+            )
+    finally:
+        engine.dispose()
+    return {**entry, "operator": who}
