@@ -501,30 +501,39 @@ class WaveRunner:
             if spec.resolve is None:
                 continue
             resolver = Resolver(spec.resolve.settings, self._decisions.get(spec.entity, {}))
-            fields = spec.resolve.fields
-            named = [f for f in fields if f is not None]
-            where = [named.index(f) if f is not None else None for f in fields]
-            for step in (s for s in self.steps if s.spec is spec):
-                source = self.compile(step, keys, resolving=True)
-                m = step.mapping
-                prefix = f"{m.source}|{m.table or m.as_table}|"  # by the physical table
-                out = BatchOut()
-                whole = dataclasses.replace(self.selection(step), where=m.where)
-                bad, _ = self._key_problems(step, whole)
-                for batch in self.extractor(m.source).batches(whole, self.batch_size):
-                    out.clear()
-                    self._map(step, source, batch, bad, out, collect=named)
-                    for key, values in out.collected:
-                        resolver.add(
-                            prefix + key, [None if w is None else values[w] for w in where]
-                        )
-                if progress is not None:
-                    progress(f"resolve {step.name}", len(resolver), len(resolver))
+            for identity, values in self._person_records(spec, keys, progress):
+                resolver.add(identity, values)
             resolver.finish()
             self.resolution_stats[spec.entity] = resolver.stats
             if run_id is not None:
                 people.save_review(self.project.ledger, spec.entity, run_id, resolver.review)
             self._resources[f"resolution:{spec.entity}"] = resolver
+
+    def _person_records(
+        self, spec: MappingSpec, keys: RunKeys, progress: Progress | None = None
+    ) -> Iterator[tuple[str, list[Any]]]:
+        """Every record of a resolved mapping, whatever the wave: ``source|table|key`` and its
+        values for resolution's ``ROLES`` (None where the mapping names no field)."""
+        assert spec.resolve is not None
+        fields = spec.resolve.fields
+        named = [f for f in fields if f is not None]
+        where = [named.index(f) if f is not None else None for f in fields]
+        done = 0
+        for step in (s for s in self.steps if s.spec is spec):
+            source = self.compile(step, keys, resolving=True)
+            m = step.mapping
+            prefix = f"{m.source}|{m.table or m.as_table}|"  # by the physical table
+            out = BatchOut()
+            whole = dataclasses.replace(self.selection(step), where=m.where)
+            bad, _ = self._key_problems(step, whole)
+            for batch in self.extractor(m.source).batches(whole, self.batch_size):
+                out.clear()
+                self._map(step, source, batch, bad, out, collect=named)
+                for key, values in out.collected:
+                    yield prefix + key, [None if w is None else values[w] for w in where]
+                done += len(out.collected)
+            if progress is not None:
+                progress(f"resolve {step.name}", done, done)
 
     def _load_decisions(self) -> None:
         """The reviewers' decisions on each resolved entity's pairs (from the work store)."""
@@ -1029,6 +1038,25 @@ def run_wave(
 def iter_steps(project: Project) -> Iterator[Step]:
     """The steps a wave of ``project`` runs, in order (for ``continuity plan``)."""
     yield from plan_steps(load_mappings(mapping_files(project.mappings)))
+
+
+def person_records(
+    project: Project, entity: str = "person", progress: Progress | None = None
+) -> Iterator[tuple[str, list[Any]]]:
+    """Every source record of ``entity``'s resolved mapping, read as resolution reads it:
+    ``(source|table|key, [forename, surname, dob, dob_estimated, pnc])`` (``ROLES`` order).
+
+    Streams: nothing is kept. For the search index and for scoring resolution.
+    """
+    runner = WaveRunner(project, next(iter(project.waves), "all"), None, BATCH_SIZE, journal=False)
+    try:
+        spec = next((s for s in runner.specs if s.entity == entity and s.resolve), None)
+        if spec is None:
+            raise ConfigError(f"no mapping of {entity!r} declares resolve:")
+        runner._resources = runner.resources()
+        yield from runner._person_records(spec, RunKeys(referenced(runner.specs)[0]), progress)
+    finally:
+        runner.close()
 
 
 def resolve_people(
