@@ -602,5 +602,101 @@ def status_command(project_path: Path | None) -> None:
     click.echo(wave_status(project))
 
 
+@main.group("people", cls=ContinuityGroup)
+def people_group() -> None:
+    """Person resolution: review merges near the threshold, confirm or split them.
+
+    Each wave resolves persons (the person mapping's resolve:) and lists the pairs whose
+    score fell near the threshold, merged or not. A reviewer confirms or splits each; the
+    decision is written to the audit ledger and applied by every later run.
+    """
+
+
+@people_group.command("review")
+@_project_option
+@click.option("--entity", default="person", show_default=True, help="The resolved entity.")
+@click.option("--undecided", is_flag=True, help="Only pairs no reviewer has decided yet.")
+@click.option("--json", "as_json", is_flag=True, help="Print the pairs as JSON.")
+def people_review(project_path: Path | None, entity: str, undecided: bool, as_json: bool) -> None:
+    """List the pairs the last run's resolution put near its threshold.
+
+    \b
+    Example:
+      continuity people review --project examples/gmp
+      continuity people decide 3 split --reason "twins: different schools" -p examples/gmp
+    """
+    import json
+
+    from continuity import people
+    from continuity.project import load_project
+
+    project = load_project(project_path)
+    pairs = people.review(project.ledger, entity)
+    if undecided:
+        pairs = [p for p in pairs if p["decision"] is None]
+    if as_json:
+        click.echo(json.dumps(pairs, indent=1))
+        return
+    if not pairs:
+        click.echo(f"No {entity} pairs to review (run a wave that resolves them first).")
+        return
+    for p in pairs:
+        state = "merged" if p["merged"] else f"not merged ({p['refused'] or 'below threshold'})"
+        decided = f"  decided: {p['decision']} by {p['decided_by']}" if p["decision"] else ""
+        click.echo(
+            f"#{p['pair']:<4} score {p['score']:.3f}  {state}  [{', '.join(p['reasons'])}]"
+            f"{decided}\n      {p['a']}: {p['a_seen']}\n      {p['b']}: {p['b_seen']}"
+        )
+    click.echo(
+        f"{len(pairs)} pairs. Decide with: continuity people decide PAIR confirm|split --reason ..."
+    )
+
+
+@people_group.command("decide")
+@_project_option
+@click.argument("pair")
+@click.argument("decision", type=click.Choice(["confirm", "split"]))
+@click.option("--reason", required=True, help="Why (written to the audit ledger).")
+@click.option("--entity", default="person", show_default=True, help="The resolved entity.")
+@click.option("--with", "other", metavar="RECORD", help="PAIR is a record; this is the other.")
+def people_decide(
+    project_path: Path | None,
+    pair: str,
+    decision: str,
+    reason: str,
+    entity: str,
+    other: str | None,
+) -> None:
+    """Confirm (merge) or split a pair: by its number in the review, or two records.
+
+    A split pair is never merged again; a confirmed one always is (never across PNC IDs).
+    The next run of a wave applies the decision.
+
+    \b
+    Examples:
+      continuity people decide 3 split --reason "twins" -p examples/gmp
+      continuity people decide "legacy|NOMINAL|N1" confirm \\
+          --with "policeworks|pw_person|6f1c..." --reason "same custody photo" -p examples/gmp
+    """
+    from continuity import people
+    from continuity.project import load_project
+
+    project = load_project(project_path)
+    if other is not None:
+        target: int | tuple[str, str] = (pair, other)
+    else:
+        try:
+            target = int(pair.lstrip("#"))
+        except ValueError:
+            raise people.ReviewError(
+                f"pair {pair!r}: give its number in the review, or a record and --with RECORD"
+            ) from None
+    done = people.decide(project.ledger, entity, target, decision, reason)
+    click.echo(
+        f"{decision}: {done['a']} and {done['b']} ({entity}), by {done['operator']}; "
+        "the next run of a wave applies it"
+    )
+
+
 if __name__ == "__main__":
     main()

@@ -50,6 +50,8 @@ person_review = Table(
     Column("reasons", String(200), nullable=False),
     Column("merged", Integer, nullable=False),
     Column("refused", String(20), nullable=False),
+    Column("a_seen", String(200), nullable=False),
+    Column("b_seen", String(200), nullable=False),
     Column("run_id", String(64)),
 )
 person_decision = Table(
@@ -123,6 +125,8 @@ def save_review(url: str, entity: str, run_id: str | None, pairs: Iterable[Any])
             "reasons": ",".join(p.reasons),
             "merged": int(p.merged),
             "refused": p.refused,
+            "a_seen": p.a_seen[:200],
+            "b_seen": p.b_seen[:200],
             "run_id": run_id,
         }
         for number, p in enumerate(pairs, start=1)
@@ -161,6 +165,8 @@ def review(url: str, entity: str) -> list[dict[str, Any]]:
                         "pair": r.pair_id,
                         "a": r.record_a,
                         "b": r.record_b,
+                        "a_seen": r.a_seen,
+                        "b_seen": r.b_seen,
                         "score": r.score,
                         "rule": r.rule,
                         "reasons": r.reasons.split(",") if r.reasons else [],

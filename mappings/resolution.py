@@ -13,9 +13,12 @@ Pairs are then merged best first. A merge is refused, for the two whole clusters
 when any two of their records are forbidden to be one human:
 
 - ``pnc``: both have a PNC ID and the IDs differ;
+- ``gender``: one is recorded male and the other female;
 - ``dob``: both have a full DOB and they differ other than by a day/month swap (the father and
   son with the same names), or an estimated year is more than a year from the other's;
-- ``twins``: the same surname and DOB but different forenames;
+- ``twins``: the same surname and DOB but different forenames; in a ``curated`` table (one
+  record per human, names kept as first written: a legacy nominal index), forenames that are
+  only nicknames or translations of each other are different forenames too;
 - ``split``: a reviewer said the two are different people.
 
 A reviewer's ``confirm`` merges a pair whatever its score (but never across PNC IDs). Records
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from continuity.domain.names import (
+    NICKNAME,
     compare_names,
     name_parts,
     nicknames,
@@ -40,7 +44,7 @@ from continuity.domain.names import (
 )
 
 #: The parts of a record resolution reads, in the order a mapping's ``resolve.fields`` gives.
-ROLES = ("forename", "surname", "dob", "dob_estimated", "pnc")
+ROLES = ("forename", "surname", "dob", "dob_estimated", "pnc", "gender")
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class ResolveSettings:
     review_margin: float = 0.04  # pairs this close to ``match`` (either side) go to review
     max_block: int = 200  # blocks larger than this are not compared
     twins_below: float = 0.9  # forename score below which same surname + DOB are two people
+    curated: tuple[str, ...] = ()  # "source.table"s holding one record per human, as written
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,8 @@ class Pair:
     reasons: tuple[str, ...]
     merged: bool
     refused: str = ""  # the hard rule that refused it, when it was refused
+    a_seen: str = ""  # each record as resolution saw it: cleansed names, DOB, PNC
+    b_seen: str = ""
 
 
 @dataclass
@@ -125,6 +132,7 @@ class Resolver:
     ) -> None:
         self.settings = settings or ResolveSettings()
         self.decisions = dict(decisions or {})
+        self._curated = {c.replace(".", "|", 1) for c in self.settings.curated}
         self._ids: dict[str, int] = {}
         self._names: list[str] = []
         self._fore: list[str] = []
@@ -132,6 +140,7 @@ class Resolver:
         self._dob: list[int | None] = []
         self._est: list[bool] = []
         self._pnc: list[str | None] = []
+        self._sex: list[str] = []  # "M", "F", or "" (unknown)
         self._intern: dict[Any, Any] = {}
         self._parent: list[int] = []
         self._rule: list[str] = []
@@ -156,7 +165,7 @@ class Resolver:
             return
         if isinstance(values, Mapping):
             values = [values.get(r) for r in ROLES]
-        forename, surname, dob, estimated, pnc = (list(values) + [None] * 5)[:5]
+        forename, surname, dob, estimated, pnc, gender = (list(values) + [None] * 6)[:6]
         fparts = name_parts(forename) if isinstance(forename, str) else ()
         self._ids[identity] = len(self._names)
         self._names.append(identity)
@@ -166,6 +175,8 @@ class Resolver:
         self._est.append(bool(estimated) and estimated not in ("0", "false", "N"))
         text = str(pnc).strip().upper() if pnc not in (None, "") else ""
         self._pnc.append(self._i(text) if text else None)
+        sex = str(gender).strip().upper()[:1] if gender is not None else ""
+        self._sex.append(sex if sex in ("M", "F") else "")
 
     # -- comparing two records --------------------------------------------------------------
 
@@ -184,6 +195,14 @@ class Resolver:
             return "dob_swap"
         return "different"
 
+    def _table_of(self, i: int) -> str:
+        return self._names[i].rpartition("|")[0]
+
+    def _apart(self, i: int, j: int) -> bool:
+        """Both records are in one curated table (one record per human, names as written)."""
+        table = self._table_of(i)
+        return table == self._table_of(j) and table in self._curated
+
     def _forbidden(self, i: int, j: int) -> str:
         """The hard rule forbidding records ``i`` and ``j`` to be one human, or ``""``."""
         pa, pb = self._pnc[i], self._pnc[j]
@@ -191,12 +210,18 @@ class Resolver:
             return "pnc"
         if j in self._splits.get(i, ()):
             return "split"
+        if self._sex[i] and self._sex[j] and self._sex[i] != self._sex[j]:
+            return "gender"
         relation = self._dob_relation(i, j)
         if relation == "different":
             return "dob"
         if relation in ("dob", "dob_swap"):
             names = compare_names(self._fore[i], self._sur[i], self._fore[j], self._sur[j])
             if names.surname >= 0.9 and names.forename < self.settings.twins_below:
+                return "twins"
+            if names.surname >= 0.9 and NICKNAME in names.reasons and self._apart(i, j):
+                # Margaret and Malgorzata Khan born the same day, each with her own nominal:
+                # a nickname or a translation does not make twins one woman.
                 return "twins"
         return ""
 
@@ -334,9 +359,18 @@ class Resolver:
                 for e in (i, j)
                 if self._est[e]
             )
-            self._consider(i, j, score, rule, reasons, "ambiguous" if ambiguous else "")
+            why = "ambiguous" if ambiguous else "" if self._strong_enough(i, j, score) else "weak"
+            self._consider(i, j, score, rule, reasons, why)
         self._members.clear()
         self.finished = True
+
+    def _strong_enough(self, i: int, j: int, score: float) -> bool:
+        """An estimated DOB agrees only in its year: it joins only the very same cleansed name
+        born the same year (a year either side is left for review)."""
+        a, b = self._dob[i], self._dob[j]
+        assert a is not None and b is not None
+        same_year = dt.date.fromordinal(a).year == dt.date.fromordinal(b).year
+        return same_year and score >= 1.0
 
     def _consider(
         self,
@@ -348,7 +382,7 @@ class Resolver:
         refuse: str = "",
     ) -> None:
         """Merge one candidate pair if its score and the hard rules allow; note it for review
-        when it was near the threshold."""
+        when it was near the threshold, or a reviewer decided it (so the decision shows)."""
         s = self.settings
         near = s.review_margin
         confirmed = rule == "confirmed"
@@ -360,11 +394,11 @@ class Resolver:
         refused = refused or self._union(i, j, rule, score, confirmed)
         if refused:
             self.stats.refused[refused] = self.stats.refused.get(refused, 0) + 1
-            if score >= s.match - near and refused != "split":
+            if score >= s.match - near or refused == "split":
                 self.review.append(self._pair(i, j, score, rule, reasons, False, refused))
             return
         self.stats.merged[rule] = self.stats.merged.get(rule, 0) + 1
-        if not confirmed and rule != "same_pnc" and score < s.match + near:
+        if confirmed or (rule != "same_pnc" and score < s.match + near):
             self.review.append(self._pair(i, j, score, rule, reasons, True))
 
     def _pair(
@@ -377,7 +411,28 @@ class Resolver:
         merged: bool,
         refused: str = "",
     ) -> Pair:
-        return Pair(self._names[i], self._names[j], round(score, 4), rule, reasons, merged, refused)
+        return Pair(
+            self._names[i],
+            self._names[j],
+            round(score, 4),
+            rule,
+            reasons,
+            merged,
+            refused,
+            self.describe(i),
+            self.describe(j),
+        )
+
+    def describe(self, i: int) -> str:
+        """A record as resolution saw it: ``forename surname, DOB (estimated), sex, PNC``."""
+        dob = self._dob[i]
+        when = dt.date.fromordinal(dob).isoformat() if dob is not None else "no DOB"
+        if dob is not None and self._est[i]:
+            when += " (estimated)"
+        name = " ".join(x for x in (self._fore[i], "-".join(self._sur[i])) if x) or "(no name)"
+        sex = f", {self._sex[i]}" if self._sex[i] else ""
+        pnc = f", PNC {self._pnc[i]}" if self._pnc[i] else ""
+        return f"{name}, {when}{sex}{pnc}"
 
     def _find(self, i: int) -> int:
         parent = self._parent

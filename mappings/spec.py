@@ -274,8 +274,17 @@ class _Builder:
                     float(r.get("review_margin", defaults.review_margin)),
                     int(r.get("max_block", defaults.max_block)),
                     float(r.get("twins_below", defaults.twins_below)),
+                    tuple(r.get("curated", ())),
                 ),
             )
+            tables = {f"{s.source}.{s.table}" for s in sources if s.table}
+            for n, c in enumerate(r.get("curated", [])):
+                if c not in tables:
+                    self.error(
+                        ("resolve", "curated", n),
+                        f"{c!r} is not a source table of this mapping "
+                        f"({', '.join(sorted(tables))})",
+                    )
             for i, s in enumerate(sources):
                 names = {f.name for f in s.fields}
                 for name in r["fields"].values():

@@ -762,7 +762,7 @@ def test_resolved_identity_and_row_when_make_one_person_per_cluster(tmp_path: Pa
     from mappings.resolution import Resolver
 
     spec = load(tmp_path, PERSONS)
-    assert spec.resolve is not None and spec.resolve.fields[-1] == "_pnc"
+    assert spec.resolve is not None and spec.resolve.fields[4] == "_pnc"
     resolver = Resolver(spec.resolve.settings)
     for key, pnc in (("N1", "99/1A"), ("N2", "99/1A"), ("N3", "99/2B")):
         resolver.add(f"legacy|NOMINAL|{key}", {"pnc": pnc})

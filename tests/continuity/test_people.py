@@ -1,0 +1,129 @@
+"""People review from the CLI: a wave lists pairs near the threshold; a reviewer's split or
+confirm is written to the audit ledger and survives every later run of the wave."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from continuity.cli import main
+from continuity.ledger import AuditLedger
+from continuity.waves import run_wave
+
+from .test_waves import new_target, project_for
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def _person_of(target: str, identity: str) -> str:
+    system, table, key = identity.split("|", 2)
+    with sqlite3.connect(target.removeprefix("sqlite:///")) as conn:
+        (found,) = conn.execute(
+            "SELECT target_key FROM migration_crosswalk WHERE source_system = ? AND "
+            "source_table = ? AND source_key = ? AND target_table = 'person'",
+            (system, table, key),
+        ).fetchone()
+    return str(found)
+
+
+@pytest.fixture(scope="module")
+def reviewed(
+    small_estate: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str, list[dict[str, object]]]:
+    folder = tmp_path_factory.mktemp("people") / "project"
+    target = new_target(f"sqlite:///{folder.parent / 'product.sqlite'}")
+    summary = run_wave(project_for(small_estate, target, folder), "all")
+    assert summary.resolution["person"]["merged"]
+    code, out = _cli("people", "review", "-p", str(folder), "--json")
+    assert code == 0, out
+    return folder, target, json.loads(out)
+
+
+def test_a_wave_lists_pairs_near_the_threshold(
+    reviewed: tuple[Path, str, list[dict[str, object]]],
+) -> None:
+    folder, _, pairs = reviewed
+    assert pairs, "the estate's spelling variants and estimates give pairs to review"
+    for p in pairs:
+        assert p["decision"] is None
+        assert p["a"] != p["b"] and p["a_seen"] and p["b_seen"]
+    code, out = _cli("people", "review", "-p", str(folder))
+    assert code == 0 and f"{len(pairs)} pairs" in out and "#1" in out
+
+
+def test_split_and_confirm_survive_reruns_and_reach_the_ledger(
+    small_estate: Path, reviewed: tuple[Path, str, list[dict[str, object]]]
+) -> None:
+    folder, target, pairs = reviewed
+    merged = next(p for p in pairs if p["merged"])
+    apart = next(p for p in pairs if not p["merged"] and p["refused"] in ("", "weak"))
+    a, b = str(merged["a"]), str(merged["b"])
+    c, d = str(apart["a"]), str(apart["b"])
+    assert _person_of(target, a) == _person_of(target, b)
+    assert _person_of(target, c) != _person_of(target, d)
+
+    code, out = _cli(
+        "people",
+        "decide",
+        str(merged["pair"]),
+        "split",
+        "--reason",
+        "different custody photos",
+        "-p",
+        str(folder),
+    )
+    assert code == 0, out
+    code, out = _cli(
+        "people",
+        "decide",
+        c,
+        "confirm",
+        "--with",
+        d,
+        "--reason",
+        "same PNC on paper file",
+        "-p",
+        str(folder),
+    )
+    assert code == 0, out
+
+    project = project_for(small_estate, target, folder)
+    for _ in range(2):  # the decisions hold on the next run, and the one after
+        summary = run_wave(project, "all")
+        assert summary.resolution["person"]["decisions_applied"] == 2
+        assert _person_of(target, a) != _person_of(target, b)
+        assert _person_of(target, c) == _person_of(target, d)
+
+    code, out = _cli("people", "review", "-p", str(folder), "--json")
+    decided = {(p["a"], p["b"]): p["decision"] for p in json.loads(out) if p["decision"]}
+    assert decided.get((min(a, b), max(a, b))) == "split" or decided.get((a, b)) == "split"
+
+    ledger = AuditLedger(f"sqlite:///{folder / '.continuity' / 'ledger.sqlite'}")
+    try:
+        entries = [e.payload for e in ledger.entries("people-decision")]
+        assert {e["decision"] for e in entries} == {"split", "confirm"}
+        assert any(e["reason"] == "different custody photos" for e in entries)
+        ledger.verify()
+    finally:
+        ledger.close()
+
+
+def test_bad_decisions_get_one_line_errors(
+    reviewed: tuple[Path, str, list[dict[str, object]]],
+) -> None:
+    folder, _, _ = reviewed
+    code, out = _cli("people", "decide", "99999", "split", "--reason", "x", "-p", str(folder))
+    assert code == 2 and "no pair 99999" in out and len(out.strip().splitlines()) == 1
+    code, out = _cli("people", "decide", "abc", "split", "--reason", "x", "-p", str(folder))
+    assert code == 2 and "give its number in the review" in out
+    code, out = _cli("people", "decide", "1", "split", "--reason", "  ", "-p", str(folder))
+    assert code == 2 and "needs a --reason" in out
+    code, out = _cli("people", "decide", "1", "split", "-p", str(folder))
+    assert code == 2 and "--reason" in out

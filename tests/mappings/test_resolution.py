@@ -1,0 +1,236 @@
+"""Person resolution (mappings/resolution.py): who is one human, and the rules that forbid it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from mappings.resolution import Resolver, ResolveSettings
+
+D = dt.date
+
+
+def resolve(
+    records: list[tuple[str, str, str, Any, bool, str | None, str | None]],
+    settings: ResolveSettings | None = None,
+    decisions: dict[tuple[str, str], str] | None = None,
+) -> Resolver:
+    """Records are (key, forename, surname, dob, estimated, pnc, gender)."""
+    r = Resolver(settings, decisions)
+    for key, forename, surname, dob, estimated, pnc, gender in records:
+        r.add(f"s|t|{key}", [forename, surname, dob, estimated, pnc, gender])
+    r.finish()
+    return r
+
+
+def together(r: Resolver, *keys: str) -> bool:
+    anchors = {r.resolved(f"s|t|{k}").anchor for k in keys}  # type: ignore[union-attr]
+    return len(anchors) == 1
+
+
+def rule(r: Resolver, key: str) -> str:
+    return r.resolved(f"s|t|{key}").rule  # type: ignore[union-attr]
+
+
+def test_spelling_variants_with_the_same_dob_are_one_human() -> None:
+    r = resolve(
+        [
+            ("1", "MOHAMMED", "KHAN", D(1984, 2, 1), False, None, "M"),
+            ("2", "Muhammad", "Khan", D(1984, 2, 1), False, None, "M"),
+            ("3", "Mohammed", "Khan", "1984-02-01", False, None, None),  # ISO text reads too
+            ("4", "Siobhan", "O'Brien", D(1990, 5, 6), False, None, "F"),
+            ("5", "Siobhán", "OBrien", D(1990, 5, 6), False, None, "F"),
+            ("6", "Shivaun", "O Brien", D(1990, 5, 6), False, None, "F"),
+            ("7", "Sarah", "Smith-Jones", D(1970, 1, 30), False, None, "F"),
+            ("8", "Sarah", "Jones", D(1970, 1, 30), False, None, "F"),
+        ]
+    )
+    assert together(r, "1", "2", "3")
+    assert together(r, "4", "5", "6")
+    assert together(r, "7", "8")
+    assert r.cluster_count() == 3
+    # The anchor is the first record added; the others say how and how well they joined.
+    assert r.resolved("s|t|1") is not None and r.resolved("s|t|1").role == "anchor"  # type: ignore[union-attr]
+    merged = r.resolved("s|t|2")
+    assert merged is not None and merged.anchor == "s|t|1" and merged.rule == "merge:name_dob"
+    assert merged.score is not None and 900 <= merged.score <= 1000
+
+
+def test_a_swapped_dob_and_an_estimated_year_meet_the_true_one() -> None:
+    r = resolve(
+        [
+            ("1", "Gary", "Walker", D(1975, 3, 8), False, None, "M"),
+            ("2", "Gary", "Walker", D(1975, 8, 3), False, None, "M"),  # day and month swapped
+            ("3", "Gary", "Walker", D(1975, 1, 1), True, None, "M"),  # estimated: the year
+            ("4", "Dean", "Ross", D(1980, 5, 5), False, None, "M"),
+            ("5", "Dean", "Ross", D(1981, 1, 1), True, None, "M"),  # estimated, a year off
+            ("6", "Kirsty", "Hall", D(1990, 6, 7), False, None, "F"),
+            ("7", "Kirstie", "Hall", D(1990, 1, 1), True, None, "F"),  # estimated, other name
+        ]
+    )
+    assert together(r, "1", "2", "3")
+    assert rule(r, "2") == "merge:name_dob_swap"
+    assert rule(r, "3") == "merge:name_dob_year"
+    # An estimate is weak evidence: a year off, or a name not quite the same, waits for review.
+    assert not together(r, "4", "5") and not together(r, "6", "7")
+    assert r.stats.refused.get("weak", 0) == 2
+    assert {p.b for p in r.review if p.refused == "weak"} == {"s|t|5", "s|t|7"}
+
+
+def test_an_estimate_two_humans_fit_is_left_alone_for_review() -> None:
+    r = resolve(
+        [
+            ("1", "John", "Smith", D(1980, 4, 4), False, "PNC/1", "M"),
+            ("2", "John", "Smith", D(1981, 9, 9), False, "PNC/2", "M"),
+            ("3", "John", "Smith", D(1980, 1, 1), True, None, "M"),  # could be either
+            ("4", "John", "Smith", D(1981, 1, 1), True, None, "M"),  # and so could this
+        ]
+    )
+    assert r.cluster_count() == 4
+    assert r.stats.refused.get("ambiguous", 0) >= 1
+    assert any(p.refused == "ambiguous" for p in r.review)
+
+
+def test_records_sharing_a_pnc_id_are_one_human_whatever_their_names() -> None:
+    r = resolve(
+        [
+            ("1", "Krzysztof", "Nowak", D(1988, 6, 1), False, "2005/1234567A", "M"),
+            ("2", "Chris", "Novak", None, False, "2005/1234567a", None),
+        ]
+    )
+    assert together(r, "1", "2") and rule(r, "2") == "merge:same_pnc"
+
+
+def test_differing_pnc_ids_forbid_a_merge_even_through_a_third_record() -> None:
+    r = resolve(
+        [
+            ("1", "John", "Smith", D(1990, 1, 2), False, "PNC/A", "M"),
+            ("2", "Jon", "Smith", D(1990, 1, 2), False, "PNC/B", "M"),
+            ("3", "John", "Smith", D(1990, 1, 2), False, None, "M"),  # fits both
+        ]
+    )
+    assert not together(r, "1", "2")
+    assert together(r, "1", "3")  # the better (exact) match first; then 2 cannot join them
+    assert r.stats.refused.get("pnc", 0) >= 1
+
+
+def test_twins_same_surname_and_dob_different_forenames_are_two_people() -> None:
+    r = resolve(
+        [
+            ("1", "James", "Taylor", D(2001, 7, 7), False, None, "M"),
+            ("2", "John", "Taylor", D(2001, 7, 7), False, None, "M"),
+            ("3", "Jamie", "Taylor", D(2001, 7, 7), False, None, "M"),  # James's nickname
+        ],
+        ResolveSettings(match=0.5),  # even a low threshold cannot merge the twins
+    )
+    assert not together(r, "1", "2")
+    assert not together(r, "2", "3")
+    assert together(r, "1", "3")
+    assert r.stats.refused.get("twins", 0) >= 1
+
+
+def test_in_a_curated_table_a_translation_does_not_make_twins_one_person() -> None:
+    records = [
+        ("1", "Margaret", "Khan", D(1951, 1, 13), False, None, "F"),
+        ("2", "Malgorzata", "Khan", D(1951, 1, 13), False, None, "F"),
+    ]
+    assert together(resolve(records), "1", "2")  # nicknames: one woman, as far as names go
+    curated = resolve(records, ResolveSettings(curated=("s.t",)))
+    assert not together(curated, "1", "2")
+    assert curated.stats.refused.get("twins") == 1
+    # Across tables the translation still joins: a PoliceWorks Margaret is the nominal's.
+    r = Resolver(ResolveSettings(curated=("s.t",)))
+    r.add("s|t|1", ["Malgorzata", "Khan", D(1951, 1, 13), False, None, "F"])
+    r.add("p|u|9", ["Margaret", "Khan", D(1951, 1, 13), False, None, "F"])
+    r.finish()
+    assert r.cluster_count() == 1
+
+
+def test_father_and_son_same_names_different_dob_are_two_people() -> None:
+    r = resolve(
+        [
+            ("1", "Paul", "Evans", D(1960, 2, 3), False, None, "M"),
+            ("2", "Paul", "Evans", D(1985, 2, 3), False, None, "M"),
+            ("3", "Paul", "Evans", D(1960, 2, 3), False, None, "M"),
+        ]
+    )
+    assert not together(r, "1", "2")
+    assert together(r, "1", "3")
+
+
+def test_a_man_and_a_woman_are_never_one_human() -> None:
+    r = resolve(
+        [
+            ("1", "Sam", "Green", D(1999, 9, 9), False, None, "M"),
+            ("2", "Sam", "Green", D(1999, 9, 9), False, None, "F"),
+            ("3", "Sam", "Green", D(1999, 9, 9), False, None, "U"),  # unknown: no objection
+        ]
+    )
+    assert not together(r, "1", "2")
+    assert r.stats.refused.get("gender", 0) >= 1
+    assert together(r, "1", "3")
+
+
+def test_reviewers_decisions_split_and_confirm() -> None:
+    records = [
+        ("1", "Aoife", "Byrne", D(1995, 3, 3), False, None, "F"),
+        ("2", "Aoife", "Byrne", D(1995, 3, 3), False, None, "F"),
+        ("3", "Eva", "Burns", D(1995, 3, 4), False, None, "F"),
+        ("4", "Eve", "Byrne", None, False, "PNC/X", "F"),
+        ("5", "Eve", "Byrne", None, False, "PNC/Y", "F"),
+    ]
+    plain = resolve(records)
+    assert together(plain, "1", "2") and not together(plain, "1", "3")
+    decided = resolve(
+        records,
+        decisions={
+            ("s|t|1", "s|t|2"): "split",
+            ("s|t|3", "s|t|1"): "confirm",
+            ("s|t|4", "s|t|5"): "confirm",  # never across PNC IDs
+            ("s|t|9", "s|t|1"): "split",  # a record this run does not hold: ignored
+        },
+    )
+    assert not together(decided, "1", "2")
+    assert together(decided, "1", "3") and rule(decided, "3") == "merge:confirmed"
+    assert not together(decided, "4", "5")
+    assert decided.stats.decisions_applied == 3
+
+
+def test_a_block_over_the_cap_is_counted_not_compared() -> None:
+    records = [(str(i), "Unknown", "Person", D(1900, 1, 1), False, None, None) for i in range(12)]
+    capped = resolve(records, ResolveSettings(max_block=10))
+    assert capped.cluster_count() == 12
+    assert capped.stats.blocks_capped >= 1 and capped.stats.records_in_capped_blocks >= 12
+    uncapped = resolve(records, ResolveSettings(max_block=20))
+    assert uncapped.cluster_count() == 1
+
+
+def test_pairs_near_the_threshold_go_to_review_with_what_was_seen() -> None:
+    r = resolve(
+        [
+            ("1", "Greenhalgh", "Ashworth", D(1966, 6, 6), False, None, "M"),
+            ("2", "Greenhalg", "Ashwerth", D(1966, 6, 6), False, None, "M"),
+        ],
+        ResolveSettings(match=0.95, review_margin=0.05),
+    )
+    assert len(r.review) == 1
+    pair = r.review[0]
+    assert {pair.a, pair.b} == {"s|t|1", "s|t|2"}
+    assert 0.9 <= pair.score < 1.0
+    assert pair.merged == together(r, "1", "2")
+    assert "1966-06-06" in pair.a_seen and "ashworth" in pair.a_seen
+
+
+def test_the_same_input_gives_the_same_clusters() -> None:
+    records = [
+        (str(i), f, s, D(1980 + i % 3, 1 + i % 5, 10), False, None, "M")
+        for i, (f, s) in enumerate(
+            [("John", "Smith"), ("Jon", "Smith"), ("John", "Smyth"), ("Ian", "Smith")] * 5
+        )
+    ]
+    first = resolve(records)
+    second = resolve(records)
+    assert first.clusters() == second.clusters()
+    assert [first.resolved(f"s|t|{k}") for k, *_ in records] == [
+        second.resolved(f"s|t|{k}") for k, *_ in records
+    ]
