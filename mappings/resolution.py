@@ -14,6 +14,7 @@ when any two of their records are forbidden to be one human:
 
 - ``pnc``: both have a PNC ID and the IDs differ;
 - ``gender``: one is recorded male and the other female;
+- ``middle_name``: both have a middle name and they differ;
 - ``dob``: both have a full DOB and they differ other than by a day/month swap (the father and
   son with the same names), or an estimated year is more than a year from the other's;
 - ``twins``: the same surname and DOB but different forenames; in a ``curated`` table (one
@@ -38,13 +39,14 @@ from typing import Any
 from continuity.domain.names import (
     NICKNAME,
     compare_names,
+    compare_part,
     name_parts,
     nicknames,
     phonetic_keys,
 )
 
 #: The parts of a record resolution reads, in the order a mapping's ``resolve.fields`` gives.
-ROLES = ("forename", "surname", "dob", "dob_estimated", "pnc", "gender")
+ROLES = ("forename", "surname", "dob", "dob_estimated", "pnc", "gender", "middle_names")
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,7 @@ class Resolver:
         self._est: list[bool] = []
         self._pnc: list[str | None] = []
         self._sex: list[str] = []  # "M", "F", or "" (unknown)
+        self._middle: list[str] = []  # the first middle name, cleansed ("" for none)
         self._intern: dict[Any, Any] = {}
         self._parent: list[int] = []
         self._rule: list[str] = []
@@ -165,7 +168,7 @@ class Resolver:
             return
         if isinstance(values, Mapping):
             values = [values.get(r) for r in ROLES]
-        forename, surname, dob, estimated, pnc, gender = (list(values) + [None] * 6)[:6]
+        forename, surname, dob, estimated, pnc, gender, middle = (list(values) + [None] * 7)[:7]
         fparts = name_parts(forename) if isinstance(forename, str) else ()
         self._ids[identity] = len(self._names)
         self._names.append(identity)
@@ -177,6 +180,8 @@ class Resolver:
         self._pnc.append(self._i(text) if text else None)
         sex = str(gender).strip().upper()[:1] if gender is not None else ""
         self._sex.append(sex if sex in ("M", "F") else "")
+        mparts = name_parts(middle) if isinstance(middle, str) else ()
+        self._middle.append(self._i(mparts[0] if mparts else ""))
 
     # -- comparing two records --------------------------------------------------------------
 
@@ -212,6 +217,9 @@ class Resolver:
             return "split"
         if self._sex[i] and self._sex[j] and self._sex[i] != self._sex[j]:
             return "gender"
+        ma, mb = self._middle[i], self._middle[j]
+        if ma and mb and compare_part(ma, mb, True)[0] < self.settings.twins_below:
+            return "middle_name"
         relation = self._dob_relation(i, j)
         if relation == "different":
             return "dob"
@@ -351,7 +359,7 @@ class Resolver:
         for (i, j), (score, _, _) in weak:
             if score >= s.match:
                 for e, other in ((i, j), (j, i)):
-                    if self._est[e]:
+                    if self._est[e] and not self._forbidden(e, other):
                         choices[e].add(self._find(other))
         for (i, j), (score, rule, reasons) in weak:
             ambiguous = any(
@@ -366,11 +374,15 @@ class Resolver:
 
     def _strong_enough(self, i: int, j: int, score: float) -> bool:
         """An estimated DOB agrees only in its year: it joins only the very same cleansed name
-        born the same year (a year either side is left for review)."""
+        born the same year, or a year either side with the same middle name too (anything less
+        is left for review)."""
         a, b = self._dob[i], self._dob[j]
         assert a is not None and b is not None
-        same_year = dt.date.fromordinal(a).year == dt.date.fromordinal(b).year
-        return same_year and score >= 1.0
+        if score < 1.0:
+            return False
+        if dt.date.fromordinal(a).year == dt.date.fromordinal(b).year:
+            return True
+        return bool(self._middle[i]) and self._middle[i] == self._middle[j]
 
     def _consider(
         self,

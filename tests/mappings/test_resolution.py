@@ -11,14 +11,14 @@ D = dt.date
 
 
 def resolve(
-    records: list[tuple[str, str, str, Any, bool, str | None, str | None]],
+    records: list[tuple[Any, ...]],
     settings: ResolveSettings | None = None,
     decisions: dict[tuple[str, str], str] | None = None,
 ) -> Resolver:
-    """Records are (key, forename, surname, dob, estimated, pnc, gender)."""
+    """Records are (key, forename, surname, dob, estimated, pnc, gender[, middle names])."""
     r = Resolver(settings, decisions)
-    for key, forename, surname, dob, estimated, pnc, gender in records:
-        r.add(f"s|t|{key}", [forename, surname, dob, estimated, pnc, gender])
+    for key, *values in records:
+        r.add(f"s|t|{key}", values)
     r.finish()
     return r
 
@@ -169,6 +169,22 @@ def test_a_man_and_a_woman_are_never_one_human() -> None:
     assert not together(r, "1", "2")
     assert r.stats.refused.get("gender", 0) >= 1
     assert together(r, "1", "3")
+
+
+def test_middle_names_forbid_or_corroborate() -> None:
+    r = resolve(
+        [
+            ("1", "Lee", "Wright", D(1970, 4, 4), False, None, "M", "James"),
+            ("2", "Lee", "Wright", D(1970, 4, 4), False, None, "M", "Paul"),  # another man
+            ("3", "Lee", "Wright", D(1970, 4, 4), False, None, "M", None),  # no middle: no view
+            ("4", "Lee", "Wright", D(1971, 1, 1), True, None, "M", "James"),  # a year off, same
+            ("5", "Lee", "Wright", D(1969, 1, 1), True, None, "M", None),  # a year off, nothing
+        ]
+    )
+    assert not together(r, "1", "2")
+    assert r.stats.refused.get("middle_name", 0) >= 1
+    assert together(r, "1", "3", "4")
+    assert not together(r, "1", "5")
 
 
 def test_reviewers_decisions_split_and_confirm() -> None:
