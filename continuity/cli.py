@@ -523,6 +523,8 @@ def run_command(
     click.echo(_summary_table(summary))
     if json_file is not None:
         json_file.write_text(json.dumps(summary.as_dict(), indent=1), encoding="utf-8")
+    if not dry_run:
+        _refresh_search_index(project)
 
 
 class StepProgress:
@@ -572,6 +574,120 @@ def _summary_table(summary: Any) -> str:
     return "\n".join(lines)
 
 
+def _rebuild_search_index(project: Any) -> None:
+    """Rebuild the project's search index, saying so on stderr."""
+    from continuity.search import build_index
+
+    click.echo("Search index: rebuilding from the sources and the target", err=True)
+    info = build_index(project, on_progress=lambda line: click.echo(f"  {line}", err=True))
+    click.echo(f"Search index: {info.describe()}, in {info.seconds:.1f} s", err=True)
+
+
+def _refresh_search_index(project: Any) -> None:
+    """After a wave: rebuild the search index. The wave is done whatever happens here, so a
+    failure is a warning (the previous index stays in use), not the wave's exit status."""
+    try:
+        _rebuild_search_index(project)
+    except ContinuityError as exc:
+        click.echo(
+            f"warning: the search index was not rebuilt ({exc}); searches use the previous "
+            "one: run continuity search --reindex",
+            err=True,
+        )
+
+
+@main.command("search")
+@_project_option
+@click.argument("name", required=False)
+@click.option(
+    "--dob",
+    metavar="DATE",
+    help="Date of birth, YYYY-MM-DD or DD/MM/YYYY. Records born that day rank first, then day "
+    "and month swapped, then an estimate within a year, then unknown, then any other date.",
+)
+@click.option(
+    "--system",
+    default="all",
+    show_default=True,
+    metavar="SYSTEM",
+    help="Only records of this system: a source of the project (legacy, policeworks), "
+    "target, or all.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    default=20,
+    show_default=True,
+    help="Candidates shown, best first.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the candidates as a JSON list.")
+@click.option(
+    "--reason",
+    metavar="TEXT",
+    help="Why you are searching; required for a search. Written to the audit ledger with "
+    "the query, the number of results and who searched.",
+)
+@click.option(
+    "--reindex",
+    is_flag=True,
+    help="Rebuild the index first, from the sources and the target as they are now (a target "
+    "loaded by another tool); without NAME, only rebuild. Every wave rebuilds it too.",
+)
+def search_command(
+    project_path: Path | None,
+    name: str | None,
+    dob: str | None,
+    system: str,
+    limit: int,
+    as_json: bool,
+    reason: str | None,
+    reindex: bool,
+) -> None:
+    """Find a person in every source system and in the target, however the name was spelled.
+
+    NAME is "Forename Surname" or "SURNAME, Forename" (one word is a surname). Every record of
+    the sources and the target is a candidate, ranked by how its names agree (exact, nickname,
+    phonetic key, Jaro-Winkler, alias, one part of a double-barrelled surname, names swapped)
+    and, with --dob, its dates of birth (exact, day and month swapped, estimate within a
+    year). Each says why it matched and, for a source record, where it went in the target or
+    that it did not arrive (quarantined with the reason, excluded, or not in the target).
+
+    \b
+    Examples:
+      continuity search "Mohammed Khan" --dob 1984-02-01 --reason "custody record check" \\
+          --project examples/gmp
+      continuity search "KHAN, Muhammad" --system policeworks --json --reason "FOI 2291"
+      continuity search --reindex --project examples/gmp
+    """
+    import json
+
+    from continuity.project import load_project
+    from continuity.search import SearchError, parse_query, search
+
+    if name is None:
+        if not reindex:
+            raise SearchError('give a NAME to search for, e.g. "Mohammed Khan" (or --reindex)')
+        if dob is not None:
+            raise SearchError("--dob needs a NAME to search for")
+    query = parse_query(name, dob, system, limit) if name is not None else None
+    if query is not None and not (reason or "").strip():
+        raise SearchError(
+            "a search needs --reason: why you are looking (the audit ledger keeps it)"
+        )
+    project = load_project(project_path)
+    if reindex:
+        _rebuild_search_index(project)
+    if query is None:
+        return
+    result = search(project, query, reason or "")
+    if as_json:
+        for note in result.notes:
+            click.echo(f"note: {note}", err=True)
+        click.echo(json.dumps(result.to_list(), indent=1, ensure_ascii=False))
+    else:
+        click.echo(result.render())
+
+
 @main.command("rollback")
 @_project_option
 @click.argument("wave")
@@ -616,8 +732,21 @@ def people_group() -> None:
 @_project_option
 @click.option("--entity", default="person", show_default=True, help="The resolved entity.")
 @click.option("--undecided", is_flag=True, help="Only pairs no reviewer has decided yet.")
+@click.option(
+    "--state",
+    type=click.Choice(["merged", "near", "refused"]),
+    help="Only merged pairs, near misses below the threshold, or pairs a rule refused.",
+)
+@click.option("--limit", default=50, show_default=True, help="Pairs shown (0: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print the pairs as JSON.")
-def people_review(project_path: Path | None, entity: str, undecided: bool, as_json: bool) -> None:
+def people_review(
+    project_path: Path | None,
+    entity: str,
+    undecided: bool,
+    state: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """List the pairs the last run's resolution put near its threshold.
 
     \b
@@ -634,21 +763,29 @@ def people_review(project_path: Path | None, entity: str, undecided: bool, as_js
     pairs = people.review(project.ledger, entity)
     if undecided:
         pairs = [p for p in pairs if p["decision"] is None]
+    if state is not None:
+        pairs = [p for p in pairs if people.state_of(p) == state]
     if as_json:
-        click.echo(json.dumps(pairs, indent=1))
+        click.echo(json.dumps(pairs[:limit] if limit else pairs, indent=1))
         return
     if not pairs:
         click.echo(f"No {entity} pairs to review (run a wave that resolves them first).")
         return
-    for p in pairs:
+    for p in pairs[:limit] if limit else pairs:
         state = "merged" if p["merged"] else f"not merged ({p['refused'] or 'below threshold'})"
         decided = f"  decided: {p['decision']} by {p['decided_by']}" if p["decision"] else ""
         click.echo(
             f"#{p['pair']:<4} score {p['score']:.3f}  {state}  [{', '.join(p['reasons'])}]"
             f"{decided}\n      {p['a']}: {p['a_seen']}\n      {p['b']}: {p['b_seen']}"
         )
+    counts: dict[str, int] = {}
+    for p in pairs:
+        counts[people.state_of(p)] = counts.get(people.state_of(p), 0) + 1
+    shown = min(limit, len(pairs)) if limit else len(pairs)
     click.echo(
-        f"{len(pairs)} pairs. Decide with: continuity people decide PAIR confirm|split --reason ..."
+        f"{shown} of {len(pairs)} pairs shown ("
+        + ", ".join(f"{n:,} {k}" for k, n in sorted(counts.items()))
+        + "). Decide with: continuity people decide PAIR confirm|split --reason ..."
     )
 
 

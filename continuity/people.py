@@ -181,6 +181,13 @@ def review(url: str, entity: str) -> list[dict[str, Any]]:
         engine.dispose()
 
 
+def state_of(pair: Mapping[str, Any]) -> str:
+    """``merged``, ``refused`` (a hard rule or ambiguity said no) or ``near`` (a near miss)."""
+    if pair["merged"]:
+        return "merged"
+    return "refused" if pair["refused"] else "near"
+
+
 def decide(
     url: str, entity: str, pair: int | tuple[str, str], decision: str, reason: str
 ) -> dict[str, Any]:

@@ -16,7 +16,8 @@ when any two of their records are forbidden to be one human:
 - ``gender``: one is recorded male and the other female;
 - ``middle_name``: both have a middle name and they differ;
 - ``dob``: both have a full DOB and they differ other than by a day/month swap (the father and
-  son with the same names), or an estimated year is more than a year from the other's;
+  son with the same names), or an estimated year is more than a year from a full DOB's (two
+  years from another estimate's);
 - ``twins``: the same surname and DOB but different forenames; in a ``curated`` table (one
   record per human, names kept as first written: a legacy nominal index), forenames that are
   only nicknames or translations of each other are different forenames too;
@@ -193,7 +194,9 @@ class Resolver:
             return "unknown"
         if self._est[i] or self._est[j]:
             ya, yb = dt.date.fromordinal(a).year, dt.date.fromordinal(b).year
-            return "dob_year" if abs(ya - yb) <= 1 else "different"
+            # An estimate is within a year of the truth: two estimates within two of each other.
+            slack = 2 if self._est[i] and self._est[j] else 1
+            return "dob_year" if abs(ya - yb) <= slack else "different"
         if a == b:
             return "dob"
         if _swapped(a, b):
@@ -410,7 +413,7 @@ class Resolver:
                 self.review.append(self._pair(i, j, score, rule, reasons, False, refused))
             return
         self.stats.merged[rule] = self.stats.merged.get(rule, 0) + 1
-        if confirmed or (rule != "same_pnc" and score < s.match + near):
+        if confirmed or (rule != "same_pnc" and score < s.match + near - 1e-9):
             self.review.append(self._pair(i, j, score, rule, reasons, True))
 
     def _pair(

@@ -41,7 +41,7 @@ def reviewed(
     target = new_target(f"sqlite:///{folder.parent / 'product.sqlite'}")
     summary = run_wave(project_for(small_estate, target, folder), "all")
     assert summary.resolution["person"]["merged"]
-    code, out = _cli("people", "review", "-p", str(folder), "--json")
+    code, out = _cli("people", "review", "-p", str(folder), "--json", "--limit", "0")
     assert code == 0, out
     return folder, target, json.loads(out)
 
@@ -54,8 +54,11 @@ def test_a_wave_lists_pairs_near_the_threshold(
     for p in pairs:
         assert p["decision"] is None
         assert p["a"] != p["b"] and p["a_seen"] and p["b_seen"]
-    code, out = _cli("people", "review", "-p", str(folder))
-    assert code == 0 and f"{len(pairs)} pairs" in out and "#1" in out
+    code, out = _cli("people", "review", "-p", str(folder), "--limit", "3")
+    assert code == 0 and f"3 of {len(pairs)} pairs shown" in out and "#1" in out
+    assert "#4 " not in out
+    code, out = _cli("people", "review", "-p", str(folder), "--state", "merged", "--json")
+    assert code == 0 and all(p["merged"] for p in json.loads(out))
 
 
 def test_split_and_confirm_survive_reruns_and_reach_the_ledger(
@@ -101,7 +104,7 @@ def test_split_and_confirm_survive_reruns_and_reach_the_ledger(
         assert _person_of(target, a) != _person_of(target, b)
         assert _person_of(target, c) == _person_of(target, d)
 
-    code, out = _cli("people", "review", "-p", str(folder), "--json")
+    code, out = _cli("people", "review", "-p", str(folder), "--json", "--limit", "0")
     decided = {(p["a"], p["b"]): p["decision"] for p in json.loads(out) if p["decision"]}
     assert decided.get((min(a, b), max(a, b))) == "split" or decided.get((a, b)) == "split"
 
