@@ -112,7 +112,7 @@ def _splink(records: list[tuple[str, list[Any]]], postcodes: Mapping[str, str]) 
     from continuity.domain.names import clean_name
 
     rows = []
-    for identity, (forename, surname, dob, _estimated, _pnc, _gender) in records:
+    for identity, (forename, surname, dob, *_) in records:
         rows.append(
             {
                 "unique_id": identity,
