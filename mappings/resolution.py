@@ -18,9 +18,11 @@ when any two of their records are forbidden to be one human:
 - ``dob``: both have a full DOB and they differ other than by a day/month swap (the father and
   son with the same names), or an estimated year is more than a year from a full DOB's (two
   years from another estimate's);
-- ``twins``: the same surname and DOB but different forenames; in a ``curated`` table (one
-  record per human, names kept as first written: a legacy nominal index), forenames that are
-  only nicknames or translations of each other are different forenames too;
+- ``twins``: the same surname and DOB but different forenames: forenames that score below
+  ``twins_below``, or two forenames the population uses as names in their own right (Dean and
+  Declan, William and Liam: each held by one in 2,000 curated records), whatever their score;
+  in a ``curated`` table (one record per human, names kept as first written: a legacy nominal
+  index), forenames that are only nicknames or translations of each other are different too;
 - ``split``: a reviewer said the two are different people.
 
 A reviewer's ``confirm`` merges a pair whatever its score (but never across PNC IDs). Records
@@ -136,6 +138,7 @@ class Resolver:
         self.settings = settings or ResolveSettings()
         self.decisions = dict(decisions or {})
         self._curated = {c.replace(".", "|", 1) for c in self.settings.curated}
+        self._names_in_use: frozenset[str] = frozenset()
         self._ids: dict[str, int] = {}
         self._names: list[str] = []
         self._fore: list[str] = []
@@ -203,6 +206,18 @@ class Resolver:
             return "dob_swap"
         return "different"
 
+    def _established(self) -> frozenset[str]:
+        """Forenames the population uses as names in their own right: each held by at least
+        one in 2,000 records of the curated tables (of all records, when none is curated)."""
+        counts: dict[str, int] = defaultdict(int)
+        total = 0
+        for i, f in enumerate(self._fore):
+            if f and (not self._curated or self._table_of(i) in self._curated):
+                counts[f] += 1
+                total += 1
+        floor = max(3, total // 2000)
+        return frozenset(f for f, n in counts.items() if n >= floor)
+
     def _table_of(self, i: int) -> str:
         return self._names[i].rpartition("|")[0]
 
@@ -229,6 +244,16 @@ class Resolver:
         if relation in ("dob", "dob_swap"):
             names = compare_names(self._fore[i], self._sur[i], self._fore[j], self._sur[j])
             if names.surname >= 0.9 and names.forename < self.settings.twins_below:
+                return "twins"
+            fa, fb = self._fore[i], self._fore[j]
+            if (
+                names.surname >= 0.9
+                and fa != fb
+                and fa in self._names_in_use
+                and fb in self._names_in_use
+            ):
+                # Dean and Declan, William and Liam: two forenames this population uses as
+                # names in their own right, on the same surname and DOB, are twins.
                 return "twins"
             if names.surname >= 0.9 and NICKNAME in names.reasons and self._apart(i, j):
                 # Margaret and Malgorzata Khan born the same day, each with her own nominal:
@@ -349,6 +374,7 @@ class Resolver:
         self._parent = list(range(n))
         self._rule = [""] * n
         self._score = [None] * n
+        self._names_in_use = self._established()
         found = self._candidates()
         rank = {"confirmed": 0, "same_pnc": 1}
         order = sorted(found.items(), key=lambda kv: (rank.get(kv[1][1], 2), -kv[1][0], kv[0]))
@@ -356,8 +382,14 @@ class Resolver:
         # then merge only where the estimate leaves no choice (one cluster fits it).
         weak = [p for p in order if p[1][1] == "name_dob_year"]
         strong = [p for p in order if p[1][1] != "name_dob_year"]
+        partners: dict[int, list[tuple[float, int]]] = defaultdict(list)
+        for (i, j), (score, rule, _) in strong:
+            if rule.startswith("name_") and score >= s.match:
+                partners[i].append((score, j))
+                partners[j].append((score, i))
         for (i, j), (score, rule, reasons) in strong:
-            self._consider(i, j, score, rule, reasons)
+            torn = rule.startswith("name_") and self._torn(i, j, score, partners)
+            self._consider(i, j, score, rule, reasons, "ambiguous" if torn else "")
         choices: dict[int, set[int]] = defaultdict(set)
         for (i, j), (score, _, _) in weak:
             if score >= s.match:
@@ -374,6 +406,19 @@ class Resolver:
             self._consider(i, j, score, rule, reasons, why)
         self._members.clear()
         self.finished = True
+
+    def _torn(
+        self, i: int, j: int, score: float, partners: Mapping[int, list[tuple[float, int]]]
+    ) -> bool:
+        """Whether ``i`` or ``j`` fits, about as well, someone the other may not be one with:
+        Kasia Harris, born the day twins Catherine and Katarzyna were, is left for review."""
+        if self._forbidden(i, j):
+            return False  # refused by its own rule, which the review names
+        for e, other in ((i, j), (j, i)):
+            for got, k in partners.get(e, ()):
+                if k != other and got >= score - 0.02 and self._forbidden(k, other):
+                    return True
+        return False
 
     def _strong_enough(self, i: int, j: int, score: float) -> bool:
         """An estimated DOB agrees only in its year: it joins only the very same cleansed name
