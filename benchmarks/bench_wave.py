@@ -52,7 +52,16 @@ def _wave(estate: Path, target: str, work: Path, label: str, source_rows: int) -
         "CONTINUITY_LEDGER": f"sqlite:///{work / f'ledger-{label}.sqlite'}",
     }
     summary = work / f"run-{label}.json"
-    m = continuity("run", "all", "--project", str(PROJECT), "--json", str(summary), env=env)
+    m = continuity(
+        "run",
+        "all",
+        "--project",
+        str(PROJECT),
+        "--no-search-index",
+        "--json",
+        str(summary),
+        env=env,
+    )
     if m.returncode != 0:
         print(m.output[-2000:])
         return None

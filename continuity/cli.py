@@ -484,6 +484,12 @@ def init_command(folder: Path) -> None:
     is_flag=True,
     help="Keep no journal of what each batch replaced: faster, but the run cannot be rolled back.",
 )
+@click.option(
+    "--no-search-index",
+    is_flag=True,
+    help="Do not rebuild the person search index after the wave (continuity search --reindex "
+    "does it later).",
+)
 @click.option("--json", "json_file", type=click.Path(path_type=Path), help="Write the summary.")
 def run_command(
     project_path: Path | None,
@@ -494,6 +500,7 @@ def run_command(
     as_of: Any,
     batch_size: int,
     no_journal: bool,
+    no_search_index: bool,
     json_file: Path | None,
 ) -> None:
     """Run migration WAVE of the project: extract, map, load, with quarantine and crosswalk.
@@ -523,7 +530,7 @@ def run_command(
     click.echo(_summary_table(summary))
     if json_file is not None:
         json_file.write_text(json.dumps(summary.as_dict(), indent=1), encoding="utf-8")
-    if not dry_run:
+    if not dry_run and not no_search_index:
         _refresh_search_index(project)
 
 
@@ -580,7 +587,7 @@ def _rebuild_search_index(project: Any) -> None:
 
     click.echo("Search index: rebuilding from the sources and the target", err=True)
     info = build_index(project, on_progress=lambda line: click.echo(f"  {line}", err=True))
-    click.echo(f"Search index: {info.describe()}, in {info.seconds:.1f} s", err=True)
+    click.echo(f"Search {info.describe()}, in {info.seconds:.1f} s", err=True)
 
 
 def _refresh_search_index(project: Any) -> None:

@@ -460,14 +460,19 @@ class WaveRunner:
             after=tuple(after) if after is not None else None,
         )
 
-    def resources(self) -> dict[str, Any]:
-        """What operations look up: every gazetteer a mapping names, read once."""
+    def resources(self, only: MappingSpec | None = None) -> dict[str, Any]:
+        """What operations look up: every gazetteer and lookup a mapping names (``only``'s),
+        read once."""
         from continuity.domain.addresses import Gazetteer
 
         found: dict[str, Any] = {}
         for step in self.steps:
+            if only is not None and step.spec is not only:
+                continue
             for f in step.mapping.fields:
                 for s in f.steps:
+                    if s.op == "lookup":
+                        self._load_lookup(s, found)
                     if s.op != "gazetteer":
                         continue
                     name = f"gazetteer:{s.args['source']}.{s.args['table']}"
@@ -485,6 +490,38 @@ class WaveRunner:
                             gazetteer.add(*row)
                     found[name] = gazetteer
         return found
+
+    def _load_lookup(self, s: Any, found: dict[str, Any]) -> None:
+        """Read a ``lookup``'s relation into memory once: key text -> value (or values).
+
+        Where a key appears more than once the first row read wins (a person's first HOME
+        link): the relation should be keyed as the lookup says. ``then: postcode`` keeps only
+        the postcode written in the values (memory holds a postcode, not five address lines).
+        """
+        from mappings.compiler import lookup_resource
+        from mappings.parsing import postcode_step
+
+        name = lookup_resource(s.args)
+        if name in found:
+            return
+        if s.args["source"] not in self.project.sources:
+            raise ConfigError(f"{s.at}: no source {s.args['source']!r}")
+        key = tuple(s.args["key"])
+        value = s.args["value"]
+        values = (value,) if isinstance(value, str) else tuple(value)
+        selection = Selection(
+            table=s.args.get("table"), query=s.args.get("query"), columns=key + values
+        )
+        then = postcode_step({"invalid": None}) if s.args.get("then") == "postcode" else None
+        table: dict[str, Any] = {}
+        width = len(key)
+        for batch in self.extractor(s.args["source"]).batches(selection):
+            for row in batch:
+                k = key_text(row[:width])
+                if k not in table:
+                    got = row[width] if isinstance(value, str) else tuple(row[width:])
+                    table[k] = got if then is None else then(got)
+        found[name] = table
 
     def _resolve(self, keys: RunKeys, progress: Progress | None, run_id: str | None) -> None:
         """Resolve the records of every mapping that declares ``resolve`` (persons).
@@ -1053,7 +1090,7 @@ def person_records(
         spec = next((s for s in runner.specs if s.entity == entity and s.resolve), None)
         if spec is None:
             raise ConfigError(f"no mapping of {entity!r} declares resolve:")
-        runner._resources = runner.resources()
+        runner._resources = runner.resources(only=spec)
         yield from runner._person_records(spec, RunKeys(referenced(runner.specs)[0]), progress)
     finally:
         runner.close()
@@ -1064,17 +1101,18 @@ def resolve_people(
 ) -> Any:
     """The resolution a run of ``wave`` would make of ``entity`` (nothing is loaded or saved).
 
-    For scoring a resolution (``make bench``) and for ``continuity people resolve``.
+    For scoring a resolution against the ground truth (``make bench``).
     """
     runner = WaveRunner(project, wave, None, BATCH_SIZE, journal=False)
     try:
         runner._load_decisions()
-        runner._resources = runner.resources()
+        spec = next((s for s in runner.specs if s.entity == entity and s.resolve), None)
+        if spec is None:
+            raise ConfigError(f"no mapping of {entity!r} declares resolve:")
+        runner._resources = runner.resources(only=spec)
         keys = RunKeys(referenced(runner.specs)[0])
         runner._resolve(keys, progress, None)
         found = runner._resources.get(f"resolution:{entity}")
-        if found is None:
-            raise ConfigError(f"no mapping of {entity!r} declares resolve:")
         return found
     finally:
         runner.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -438,6 +439,12 @@ def compile_source(
     )
 
 
+def lookup_resource(args: Mapping[str, Any]) -> str:
+    """The resources name a ``lookup`` is loaded under (its source, relation, key and value)."""
+    what = {k: args.get(k) for k in ("source", "table", "query", "key", "value", "then")}
+    return "lookup:" + json.dumps(what, sort_keys=True)
+
+
 def needed_columns(mapping: SourceMapping) -> list[str]:
     """Every source column a mapping reads (key, copy key, each columns, from/ref/concat)."""
     seen: dict[str, None] = dict.fromkeys(mapping.key)
@@ -461,6 +468,8 @@ def _columns_of(op: str, args: Any) -> list[str]:
         return list(args["key"])
     if op in ("gazetteer", "address_key"):
         return list(args["lines"])
+    if op == "lookup":
+        return list(args["on"])
     if op in ("concat", "coalesce"):
         parts: list[Any] = (args.get("of") if isinstance(args, dict) else args) or []
         out: list[str] = []
@@ -674,6 +683,8 @@ class _Compiler:
             return self.gazetteer(s, name)
         if s.op == "address_key":
             return self.address_key(s, name)
+        if s.op == "lookup":
+            return self.lookup(s, name)
         if s.op == "resolved":
             return self.resolved(s, name)
         if s.op == "key_hash":
@@ -775,6 +786,21 @@ class _Compiler:
             return resolve(got if isinstance(got, tuple) else (got,))
 
         return gazetteer
+
+    def lookup(self, s: StepSpec, name: str) -> Head:
+        """The value(s) another table holds for this record (``on`` matched to ``key``)."""
+        table = self.resources.get(lookup_resource(s.args))
+        if table is None:
+            self.errors.append(f"{s.at}: lookup in {s.args['source']} is not loaded")
+            return lambda row: None
+        of = self.key_text_of(s.args["on"], f"{name}.lookup.on")
+        get = table.get
+
+        def lookup(row: tuple[Any, ...]) -> Any:
+            k = of(row)
+            return None if k is None else get(k)
+
+        return lookup
 
     def address_key(self, s: StepSpec, name: str) -> Head:
         """An exact address as text (number, street, building, areas), or None when it lacks a

@@ -124,7 +124,8 @@ def is_partial_step(args: Any) -> Step:
 
 
 def postcode_step(args: Any) -> Step:
-    """``postcode``: a UK postcode in its canonical form (``m11ae`` -> ``M1 1AE``)."""
+    """``postcode``: a UK postcode in its canonical form (``m11ae`` -> ``M1 1AE``); given several
+    lines (a ``lookup`` of address lines), the one postcode written in them."""
     from continuity.domain import addresses
 
     invalid = (args or {}).get("invalid", "keep") if isinstance(args, dict) else "keep"
@@ -135,6 +136,11 @@ def postcode_step(args: Any) -> Step:
     def postcode(v: Any) -> Any:
         if v is None:
             return None
+        if isinstance(v, tuple | list):
+            found = addresses.find_postcode(tuple(x for x in v if isinstance(x, str)))
+            if found is None and invalid == "reject" and any(v):
+                raise Reject(f"no postcode in {v!r}")
+            return found
         found = addresses.normalise_postcode(str(v))
         if found is not None:
             return found

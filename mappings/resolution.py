@@ -49,7 +49,12 @@ from continuity.domain.names import (
 )
 
 #: The parts of a record resolution reads, in the order a mapping's ``resolve.fields`` gives.
-ROLES = ("forename", "surname", "dob", "dob_estimated", "pnc", "gender", "middle_names")
+ROLES = ("forename", "surname", "dob", "dob_estimated", "pnc", "gender", "middle_names", "home")
+
+
+#: Merges on weak evidence (an estimated DOB; no DOB but the same home): made after the others,
+#: only on the very same name, and only where one cluster fits.
+WEAK_RULES = frozenset({"name_dob_year", "name_home"})
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,7 @@ class Resolver:
         self._pnc: list[str | None] = []
         self._sex: list[str] = []  # "M", "F", or "" (unknown)
         self._middle: list[str] = []  # the first middle name, cleansed ("" for none)
+        self._home: list[str] = []  # where the record says the person lives ("" unknown)
         self._intern: dict[Any, Any] = {}
         self._parent: list[int] = []
         self._rule: list[str] = []
@@ -172,7 +178,9 @@ class Resolver:
             return
         if isinstance(values, Mapping):
             values = [values.get(r) for r in ROLES]
-        forename, surname, dob, estimated, pnc, gender, middle = (list(values) + [None] * 7)[:7]
+        forename, surname, dob, estimated, pnc, gender, middle, home = (list(values) + [None] * 8)[
+            :8
+        ]
         fparts = name_parts(forename) if isinstance(forename, str) else ()
         self._ids[identity] = len(self._names)
         self._names.append(identity)
@@ -186,6 +194,8 @@ class Resolver:
         self._sex.append(sex if sex in ("M", "F") else "")
         mparts = name_parts(middle) if isinstance(middle, str) else ()
         self._middle.append(self._i(mparts[0] if mparts else ""))
+        place = " ".join(str(home).split()).upper() if home not in (None, "") else ""
+        self._home.append(self._i(place))
 
     # -- comparing two records --------------------------------------------------------------
 
@@ -297,6 +307,8 @@ class Resolver:
             ),
             # both names, year of birth (an estimate meets the years either side of it)
             self._year_keys,
+            # both names and the home, for a record with no DOB at all
+            self._home_keys,
         ]
         for keys_of in passes:
             index: dict[Any, list[int]] = defaultdict(list)
@@ -318,6 +330,13 @@ class Resolver:
         s = phonetic_keys("".join(self._sur[i]))[0]
         return {(f, s, y) for y in years}
 
+    def _home_keys(self, i: int) -> set[Any]:
+        if not self._home[i] or not self._fore[i] or not self._sur[i]:
+            return set()
+        f = phonetic_keys(self._fore[i])[0]
+        s = phonetic_keys("".join(self._sur[i]))[0]
+        return {("home", f, s, self._home[i])}
+
     def _candidates(self) -> dict[tuple[int, int], tuple[float, str, tuple[str, ...]]]:
         s = self.settings
         floor = s.match - s.review_margin
@@ -338,6 +357,8 @@ class Resolver:
                     if (i, j) in found:
                         continue
                     relation = self._dob_relation(i, j)
+                    if relation == "unknown" and self._home[i] and self._home[i] == self._home[j]:
+                        relation = "home"  # no DOB to compare: the same name at the same home
                     if relation in ("different", "unknown"):
                         continue
                     if relation == "dob_year" and not (self._est[i] or self._est[j]):
@@ -380,8 +401,8 @@ class Resolver:
         order = sorted(found.items(), key=lambda kv: (rank.get(kv[1][1], 2), -kv[1][0], kv[0]))
         # An estimated DOB is weak evidence: such pairs wait until the strong ones are merged,
         # then merge only where the estimate leaves no choice (one cluster fits it).
-        weak = [p for p in order if p[1][1] == "name_dob_year"]
-        strong = [p for p in order if p[1][1] != "name_dob_year"]
+        weak = [p for p in order if p[1][1] in WEAK_RULES]
+        strong = [p for p in order if p[1][1] not in WEAK_RULES]
         partners: dict[int, list[tuple[float, int]]] = defaultdict(list)
         for (i, j), (score, rule, _) in strong:
             if rule.startswith("name_") and score >= s.match:
@@ -394,13 +415,25 @@ class Resolver:
         for (i, j), (score, _, _) in weak:
             if score >= s.match:
                 for e, other in ((i, j), (j, i)):
-                    if self._est[e] and not self._forbidden(e, other):
+                    if self._vague(e) and not self._forbidden(e, other):
                         choices[e].add(self._find(other))
+        # A record with no DOB could be anyone of its name: every cluster holding the very same
+        # name (a father and his son, one with no home on record) is a choice it has.
+        unknown = {e for (i, j), _ in weak for e in (i, j) if self._dob[e] is None}
+        if unknown:
+            wanted = {(self._fore[e], self._sur[e]): e for e in unknown}
+            namesakes: dict[tuple[str, tuple[str, ...]], set[int]] = defaultdict(set)
+            for k in range(n):
+                name = (self._fore[k], self._sur[k])
+                if name in wanted:
+                    namesakes[name].add(self._find(k))
+            for e in unknown:
+                choices[e] |= namesakes[(self._fore[e], self._sur[e])]
         for (i, j), (score, rule, reasons) in weak:
             ambiguous = any(
                 len({self._find(c) for c in choices.get(e, ())} - {self._find(e)}) > 1
                 for e in (i, j)
-                if self._est[e]
+                if self._vague(e)
             )
             why = "ambiguous" if ambiguous else "" if self._strong_enough(i, j, score) else "weak"
             self._consider(i, j, score, rule, reasons, why)
@@ -420,17 +453,25 @@ class Resolver:
                     return True
         return False
 
+    def _vague(self, i: int) -> bool:
+        """The record's DOB is estimated or unknown: weak evidence of who it is."""
+        return self._est[i] or self._dob[i] is None
+
     def _strong_enough(self, i: int, j: int, score: float) -> bool:
         """An estimated DOB agrees only in its year: it joins only the very same cleansed name
-        born the same year, or a year either side with the same middle name too (anything less
-        is left for review)."""
-        a, b = self._dob[i], self._dob[j]
-        assert a is not None and b is not None
+        born the same year, or a year either side with the same middle name or home too; a
+        record with no DOB joins only the very same name at the same home (anything less is
+        left for review)."""
         if score < 1.0:
             return False
+        a, b = self._dob[i], self._dob[j]
+        if a is None or b is None:
+            return bool(self._home[i]) and self._home[i] == self._home[j]
         if dt.date.fromordinal(a).year == dt.date.fromordinal(b).year:
             return True
-        return bool(self._middle[i]) and self._middle[i] == self._middle[j]
+        same_middle = bool(self._middle[i]) and self._middle[i] == self._middle[j]
+        same_home = bool(self._home[i]) and self._home[i] == self._home[j]
+        return same_middle or same_home
 
     def _consider(
         self,

@@ -39,6 +39,7 @@ HEADS = (
     "field",
     "gazetteer",
     "address_key",
+    "lookup",
     "resolved",
     "key_hash",
 )
@@ -496,6 +497,21 @@ class _Builder:
             not isinstance(args, dict) or not isinstance(args.get("lines"), list)
         ):
             return "needs {lines: [COLUMNS]}"
+        if op == "lookup" and (
+            not isinstance(args, dict)
+            or not {"source", "key", "on", "value"} <= set(args)
+            or ("table" in args) == ("query" in args)
+            or not isinstance(args["key"], list)
+            or not isinstance(args["on"], list)
+            or len(args["key"]) != len(args["on"])
+            or not isinstance(args["value"], str | list)
+            or args.get("then", "postcode") != "postcode"
+            or set(args) - {"source", "table", "query", "key", "on", "value", "then"}
+        ):
+            return (
+                "needs {source, table or query, key: [COLUMNS], on: [THIS SOURCE'S COLUMNS, "
+                "as many], value: COLUMN or [COLUMNS], then: postcode (optional)}"
+            )
         if op == "resolved" and (
             not isinstance(args, str)
             or args.rpartition(".")[2] not in ("anchor", "rule", "role", "score")

@@ -1759,3 +1759,63 @@ def test_coalesce_computes_a_part_only_where_the_earlier_parts_left_null(tmp_pat
     compiled.map_batch([("R1", "a", "x"), ("R2", " ", "12"), ("R3", None, "y")], out)
     assert [r[1] for r in out.rows] == ["a", "12"]
     assert [(q[2], q[3]) for q in out.quarantine] == [("R3", "out: not a number: 'y'")]
+
+
+LOOKUP = """
+    version: 1
+    entity: person
+    key: person_id
+    sources:
+      - source: legacy
+        table: NOMINAL
+        key: [NOMINAL_REF]
+        fields:
+          surname: [SURNAME, name]
+          home:
+            - lookup:
+                source: legacy
+                table: ADDRESS
+                key: [ADDR_REF]
+                on: [ADDR_REF]
+                value: [LINE1, LINE2]
+                then: postcode
+            - postcode
+"""
+
+
+def test_lookup_reads_another_tables_value_for_the_record(tmp_path: Path) -> None:
+    from mappings.compiler import lookup_resource
+
+    spec = load(tmp_path, LOOKUP)
+    (step,) = spec.sources[0].fields[1].steps[:1]
+    resource = lookup_resource(step.args)
+    compiled = compile_(
+        spec,
+        columns=("NOMINAL_REF", "SURNAME", "ADDR_REF"),
+        target=("person_id", "surname", "home"),
+        resources={resource: {"A1": "M1 1AE", "A2": None}},
+    )
+    out = run(compiled, [("N1", "SMITH", "A1"), ("N2", "JONES", "A2"), ("N3", "BROWN", "A9")])
+    homes = {row[1]: row[2] for row in out.rows}
+    assert homes == {"Smith": "M1 1AE", "Jones": None, "Brown": None}
+    with pytest.raises(MappingError, match=r"lookup in legacy is not loaded"):
+        compile_(
+            spec,
+            columns=("NOMINAL_REF", "SURNAME", "ADDR_REF"),
+            target=("person_id", "surname", "home"),
+        )
+
+
+def test_a_lookup_must_say_where_and_how(tmp_path: Path) -> None:
+    bad = LOOKUP.replace("                on: [ADDR_REF]\n", "")
+    with pytest.raises(MappingError, match=r"lookup: needs \{source, table or query"):
+        load(tmp_path, bad)
+
+
+def test_postcode_finds_the_one_postcode_in_several_lines() -> None:
+    from mappings.parsing import postcode_step
+
+    find = postcode_step(None)
+    assert find(("141 CHAPEL ROAD", "MANCHESTER", "m26 5uq", None)) == "M26 5UQ"
+    assert find(("NFA", None)) is None
+    assert find(("1 A ST M1 1AE", "M2 2BB")) is None  # two postcodes disagree: none

@@ -222,6 +222,26 @@ def test_a_record_fitting_two_people_who_cannot_be_one_is_left_for_review() -> N
     assert {p.refused for p in torn.review} >= {"ambiguous", "middle_name"}
 
 
+def test_the_same_home_corroborates_an_estimate_or_stands_in_for_a_missing_dob() -> None:
+    home = ("1", "Gary", "Walker", D(1975, 3, 8), False, None, "M", None, "M1 1AE")
+    r = resolve([home, ("2", "Gary", "Walker", D(1976, 1, 1), True, None, "M", None, "m1  1ae")])
+    assert together(r, "1", "2")  # a year off, but at the same home
+    r = resolve([home, ("3", "Gary", "Walker", None, False, None, "M", None, "M1 1AE")])
+    assert together(r, "1", "3") and rule(r, "3") == "merge:name_home"
+    r = resolve([home, ("4", "Gary", "Walker", None, False, None, "M", None, "M2 2BB")])
+    assert not together(r, "1", "4")  # no DOB, another home: nothing to go on
+    # A father and son of one name: a record with no DOB could be either, even when only one
+    # of them has a home on record.
+    r = resolve(
+        [
+            home,
+            ("5", "Gary", "Walker", D(1999, 5, 5), False, None, "M", None, None),
+            ("6", "Gary", "Walker", None, False, None, "M", None, "M1 1AE"),
+        ]
+    )
+    assert r.cluster_count() == 3 and r.stats.refused.get("ambiguous", 0) >= 1
+
+
 def test_reviewers_decisions_split_and_confirm() -> None:
     records = [
         ("1", "Aoife", "Byrne", D(1995, 3, 3), False, None, "F"),
