@@ -15,6 +15,7 @@ when any two of their records are forbidden to be one human:
 - ``pnc``: both have a PNC ID and the IDs differ;
 - ``gender``: one is recorded male and the other female;
 - ``middle_name``: both have a middle name and they differ;
+- ``home``: both are in one ``curated`` table and give different homes;
 - ``dob``: both have a full DOB and they differ other than by a day/month swap (the father and
   son with the same names), or an estimated year is more than a year from a full DOB's (two
   years from another estimate's);
@@ -36,7 +37,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from continuity.domain.names import (
@@ -245,6 +246,10 @@ class Resolver:
             return "split"
         if self._sex[i] and self._sex[j] and self._sex[i] != self._sex[j]:
             return "gender"
+        if self._home[i] and self._home[j] and self._home[i] != self._home[j] and self._apart(i, j):
+            # Two nominals of one curated index at different homes are two people: a duplicate
+            # nominal is written from the same details as the first.
+            return "home"
         ma, mb = self._middle[i], self._middle[j]
         if ma and mb and compare_part(ma, mb, True)[0] < self.settings.twins_below:
             return "middle_name"
@@ -437,6 +442,14 @@ class Resolver:
             )
             why = "ambiguous" if ambiguous else "" if self._strong_enough(i, j, score) else "weak"
             self._consider(i, j, score, rule, reasons, why)
+        # A pair refused on its own may have been joined through other records since: say so.
+        ids = self._ids
+        self.review = [
+            replace(p, merged=True, refused="")
+            if not p.merged and self._find(ids[p.a]) == self._find(ids[p.b])
+            else p
+            for p in self.review
+        ]
         self._members.clear()
         self.finished = True
 
@@ -449,7 +462,12 @@ class Resolver:
             return False  # refused by its own rule, which the review names
         for e, other in ((i, j), (j, i)):
             for got, k in partners.get(e, ()):
-                if k != other and got >= score - 0.02 and self._forbidden(k, other):
+                if (
+                    k != other
+                    and got >= score - 0.02
+                    and not self._forbidden(e, k)  # no choice for e: it may not be k anyway
+                    and self._forbidden(k, other)
+                ):
                     return True
         return False
 
@@ -458,19 +476,15 @@ class Resolver:
         return self._est[i] or self._dob[i] is None
 
     def _strong_enough(self, i: int, j: int, score: float) -> bool:
-        """An estimated DOB agrees only in its year: it joins only the very same cleansed name
-        born the same year, or a year either side with the same middle name or home too; a
-        record with no DOB joins only the very same name at the same home (anything less is
-        left for review)."""
+        """Weak evidence needs the very same cleansed name and something more: an estimated DOB
+        (within a year) joins only with the same middle name or home; a record with no DOB
+        only at the same home. Anything less is left for review."""
         if score < 1.0:
             return False
-        a, b = self._dob[i], self._dob[j]
-        if a is None or b is None:
-            return bool(self._home[i]) and self._home[i] == self._home[j]
-        if dt.date.fromordinal(a).year == dt.date.fromordinal(b).year:
-            return True
-        same_middle = bool(self._middle[i]) and self._middle[i] == self._middle[j]
         same_home = bool(self._home[i]) and self._home[i] == self._home[j]
+        if self._dob[i] is None or self._dob[j] is None:
+            return same_home
+        same_middle = bool(self._middle[i]) and self._middle[i] == self._middle[j]
         return same_middle or same_home
 
     def _consider(
@@ -487,6 +501,8 @@ class Resolver:
         s = self.settings
         near = s.review_margin
         confirmed = rule == "confirmed"
+        if self._parent and self._find(i) == self._find(j) and not confirmed:
+            return  # already one person, by other records
         if not confirmed and rule != "same_pnc" and score < s.match:
             if score >= s.match - near:
                 self.review.append(self._pair(i, j, score, rule, reasons, False))

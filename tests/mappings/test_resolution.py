@@ -59,22 +59,35 @@ def test_spelling_variants_with_the_same_dob_are_one_human() -> None:
 def test_a_swapped_dob_and_an_estimated_year_meet_the_true_one() -> None:
     r = resolve(
         [
-            ("1", "Gary", "Walker", D(1975, 3, 8), False, None, "M"),
+            ("1", "Gary", "Walker", D(1975, 3, 8), False, None, "M", None, "M1 1AE"),
             ("2", "Gary", "Walker", D(1975, 8, 3), False, None, "M"),  # day and month swapped
-            ("3", "Gary", "Walker", D(1975, 1, 1), True, None, "M"),  # estimated: the year
-            ("4", "Dean", "Ross", D(1980, 5, 5), False, None, "M"),
-            ("5", "Dean", "Ross", D(1981, 1, 1), True, None, "M"),  # estimated, a year off
-            ("6", "Kirsty", "Hall", D(1990, 6, 7), False, None, "F"),
-            ("7", "Kirstie", "Hall", D(1990, 1, 1), True, None, "F"),  # estimated, other name
+            ("3", "Gary", "Walker", D(1975, 1, 1), True, None, "M", None, "M1 1AE"),  # estimate
+            ("4", "Dean", "Ross", D(1980, 5, 5), False, None, "M", None, "M2 2BB"),
+            ("5", "Dean", "Ross", D(1980, 1, 1), True, None, "M", None, None),  # nothing more
+            ("6", "Kirsty", "Hall", D(1990, 6, 7), False, None, "F", None, "M3 3CC"),
+            ("7", "Kirstie", "Hall", D(1990, 1, 1), True, None, "F", None, "M3 3CC"),  # not same
         ]
     )
     assert together(r, "1", "2", "3")
     assert rule(r, "2") == "merge:name_dob_swap"
     assert rule(r, "3") == "merge:name_dob_year"
-    # An estimate is weak evidence: a year off, or a name not quite the same, waits for review.
+    # An estimate is weak evidence: without the same home or middle name, or with a name not
+    # quite the same, it waits for review.
     assert not together(r, "4", "5") and not together(r, "6", "7")
     assert r.stats.refused.get("weak", 0) == 2
     assert {p.b for p in r.review if p.refused == "weak"} == {"s|t|5", "s|t|7"}
+
+
+def test_in_a_curated_index_two_nominals_at_different_homes_are_two_people() -> None:
+    records = [
+        ("1", "John", "Smith", D(1980, 4, 4), False, None, "M", None, "M1 1AE"),
+        ("2", "John", "Smith", D(1980, 4, 4), False, None, "M", None, "OL1 2XY"),
+        ("3", "John", "Smith", D(1980, 4, 4), False, None, "M", None, "M1 1AE"),
+    ]
+    curated = resolve(records, ResolveSettings(curated=("s.t",)))
+    assert not together(curated, "1", "2") and together(curated, "1", "3")
+    assert curated.stats.refused.get("home", 0) >= 1
+    assert resolve(records).cluster_count() == 1  # people move: elsewhere a home says nothing
 
 
 def test_an_estimate_two_humans_fit_is_left_alone_for_review() -> None:
