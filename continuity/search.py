@@ -747,6 +747,9 @@ def build_index(project: Project, on_progress: Callable[[str], None] | None = No
         return dataclasses.replace(info, seconds=time.perf_counter() - started)
     except SQLAlchemyError as exc:
         raise LedgerError(f"search index in {redact(project.ledger)}: {_first_line(exc)}") from exc
+    except engine.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
+        # The bulk writer works on the driver's own connection: its errors are the driver's.
+        raise LedgerError(f"search index in {redact(project.ledger)}: {_first_line(exc)}") from exc
     finally:
         engine.dispose()
 
@@ -1220,8 +1223,14 @@ class Searcher:
                 return keys.c.name_key == k
             return and_(keys.c.name_key == k, keys.c.birth_year.in_(years))
 
+        # A surname alone gives only the broad surname key: it is then the strongest there is.
+        only_surname = all(families[k] not in STRONG_FAMILIES for k in wanted)
+
+        def strong(k: int) -> bool:
+            return only_surname or families[k] in STRONG_FAMILIES
+
         def cap(k: int) -> int:
-            return KEY_CAP if families[k] in STRONG_FAMILIES else BROAD_KEY_CAP
+            return KEY_CAP if strong(k) else BROAD_KEY_CAP
 
         counted = [
             select(literal(k, BigInteger).label("k"), func.count().label("n")).select_from(
@@ -1246,9 +1255,11 @@ class Searcher:
             ids.update(r[0] for r in self.conn.execute(stmt.distinct()))
         complete = True
         for k in wanted:
-            if counts.get(k, 0) <= cap(k) or families[k] not in STRONG_FAMILIES:
+            if counts.get(k, 0) <= cap(k):
+                continue
+            complete = False  # said in the answer: a key this common was not read whole
+            if not strong(k):
                 continue  # a broad key this common is left out, as resolution leaves a block
-            complete = False
             ids.update(
                 r[0]
                 for r in self.conn.execute(

@@ -494,9 +494,10 @@ class WaveRunner:
     def _load_lookup(self, s: Any, found: dict[str, Any]) -> None:
         """Read a ``lookup``'s relation into memory once: key text -> value (or values).
 
-        Where a key appears more than once the first row read wins (a person's first HOME
-        link): the relation should be keyed as the lookup says. ``then: postcode`` keeps only
-        the postcode written in the values (memory holds a postcode, not five address lines).
+        Where a key appears more than once the least value wins (of a person's HOME links,
+        whatever order the database returns them in), so a run always reads the same value.
+        ``then: postcode`` keeps only the postcode written in the values (memory holds a
+        postcode, not five address lines).
         """
         from mappings.compiler import lookup_resource
         from mappings.parsing import postcode_step
@@ -518,9 +519,10 @@ class WaveRunner:
         for batch in self.extractor(s.args["source"]).batches(selection):
             for row in batch:
                 k = key_text(row[:width])
-                if k not in table:
-                    got = row[width] if isinstance(value, str) else tuple(row[width:])
-                    table[k] = got if then is None else then(got)
+                got = row[width] if isinstance(value, str) else tuple(row[width:])
+                got = got if then is None else then(got)
+                if k not in table or _before(got, table[k]):
+                    table[k] = got
         found[name] = table
 
     def _resolve(self, keys: RunKeys, progress: Progress | None, run_id: str | None) -> None:
@@ -1075,6 +1077,13 @@ def run_wave(
 def iter_steps(project: Project) -> Iterator[Step]:
     """The steps a wave of ``project`` runs, in order (for ``continuity plan``)."""
     yield from plan_steps(load_mappings(mapping_files(project.mappings)))
+
+
+def _before(a: Any, b: Any) -> bool:
+    """A fixed order over looked-up values: any value before none, then by text."""
+    if a is None:
+        return False
+    return b is None or repr(a) < repr(b)
 
 
 def person_records(

@@ -230,7 +230,8 @@ class Resolver:
         return frozenset(f for f, n in counts.items() if n >= floor)
 
     def _table_of(self, i: int) -> str:
-        return self._names[i].rpartition("|")[0]
+        """``source|table`` of a record (its key may itself hold ``|``: a composite key)."""
+        return "|".join(self._names[i].split("|", 2)[:2])
 
     def _apart(self, i: int, j: int) -> bool:
         """Both records are in one curated table (one record per human, names as written)."""
@@ -246,7 +247,13 @@ class Resolver:
             return "split"
         if self._sex[i] and self._sex[j] and self._sex[i] != self._sex[j]:
             return "gender"
-        if self._home[i] and self._home[j] and self._home[i] != self._home[j] and self._apart(i, j):
+        if (
+            self._home[i]
+            and self._home[j]
+            and self._home[i] != self._home[j]
+            and not (pa and pa == pb)  # one PNC ID: one person, who moved
+            and self._apart(i, j)
+        ):
             # Two nominals of one curated index at different homes are two people: a duplicate
             # nominal is written from the same details as the first.
             return "home"

@@ -561,3 +561,21 @@ def test_dates_of_birth_agree_in_order_of_strength() -> None:
     assert dob_agreement(day, [(dt.date(1986, 6, 1), True)]) == "different"
     assert dob_agreement(day, []) == "unknown"
     assert dob_agreement(day, [(dt.date(1990, 1, 5), False), (day, False)]) == "exact"
+
+
+def test_a_surname_alone_over_the_broad_cap_is_still_found(
+    migrated: Migrated, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import continuity.search as search_module
+
+    (surname, holders) = _truth(
+        migrated.estate,
+        "SELECT surname, COUNT(*) FROM person_record GROUP BY surname ORDER BY 2 DESC LIMIT 1",
+    )[0]
+    assert holders > 3
+    # The surname key holds more records than a broad key may: a surname alone is then the
+    # strongest key there is, read (bounded) rather than left out.
+    monkeypatch.setattr(search_module, "BROAD_KEY_CAP", 2)
+    found = _search(migrated, surname, "--limit", "200")
+    assert found, "a surname alone finds its holders"
+    assert all(clean_name(c["surname"]) == clean_name(surname) for c in found[:3])

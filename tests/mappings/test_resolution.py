@@ -199,6 +199,18 @@ def test_a_man_and_a_woman_are_never_one_human() -> None:
     assert together(r, "1", "3")  # unknown: no objection
 
 
+def test_curated_rules_hold_for_composite_keys_and_yield_to_a_shared_pnc() -> None:
+    r = Resolver(ResolveSettings(curated=("s.t",)))
+    r.add("s|t|GMP|1", ["John", "Smith", D(1980, 4, 4), False, None, "M", None, "M1 1AE"])
+    r.add("s|t|GMP|2", ["John", "Smith", D(1980, 4, 4), False, None, "M", None, "OL1 2XY"])
+    r.add("s|t|GMP|3", ["Tom", "Jones", D(1970, 1, 2), False, "P/1", "M", None, "M1 1AE"])
+    r.add("s|t|GMP|4", ["Tom", "Jones", D(1970, 1, 2), False, "P/1", "M", None, "OL1 2XY"])
+    r.finish()
+    anchor = {k: r.resolved(f"s|t|GMP|{k}").anchor for k in "1234"}  # type: ignore[union-attr]
+    assert anchor["1"] != anchor["2"]  # a composite key is still the curated table's
+    assert anchor["3"] == anchor["4"]  # one PNC ID: one man, who moved
+
+
 def test_middle_names_forbid_or_corroborate() -> None:
     james = ("1", "Lee", "Wright", D(1970, 4, 4), False, None, "M", "James")
     r = resolve([james, ("2", "Lee", "Wright", D(1970, 4, 4), False, None, "M", "Paul")])
