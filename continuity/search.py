@@ -544,7 +544,9 @@ def _source_rows(
         if on_progress is not None:
             on_progress(f"read {step} ({done:,} source records so far)")
 
-    for identity, values in person_records(project, progress=step_done):
+    # Quarantined and excluded records too: an officer must find the record that did not
+    # arrive, and be told why.
+    for identity, values in person_records(project, progress=step_done, dropped=True):
         system, table, key = identity.split("|", 2)
         forename, surname, dob, estimated = (list(values) + [None] * 4)[:4]
         day = _as_date(dob)

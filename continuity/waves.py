@@ -549,10 +549,16 @@ class WaveRunner:
             self._resources[f"resolution:{spec.entity}"] = resolver
 
     def _person_records(
-        self, spec: MappingSpec, keys: RunKeys, progress: Progress | None = None
+        self,
+        spec: MappingSpec,
+        keys: RunKeys,
+        progress: Progress | None = None,
+        dropped: bool = False,
     ) -> Iterator[tuple[str, list[Any]]]:
         """Every record of a resolved mapping, whatever the wave: ``source|table|key`` and its
-        values for resolution's ``ROLES`` (None where the mapping names no field)."""
+        values for resolution's ``ROLES`` (None where the mapping names no field). Quarantined
+        and excluded records only with ``dropped`` (search finds them; resolution does not
+        cluster what will not load), a value that could not be read as None."""
         assert spec.resolve is not None
         fields = spec.resolve.fields
         named = [f for f in fields if f is not None]
@@ -567,7 +573,7 @@ class WaveRunner:
             bad, _ = self._key_problems(step, whole)
             for batch in self.extractor(m.source).batches(whole, self.batch_size):
                 out.clear()
-                self._map(step, source, batch, bad, out, collect=named)
+                self._map(step, source, batch, bad, out, collect=named, collect_dropped=dropped)
                 for key, values in out.collected:
                     yield prefix + key, [None if w is None else values[w] for w in where]
                 done += len(out.collected)
@@ -944,10 +950,11 @@ class WaveRunner:
         bad: Mapping[tuple[Any, ...], str],
         out: BatchOut,
         collect: Sequence[str] | None = None,
+        collect_dropped: bool = False,
     ) -> None:
         """Map a batch, rows whose key is a duplicate going to quarantine instead."""
         if not bad:
-            source.map_batch(batch, out, collect)
+            source.map_batch(batch, out, collect, collect_dropped)
             return
         m = step.mapping
         key_index = [source.columns.index(k) for k in m.key]
@@ -958,7 +965,7 @@ class WaveRunner:
                 out.quarantine.append((m.source, m.as_table, key_text(k), bad[k]))
             else:
                 good.append(row)
-        source.map_batch(good, out, collect)
+        source.map_batch(good, out, collect, collect_dropped)
 
     def _commit(
         self,
@@ -1087,10 +1094,14 @@ def _before(a: Any, b: Any) -> bool:
 
 
 def person_records(
-    project: Project, entity: str = "person", progress: Progress | None = None
+    project: Project,
+    entity: str = "person",
+    progress: Progress | None = None,
+    dropped: bool = False,
 ) -> Iterator[tuple[str, list[Any]]]:
     """Every source record of ``entity``'s resolved mapping, read as resolution reads it:
-    ``(source|table|key, [forename, surname, dob, dob_estimated, pnc])`` (``ROLES`` order).
+    ``(source|table|key, [forename, surname, dob, ...])`` (``ROLES`` order); with ``dropped``,
+    the records a wave quarantines or excludes too.
 
     Streams: nothing is kept. For the search index and for scoring resolution.
     """
@@ -1100,7 +1111,8 @@ def person_records(
         if spec is None:
             raise ConfigError(f"no mapping of {entity!r} declares resolve:")
         runner._resources = runner.resources(only=spec)
-        yield from runner._person_records(spec, RunKeys(referenced(runner.specs)[0]), progress)
+        keys = RunKeys(referenced(runner.specs)[0])
+        yield from runner._person_records(spec, keys, progress, dropped)
     finally:
         runner.close()
 

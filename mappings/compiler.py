@@ -205,6 +205,7 @@ class CompiledSource:
         rows: Sequence[tuple[Any, ...]],
         out: BatchOut,
         collect: Sequence[str] | None = None,
+        collect_dropped: bool = False,
     ) -> None:
         """Map ``rows`` (tuples in :attr:`columns` order) into ``out``.
 
@@ -319,9 +320,14 @@ class CompiledSource:
             )
         if collect:
             at = [self._names.index(c) for c in collect]
-            out.collected += [
-                (keys[j], tuple(values[i][j] for i in at)) for j in range(n) if j not in dropped
-            ]
+            if collect_dropped:  # every record, a value that could not be carried as None
+                out.collected += [
+                    (keys[j], tuple(_carried(values[i][j]) for i in at)) for j in range(n)
+                ]
+            else:
+                out.collected += [
+                    (keys[j], tuple(values[i][j] for i in at)) for j in range(n) if j not in dropped
+                ]
         out.placed += [(system, table, keys[j]) for j in range(n) if j not in dropped]
         skip = dropped.keys() | no_row
         nothing = [None] * n
@@ -437,6 +443,10 @@ def compile_source(
         keys or NoKeys(),
         names,
     )
+
+
+def _carried(value: Any) -> Any:
+    return None if isinstance(value, Rejected) else value
 
 
 def lookup_resource(args: Mapping[str, Any]) -> str:

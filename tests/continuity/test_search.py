@@ -579,3 +579,37 @@ def test_a_surname_alone_over_the_broad_cap_is_still_found(
     found = _search(migrated, surname, "--limit", "200")
     assert found, "a surname alone finds its holders"
     assert all(clean_name(c["surname"]) == clean_name(surname) for c in found[:3])
+
+
+def test_a_person_the_wave_quarantined_is_found_and_says_why(
+    migrated: Migrated, tmp_path: Path
+) -> None:
+    estate = tmp_path / "estate"
+    shutil.copytree(migrated.estate, estate)
+    with sqlite3.connect(estate / "legacy.sqlite") as conn:
+        key, forename, surname = conn.execute(
+            'SELECT "NOMINAL_REF", "FORENAME1", "SURNAME" FROM "NOMINAL" '
+            'ORDER BY "NOMINAL_REF" LIMIT 1'
+        ).fetchone()
+        conn.execute('UPDATE "NOMINAL" SET "DOB" = ? WHERE "NOMINAL_REF" = ?', ("31/02/1980", key))
+    target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
+    folder = tmp_path / "project"
+    project_for(estate, target, folder)
+    env = {
+        **migrated.env,
+        "CONTINUITY_ESTATE": str(estate),
+        "CONTINUITY_TARGET": target,
+        "CONTINUITY_LEDGER": f"sqlite:///{tmp_path / 'ledger.sqlite'}",
+    }
+    wave = _cli(env, "run", "all", "-p", str(folder))
+    assert wave.exit_code == 0, wave.output
+    result = _cli(
+        env,
+        *("search", f"{forename} {surname}", "--reason", "x", "--json", "--limit", "100"),
+        *("-p", str(folder)),
+    )
+    assert result.exit_code == 0, result.output
+    nominal = next(c for c in json.loads(result.stdout) if c["key"] == key)
+    assert nominal["placement"]["status"] == "quarantined"
+    assert nominal["placement"]["text"].startswith("did not arrive: quarantined: ")
+    assert "31/02/1980" in nominal["placement"]["text"]
