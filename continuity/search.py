@@ -94,6 +94,9 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy import (
+    text as sql_text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -681,7 +684,9 @@ def build_index(project: Project, on_progress: Callable[[str], None] | None = No
     started = time.perf_counter()
     engine = _work_engine(project.ledger)
     say = on_progress or (lambda _line: None)
+    lock = _BuildLock(engine)
     try:
+        lock.take()
         generation = _begin(engine)
         md = MetaData()
         records = _record_table(md, generation)
@@ -753,7 +758,72 @@ def build_index(project: Project, on_progress: Callable[[str], None] | None = No
         # The bulk writer works on the driver's own connection: its errors are the driver's.
         raise LedgerError(f"search index in {redact(project.ledger)}: {_first_line(exc)}") from exc
     finally:
+        lock.release()
         engine.dispose()
+
+
+class _BuildLock:
+    """One index build at a time per work store: a second build (a wave's rebuild meeting an
+    operator's --reindex) is refused at once rather than corrupting the first's generation.
+
+    PostgreSQL's advisory lock and MariaDB's GET_LOCK, each held on a connection of its own for
+    the build; on SQLite an exclusive lock on a file beside the database.
+    """
+
+    NAME = "continuity_search_build"
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.conn: Any = None
+        self.file: Any = None
+
+    def take(self) -> None:
+        dialect = self.engine.dialect.name
+        busy = False
+        if dialect == "sqlite":
+            import fcntl
+
+            database = self.engine.url.database or ""
+            if database in ("", ":memory:"):
+                return
+            self.file = open(f"{database}.search-build.lock", "a+")  # noqa: SIM115
+            try:
+                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                busy = True
+        else:
+            self.conn = self.engine.connect()
+            if dialect == "postgresql":
+                got = self.conn.execute(
+                    sql_text("SELECT pg_try_advisory_lock(hashtext(:n))"), {"n": self.NAME}
+                ).scalar()
+            else:
+                got = self.conn.execute(
+                    sql_text("SELECT GET_LOCK(:n, 0)"), {"n": self.NAME}
+                ).scalar()
+            busy = not got
+        if busy:
+            self.release()
+            raise LedgerError(
+                "another search index build is running on this work store: "
+                "try again when it has finished"
+            )
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.close()  # closing drops the lock
+            self.file = None
+        if self.conn is not None:
+            try:
+                unlock = (
+                    "SELECT pg_advisory_unlock(hashtext(:n))"
+                    if self.engine.dialect.name == "postgresql"
+                    else "SELECT RELEASE_LOCK(:n)"
+                )
+                self.conn.execute(sql_text(unlock), {"n": self.NAME})
+            finally:
+                self.conn.close()
+                self.conn = None
 
 
 def _begin(engine: Engine) -> int:
@@ -816,9 +886,9 @@ def _swap(
         conn.execute(
             update(search_index).where(search_index.c.state == "current").values(state="retired")
         )
-        conn.execute(
+        made = conn.execute(
             update(search_index)
-            .where(search_index.c.generation == generation)
+            .where(search_index.c.generation == generation, search_index.c.state == "building")
             .values(
                 state="current",
                 built_at=built,
@@ -828,6 +898,8 @@ def _swap(
                 target=target,
             )
         )
+        if made.rowcount != 1:
+            raise LedgerError(f"search index generation {generation} was taken from this build")
     return IndexInfo(generation, built, records, key_rows, counts, target, _key_version())
 
 

@@ -496,11 +496,39 @@ def _same_answers_with_the_work_store_at(migrated: Migrated, url: str) -> None:
     sqlite_project = load_project(migrated.folder, migrated.env)
     project = load_project(migrated.folder, env)
     build_index(project)
+    _a_second_build_is_refused(project)
     queries = [parse_query(migrated.before_name), parse_query(migrated.before_name, "1970-01-01")]
     for query in queries:
         with Searcher(sqlite_project) as a, Searcher(project) as b:
             expected = [(c.record, round(c.score, 6)) for c in a.find(query).candidates]
             assert [(c.record, round(c.score, 6)) for c in b.find(query).candidates] == expected
+
+
+def _a_second_build_is_refused(project: Any) -> None:
+    """While one build holds the work store's build lock, another is refused at once and the
+    current index stays as it was."""
+    from continuity.domain.connect import engine_for
+    from continuity.search import _BuildLock
+
+    before = index_info(project.ledger)
+    engine = engine_for(project.ledger)
+    held = _BuildLock(engine)
+    held.take()
+    try:
+        with pytest.raises(ContinuityError, match="another search index build is running"):
+            build_index(project)
+    finally:
+        held.release()
+        engine.dispose()
+    assert index_info(project.ledger) == before
+    build_index(project)  # and once it is released, a build goes through
+
+
+def test_one_build_at_a_time_on_sqlite(migrated: Migrated, tmp_path: Path) -> None:
+    env = {**migrated.env, "CONTINUITY_LEDGER": f"sqlite:///{tmp_path / 'ledger.sqlite'}"}
+    project = load_project(migrated.folder, env)
+    build_index(project)
+    _a_second_build_is_refused(project)
 
 
 @pytest.mark.postgres
