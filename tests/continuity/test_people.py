@@ -130,3 +130,38 @@ def test_bad_decisions_get_one_line_errors(
     assert code == 2 and "needs a --reason" in out
     code, out = _cli("people", "decide", "1", "split", "-p", str(folder))
     assert code == 2 and "--reason" in out
+
+
+def _home_of(estate: Path, tmp: Path, reverse: bool) -> str:
+    """The home resolution reads for one PoliceWorks person given two HOME links, inserted in
+    one order or the other."""
+    import shutil
+
+    from continuity.waves import resolve_people
+
+    copy = tmp / ("reversed" if reverse else "forward")
+    shutil.copytree(estate, copy / "estate")
+    with sqlite3.connect(copy / "estate" / "policeworks.sqlite") as conn:
+        person, location = conn.execute(
+            "SELECT from_id, to_id FROM pw_link WHERE link_type = 'HOME' ORDER BY from_id LIMIT 1"
+        ).fetchone()
+        other = conn.execute(
+            "SELECT location_id FROM pw_location WHERE postcode IS NOT NULL AND location_id <> ? "
+            "ORDER BY postcode DESC LIMIT 1",
+            (location,),
+        ).fetchone()[0]
+        rows = conn.execute("SELECT * FROM pw_link WHERE from_id = ?", (person,)).fetchall()
+        conn.execute("DELETE FROM pw_link WHERE from_id = ?", (person,))
+        extra = ("extra-link", "PERSON", person, "LOCATION", other, "HOME")
+        for row in [extra, *rows] if reverse else [*rows, extra]:
+            conn.execute("INSERT INTO pw_link VALUES (?, ?, ?, ?, ?, ?)", row)
+    target = new_target(f"sqlite:///{copy / 'product.sqlite'}")
+    resolver = resolve_people(project_for(copy / "estate", target, copy / "project"), "all")
+    return str(resolver._home[resolver._ids[f"policeworks|pw_person|{person}"]])
+
+
+def test_a_lookup_reads_the_same_value_whatever_order_the_rows_come_in(
+    small_estate: Path, tmp_path: Path
+) -> None:
+    forward = _home_of(small_estate, tmp_path, reverse=False)
+    assert forward and forward == _home_of(small_estate, tmp_path, reverse=True)
