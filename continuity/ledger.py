@@ -137,6 +137,21 @@ def sqlite_file_ready(url: str) -> None:
         Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
 
 
+def open_store(url: str, tables: MetaData) -> Engine:
+    """An engine on the ledger's database (the work store) with ``tables`` created on first
+    use; a database that cannot be reached or written is a one-line :class:`LedgerError`."""
+    sqlite_file_ready(url)
+    engine = engine_for(url)
+    try:
+        tables.create_all(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        cause = getattr(exc, "orig", None) or exc
+        line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise LedgerError(f"work store {redact(url)}: {line}") from exc
+    return engine
+
+
 class AuditLedger:
     """Append entries, read them back, verify the chain."""
 

@@ -30,11 +30,9 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.exc import SQLAlchemyError
 
-from continuity.domain.connect import engine_for, redact
-from continuity.domain.errors import ContinuityError, LedgerError
-from continuity.ledger import AuditLedger, operator, sqlite_file_ready
+from continuity.domain.errors import ContinuityError
+from continuity.ledger import AuditLedger, open_store, operator
 
 metadata = MetaData()
 
@@ -74,15 +72,7 @@ class ReviewError(ContinuityError):
 
 
 def _engine(url: str) -> Engine:
-    sqlite_file_ready(url)
-    engine = engine_for(url)
-    try:
-        metadata.create_all(engine)
-    except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-        raise LedgerError(f"work store {redact(url)}: {line}") from exc
-    return engine
+    return open_store(url, metadata)
 
 
 def _ordered(a: str, b: str) -> tuple[str, str]:

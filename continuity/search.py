@@ -112,7 +112,7 @@ from continuity.domain.names import (
     nicknames,
     phonetic_keys,
 )
-from continuity.ledger import AuditLedger, sqlite_file_ready
+from continuity.ledger import AuditLedger, open_store
 from continuity.project import Project
 
 #: Changes whenever the keys a name gives change: an index built otherwise must be rebuilt.
@@ -406,13 +406,7 @@ def _key_table(md: MetaData, generation: int, keyed: bool, suffix: str = "") -> 
 
 
 def _work_engine(url: str) -> Engine:
-    sqlite_file_ready(url)
-    engine = engine_for(url)
-    try:
-        metadata.create_all(engine)
-    except SQLAlchemyError as exc:
-        raise LedgerError(f"work store {redact(url)}: {_first_line(exc)}") from exc
-    return engine
+    return open_store(url, metadata)
 
 
 def _first_line(exc: BaseException) -> str:
