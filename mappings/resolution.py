@@ -427,8 +427,8 @@ class Resolver:
         for (i, j), (score, _, _) in weak:
             if score >= s.match:
                 for e, other in ((i, j), (j, i)):
-                    if self._vague(e) and not self._forbidden(e, other):
-                        choices[e].add(self._find(other))
+                    if self._vague(e) and not self._forbidden(e, other) and not self._vague(other):
+                        choices[e].add(self._find(other))  # a person with a full DOB
         # A record with no DOB could be anyone of its name: every cluster holding the very same
         # name (a father and his son, one with no home on record) is a choice it has.
         unknown = {e for (i, j), _ in weak for e in (i, j) if self._dob[e] is None}

@@ -90,6 +90,19 @@ def test_in_a_curated_index_two_nominals_at_different_homes_are_two_people() -> 
     assert resolve(records).cluster_count() == 1  # people move: elsewhere a home says nothing
 
 
+def test_several_estimates_of_one_person_all_join_them() -> None:
+    # PoliceWorks made a record per occurrence, each with its own estimate: they are choices of
+    # one another, not rival people; only a person with a full DOB is a rival.
+    r = resolve(
+        [
+            ("1", "Gary", "Walker", D(1975, 3, 8), False, None, "M", None, "M1 1AE"),
+            ("2", "Gary", "Walker", D(1975, 1, 1), True, None, "M", None, "M1 1AE"),
+            ("3", "Gary", "Walker", D(1976, 1, 1), True, None, "M", None, "M1 1AE"),
+        ]
+    )
+    assert together(r, "1", "2", "3")
+
+
 def test_an_estimate_two_humans_fit_is_left_alone_for_review() -> None:
     r = resolve(
         [
