@@ -36,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from continuity import __version__
 from continuity.domain.connect import MYSQL_FAMILY, engine_for, redact
-from continuity.domain.errors import LedgerError
+from continuity.domain.errors import LedgerError, driver_message
 
 metadata = MetaData()
 
@@ -146,9 +146,7 @@ def open_store(url: str, tables: MetaData) -> Engine:
         tables.create_all(engine)
     except SQLAlchemyError as exc:
         engine.dispose()
-        cause = getattr(exc, "orig", None) or exc
-        line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-        raise LedgerError(f"work store {redact(url)}: {line}") from exc
+        raise LedgerError(f"work store {redact(url)}: {driver_message(exc)}") from exc
     return engine
 
 
@@ -178,9 +176,7 @@ class AuditLedger:
                 for statement in _TRIGGERS.get(family, []):
                     conn.exec_driver_sql(statement)
         except SQLAlchemyError as exc:
-            cause = getattr(exc, "orig", None) or exc
-            line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-            raise LedgerError(f"ledger {redact(url)}: {line}") from exc
+            raise LedgerError(f"ledger {redact(url)}: {driver_message(exc)}") from exc
 
     def append(
         self,
@@ -223,9 +219,9 @@ class AuditLedger:
                     )
                 )
         except SQLAlchemyError as exc:
-            cause = getattr(exc, "orig", None) or exc
-            line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-            raise LedgerError(f"ledger {redact(self.url)}: cannot append: {line}") from exc
+            raise LedgerError(
+                f"ledger {redact(self.url)}: cannot append: {driver_message(exc)}"
+            ) from exc
         return Entry(seq, at, kind, run_id, wave, who, version, dict(payload), prev, digest)
 
     def entries(self, kind: str | None = None, wave: str | None = None) -> Iterator[Entry]:

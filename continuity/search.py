@@ -101,7 +101,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from continuity.domain.connect import MYSQL_FAMILY, engine_for, redact
-from continuity.domain.errors import ContinuityError, LedgerError
+from continuity.domain.errors import ContinuityError, LedgerError, driver_message
 from continuity.domain.names import (
     JARO_WINKLER,
     SWAPPED,
@@ -409,11 +409,6 @@ def _work_engine(url: str) -> Engine:
     return open_store(url, metadata)
 
 
-def _first_line(exc: BaseException) -> str:
-    cause = getattr(exc, "orig", None) or exc
-    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-
-
 def _key_version() -> str:
     return f"{KEY_VERSION}/{nicknames().version}"
 
@@ -573,7 +568,7 @@ def _target_tables(engine: Engine) -> set[str]:
     try:
         return {t.lower() for t in inspect(engine).get_table_names()}
     except SQLAlchemyError as exc:
-        raise ContinuityError(f"target {redact(str(engine.url))}: {_first_line(exc)}") from exc
+        raise ContinuityError(f"target {redact(str(engine.url))}: {driver_message(exc)}") from exc
 
 
 def _target_rows(
@@ -747,10 +742,14 @@ def build_index(project: Project, on_progress: Callable[[str], None] | None = No
         _drop_retired(engine)
         return dataclasses.replace(info, seconds=time.perf_counter() - started)
     except SQLAlchemyError as exc:
-        raise LedgerError(f"search index in {redact(project.ledger)}: {_first_line(exc)}") from exc
+        raise LedgerError(
+            f"search index in {redact(project.ledger)}: {driver_message(exc)}"
+        ) from exc
     except engine.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
         # The bulk writer works on the driver's own connection: its errors are the driver's.
-        raise LedgerError(f"search index in {redact(project.ledger)}: {_first_line(exc)}") from exc
+        raise LedgerError(
+            f"search index in {redact(project.ledger)}: {driver_message(exc)}"
+        ) from exc
     finally:
         lock.release()
         engine.dispose()
@@ -1188,7 +1187,7 @@ class Searcher:
         except SQLAlchemyError as exc:
             self.conn.rollback()
             raise LedgerError(
-                f"search index in {redact(self.project.ledger)}: {_first_line(exc)}"
+                f"search index in {redact(self.project.ledger)}: {driver_message(exc)}"
             ) from exc
 
     def _find(self, query: Query) -> SearchResult:
@@ -1421,7 +1420,7 @@ class Searcher:
                     if f.system != "target" and person in names:
                         aliases[f.record_id] = names[person]
         except SQLAlchemyError as exc:
-            problem = f"where records went is unknown: target: {_first_line(exc)}"
+            problem = f"where records went is unknown: target: {driver_message(exc)}"
             top = head
             placements = {f.record_id: Placement("unknown", detail=problem) for f in top}
             aliases, sources = {}, {}

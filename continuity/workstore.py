@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from continuity import __version__
 from continuity.domain.connect import engine_for, redact
-from continuity.domain.errors import LedgerError
+from continuity.domain.errors import LedgerError, driver_message
 from reconcile.model import Reconciliation
 
 metadata = MetaData()
@@ -101,8 +101,7 @@ class WorkStore:
             metadata.create_all(self.engine)
             self._check_layout()
         except SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", exc)).splitlines()[0]
-            raise LedgerError(f"work store {redact(url)}: {reason}") from exc
+            raise LedgerError(f"work store {redact(url)}: {driver_message(exc)}") from exc
 
     def _check_layout(self) -> None:
         """A store written by an older Continuity lacks columns: say so rather than fail later."""

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from continuity.domain.connect import MYSQL_FAMILY, redact
-from continuity.domain.errors import ReconcileError
+from continuity.domain.errors import ReconcileError, driver_message
 from reconcile.spec import Population
 
 _cursor_names = itertools.count()
@@ -152,10 +152,10 @@ def stream(engine: Engine, statement: Any, batch: int = 20_000) -> Iterator[list
             yield rows
         cursor.close()
     except (SQLAlchemyError, engine.dialect.loaded_dbapi.Error) as exc:
-        cause = getattr(exc, "orig", None) or exc
-        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         shown = " ".join(sql.split())[:200]
-        raise ReconcileError(f"{redact(str(engine.url))}: {reason} (in: {shown})") from exc
+        raise ReconcileError(
+            f"{redact(str(engine.url))}: {driver_message(exc)} (in: {shown})"
+        ) from exc
     finally:
         if raw is not None:
             if backend == "postgresql":

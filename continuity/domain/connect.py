@@ -8,7 +8,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from continuity.domain.errors import ContinuityError
+from continuity.domain.errors import ContinuityError, driver_message
 
 #: SQLAlchemy's names for MySQL-compatible servers (``mariadb://`` URLs use the second).
 MYSQL_FAMILY = frozenset({"mysql", "mariadb"})
@@ -48,6 +48,5 @@ def check_reachable(engine: Engine) -> None:
         with engine.connect():
             pass
     except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        reason = driver_message(exc)
         raise ContinuityError(f"cannot reach {redact(str(engine.url))}: {reason}") from exc

@@ -36,3 +36,10 @@ class LedgerError(ContinuityError):
 
 class EstateError(ContinuityError):
     """The estate generator was asked for something it cannot write."""
+
+
+def driver_message(exc: BaseException) -> str:
+    """What the database driver said, first line only: SQLAlchemy wraps the driver's error
+    (``orig``) and drivers add hint and context lines after the message."""
+    cause = getattr(exc, "orig", None) or exc
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]

@@ -42,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from continuity.domain.connect import MYSQL_FAMILY, engine_for, redact
-from continuity.domain.errors import ConfigError, ContinuityError, LedgerError
+from continuity.domain.errors import ConfigError, ContinuityError, LedgerError, driver_message
 from continuity.loaders.base import (
     MAX_STEP_LENGTH,
     LoadBatch,
@@ -322,8 +322,7 @@ class SqlLoader(Loader):
         try:
             raw = self.engine.raw_connection()
         except (SQLAlchemyError, self._dbapi_error) as exc:  # the pool does not always wrap
-            cause = getattr(exc, "orig", None) or exc
-            raise LedgerError(f"cannot reach {self.url}: {first_line(cause)}") from exc
+            raise LedgerError(f"cannot reach {self.url}: {driver_message(exc)}") from exc
         try:
             cur = raw.cursor()
             if self.dialect == "sqlite":
@@ -377,8 +376,7 @@ class SqlLoader(Loader):
                     )
             checkpoint_table.create(self.engine, checkfirst=True)
         except SQLAlchemyError as exc:
-            cause = getattr(exc, "orig", None) or exc
-            raise LedgerError(f"cannot prepare {self.url}: {first_line(cause)}") from exc
+            raise LedgerError(f"cannot prepare {self.url}: {driver_message(exc)}") from exc
 
     def checkpoints(self) -> dict[str, dict[str, Any]]:
         """Every step's last committed state, read from the target's checkpoint table."""
