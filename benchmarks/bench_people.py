@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from measure import continuity
+from measure import generate_estate
 
 PROJECT = Path(__file__).resolve().parents[1] / "examples" / "gmp"
 TARGET_PRECISION = 0.995
@@ -171,11 +171,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="continuity-bench-people-"))
     try:
         estate = work / "estate"
-        made = continuity(
-            "estate", "generate", "--out", str(estate), "--persons", str(persons), "--seed", "1"
-        )
-        if made.returncode != 0:
-            print(made.output[-2000:])
+        if not generate_estate(estate, persons):
             return 1
         env = {
             "CONTINUITY_ESTATE": str(estate),

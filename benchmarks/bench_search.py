@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from measure import continuity
+from measure import continuity, generate_estate
 
 PROJECT = Path(__file__).resolve().parents[1] / "examples" / "gmp"
 TARGET_P95_MS = 200.0
@@ -118,13 +118,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="continuity-bench-search-"))
     try:
         estate = Path(given) if given else work / "estate"
-        if not given:
-            made = continuity(
-                "estate", "generate", "--out", str(estate), "--persons", str(persons), "--seed", "1"
-            )
-            if made.returncode != 0:
-                print(made.output)
-                return 1
+        if not given and not generate_estate(estate, persons):
+            return 1
         env = {
             "CONTINUITY_ESTATE": str(estate),
             "CONTINUITY_TARGET": f"sqlite:///{estate / 'target.sqlite'}",

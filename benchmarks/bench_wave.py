@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from measure import continuity
+from measure import continuity, generate_estate
 
 TARGET_ROWS_PER_SECOND = 100_000.0
 TARGET_PEAK_MB = 1536.0
@@ -84,11 +84,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="continuity-bench-wave-"))
     try:
         estate = work / "estate"
-        made = continuity(
-            "estate", "generate", "--out", str(estate), "--persons", str(persons), "--seed", "1"
-        )
-        if made.returncode != 0:
-            print(made.output)
+        if not generate_estate(estate, persons):
             return 1
         counts = json.loads((estate / "estate.json").read_text())["counts"]
         source_rows = sum(sum(counts[side].values()) for side in ("legacy", "policeworks"))

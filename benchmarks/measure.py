@@ -76,3 +76,13 @@ def continuity(*args: str, env: dict[str, str] | None = None) -> Measurement:
     import sys
 
     return run([sys.executable, "-m", "continuity.cli", *args], env=env)
+
+
+def generate_estate(out: Path, persons: int) -> bool:
+    """Generate the benchmarks' estate (seed 1) into ``out``; say why and return False if not."""
+    made = continuity(
+        "estate", "generate", "--out", str(out), "--persons", str(persons), "--seed", "1"
+    )
+    if made.returncode != 0:
+        print(made.output[-2000:])
+    return made.returncode == 0

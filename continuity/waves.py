@@ -580,6 +580,15 @@ class WaveRunner:
             if progress is not None:
                 progress(f"resolve {step.name}", done, done)
 
+    def _ready_to_read(self, entity: str) -> tuple[MappingSpec, RunKeys]:
+        """Outside a run: the resolved mapping of ``entity`` with what its operations look up
+        loaded, and an empty crosswalk (nothing is loaded, so nothing is referenced yet)."""
+        spec = next((s for s in self.specs if s.entity == entity and s.resolve), None)
+        if spec is None:
+            raise ConfigError(f"no mapping of {entity!r} declares resolve:")
+        self._resources = self.resources(only=spec)
+        return spec, RunKeys(referenced(self.specs)[0])
+
     def _load_decisions(self) -> None:
         """The reviewers' decisions on each resolved entity's pairs (from the work store)."""
         from continuity import people
@@ -1107,11 +1116,7 @@ def person_records(
     """
     runner = WaveRunner(project, next(iter(project.waves), "all"), None, BATCH_SIZE, journal=False)
     try:
-        spec = next((s for s in runner.specs if s.entity == entity and s.resolve), None)
-        if spec is None:
-            raise ConfigError(f"no mapping of {entity!r} declares resolve:")
-        runner._resources = runner.resources(only=spec)
-        keys = RunKeys(referenced(runner.specs)[0])
+        spec, keys = runner._ready_to_read(entity)
         yield from runner._person_records(spec, keys, progress, dropped)
     finally:
         runner.close()
@@ -1127,13 +1132,8 @@ def resolve_people(
     runner = WaveRunner(project, wave, None, BATCH_SIZE, journal=False)
     try:
         runner._load_decisions()
-        spec = next((s for s in runner.specs if s.entity == entity and s.resolve), None)
-        if spec is None:
-            raise ConfigError(f"no mapping of {entity!r} declares resolve:")
-        runner._resources = runner.resources(only=spec)
-        keys = RunKeys(referenced(runner.specs)[0])
+        _, keys = runner._ready_to_read(entity)
         runner._resolve(keys, progress, None)
-        found = runner._resources.get(f"resolution:{entity}")
-        return found
+        return runner._resources[f"resolution:{entity}"]
     finally:
         runner.close()
