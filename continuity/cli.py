@@ -762,6 +762,7 @@ def people_review(
       continuity people decide 3 split --reason "twins: different schools" -p examples/gmp
     """
     import json
+    from collections import Counter
 
     from continuity import people
     from continuity.project import load_project
@@ -785,9 +786,7 @@ def people_review(
             f"#{p['pair']:<4} score {p['score']:.3f}  {state}  [{', '.join(p['reasons'])}]"
             f"{decided}\n      {p['a']}: {p['a_seen']}\n      {p['b']}: {p['b_seen']}"
         )
-    counts: dict[str, int] = {}
-    for p in pairs:
-        counts[people.state_of(p)] = counts.get(people.state_of(p), 0) + 1
+    counts = Counter(people.state_of(p) for p in pairs)
     shown = min(limit, len(pairs)) if limit else len(pairs)
     click.echo(
         f"{shown} of {len(pairs)} pairs shown ("

@@ -508,7 +508,7 @@ class Resolver:
         s = self.settings
         near = s.review_margin
         confirmed = rule == "confirmed"
-        if self._parent and self._find(i) == self._find(j) and not confirmed:
+        if not confirmed and self._find(i) == self._find(j):
             return  # already one person, by other records
         if not confirmed and rule != "same_pnc" and score < s.match:
             if score >= s.match - near:
