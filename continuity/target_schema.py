@@ -226,6 +226,19 @@ migration_exclusion = Table(
     Column("reason", Text, nullable=False),
 )
 
+migration_deletion = Table(
+    "migration_deletion",
+    metadata,
+    Column("source_system", String(20), primary_key=True),
+    Column("source_table", String(40), primary_key=True),
+    Column("source_key", String(80), primary_key=True),
+    Column("target_table", String(40), nullable=False),
+    Column("target_key", KEY, nullable=False),
+    Column("rule", String(40), nullable=False),  # the crosswalk entry's rule, moved here
+    Column("action", String(10), nullable=False),  # kept | retired
+    Column("detected_by", String(60)),  # the run that found the record gone
+)
+
 Index("ix_crosswalk_target", migration_crosswalk.c.target_table, migration_crosswalk.c.target_key)
 # Every foreign key not leading a primary key gets its own index: joins need them, and InnoDB
 # would otherwise invent one, making the schema differ between databases.

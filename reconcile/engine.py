@@ -163,6 +163,7 @@ class _Comparison:
         )
         self.target_years: Counter[tuple[str, str]] = Counter()
         self.unfiltered = {s.system for s in spec.sources if s.population.where is None}
+        self.gone: Counter[str] = Counter()  # records deleted at source since a wave, per system
 
     # -- the comparison --------------------------------------------------------------------
 
@@ -192,9 +193,51 @@ class _Comparison:
         self._drill_down()
         self._equal_segments()
         self._duplicated_sources()
+        self._deleted()
         orphans = self._stale(stale)
         self._candidates()
         return self._result(orphans, len(differing))
+
+    def _deleted(self) -> None:
+        """Records deleted at source since a wave migrated them (the target's deletions table
+        says so and the source agrees): DELETED_AT_SOURCE if the target record was kept or
+        retired as declared; MISSING if it was declared kept and is gone."""
+        entries = self.src.deleted
+        if not entries:
+            return
+        present = self._target_keys_present(sorted({e[2] for e in entries}))
+        for system, key, target_key, action in entries:
+            here = target_key in present
+            if system not in self.unfiltered and not here:
+                # The source's filter cannot be applied to a record the source no longer holds:
+                # only a target record in this class's population says it belonged here.
+                continue
+            self.gone[system] += 1
+            placement = Placement.DELETED_AT_SOURCE
+            if action == "retired" and here:
+                # The target record is left unexplained: it shows as ORPHAN on the target side.
+                reason = "deleted at source; declared retired, but the target still holds it"
+            elif action == "retired" or here:
+                reason = f"deleted at source; its target record {action}, as declared"
+            else:
+                placement = Placement.MISSING
+                reason = f"deleted at source and declared {action}, but the target record is gone"
+            self._place(system, key, placement, reason=reason, target_key=target_key)
+
+    def _target_keys_present(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` the class's target population holds (one-column keys)."""
+        target = self.spec.target
+        if len(target.key_columns) != 1:
+            return set(keys)  # a composite key cannot be named by one text: not checked
+        rel = Relation(target.population, list(target.key_columns))
+        col = rel.col(target.key_columns[0])
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            stmt = sa.select(col).select_from(rel.from_).where(col.in_(keys[start : start + 500]))
+            if rel.filter is not None:
+                stmt = stmt.where(rel.filter)
+            found.update(str(r[0]) for r in fetch_all(self.target_engine, stmt))
+        return found
 
     def _candidates(self) -> None:
         """Likely target persons for each MISSING person (a diagnostic, not a placement)."""
@@ -350,6 +393,9 @@ class _Comparison:
             placement, reason = Placement.EXCLUDED, flagged[3] if flagged else excluded
         elif deferred:
             placement, reason = Placement.DEFERRED, flagged[3] if flagged else deferred
+        elif (system, key) in self.src.still_held:
+            placement = Placement.MISSING
+            reason = "declared deleted at source by the migration, but the source still holds it"
         else:
             placement = Placement.MISSING
             reason = note or (
@@ -566,7 +612,10 @@ class _Comparison:
                 and f.placement in (Placement.MERGED, Placement.DUPLICATED)
                 and segment_of(f"{s.system}{SEP}{f.key}", spec.segments) not in self.differing
             )
-            identity = SourceIdentity(s.system, s.crosswalk_table, self.src.read.get(s.system, 0))
+            # The source as the last wave knew it: what it holds now, and what it deleted since.
+            identity = SourceIdentity(
+                s.system, s.crosswalk_table, self.src.read.get(s.system, 0) + self.gone[s.system]
+            )
             identity.terms.update(
                 {p: n for (system, p), n in self.placed.items() if system == s.system}
             )

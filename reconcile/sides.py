@@ -71,6 +71,11 @@ class SideSummary:
     merged: list[tuple[str, str, str]] = field(default_factory=list)  # match key, target key, rule
     unreached: list[tuple[str, str, str | None]] = field(default_factory=list)
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # copy key, original key
+    #: source side: records the target's deletions table says were deleted at source since a
+    #: wave migrated them, and the source no longer holds: (system, key, target key, action)
+    deleted: list[tuple[str, str, str, str]] = field(default_factory=list)
+    #: source side: records declared deleted that the source still holds: (system, key)
+    still_held: set[tuple[str, str]] = field(default_factory=set)
     target_total: int = 0
     target_reached: int = 0  # target records some crosswalk entry of the class leads to
     reached_copies: set[str] = field(default_factory=set)  # of those, copies of another
@@ -254,10 +259,35 @@ def quarantined(spec: SurvivalSpec, engine: Engine) -> dict[tuple[str, str, str]
     return {(r[0], r[1], r[2]): r[3] or "quarantined" for r in fetch_all(engine, stmt)}
 
 
+def has_table(engine: Engine, table: str) -> bool:
+    schema, _, name = table.rpartition(".")
+    return bool(sa.inspect(engine).has_table(name, schema=schema or None))
+
+
+def deletions(spec: SurvivalSpec, engine: Engine) -> dict[tuple[str, str, str], tuple[str, str]]:
+    """The deletions table's entries for this class's source tables:
+    (system, table, key) -> (target key, action)."""
+    d = spec.deletions
+    if d is None:
+        return {}
+    if not has_table(engine, d.table):
+        return {}  # a target no delta ever ran against: nothing was deleted
+    c = d.columns
+    names = ("source_system", "source_table", "source_key", "target_table", "target_key", "action")
+    t = sa.table(d.table, *(sa.column(c[k]) for k in names))
+    stmt = sa.select(*(t.c[c[k]] for k in names)).where(
+        t.c[c["source_table"]].in_(sorted({s.crosswalk_table for s in spec.sources}))
+    )
+    if spec.locate.crosswalk is not None:
+        stmt = stmt.where(t.c[c["target_table"]] == spec.locate.crosswalk.target_table)
+    return {(r[0], r[1], r[2]): (str(r[4]), r[5] or "kept") for r in fetch_all(engine, stmt)}
+
+
 def run_source_side(task: Task) -> SideSummary:
     spec = task.spec
     target = engine_for(task.urls["target"])
     rejected = quarantined(spec, target)
+    deleted = deletions(spec, target)
     target.dispose()
     fp = Fingerprinter(task.key, spec.segments)
     spill = Spill(task.directory, "source", spec.segments)
@@ -267,9 +297,16 @@ def run_source_side(task: Task) -> SideSummary:
         for source in spec.sources:
             engine = engines.setdefault(source.system, engine_for(task.urls[source.system]))
             copies = _newer_copies(source, engines, task) if source.newer_copy else {}
+            gone = {
+                k: v
+                for (system, table, k), v in deleted.items()
+                if system == source.system and table == source.crosswalk_table
+            }
             summary.read[source.system] = _read_source(
-                spec, source, engine, copies, rejected, task.as_of, fp, spill, summary
+                spec, source, engine, copies, rejected, task.as_of, fp, spill, summary, gone
             )
+            # What the source no longer holds was deleted at source, as the target declares.
+            summary.deleted += [(source.system, k, tk, action) for k, (tk, action) in gone.items()]
     finally:
         spill.close()
         for e in engines.values():
@@ -306,7 +343,10 @@ def _read_source(
     fp: Fingerprinter,
     spill: Spill,
     summary: SideSummary,
+    gone: dict[str, tuple[str, str]],
 ) -> int:
+    """Read one source's records into the spill and the aggregates; return how many. Keys of
+    ``gone`` (declared deleted at source) that the source still holds are taken out of it."""
     fields = list(spec.fields.values())
     match_cols = list(source.match or ())
     cols = list(
@@ -368,6 +408,10 @@ def _read_source(
         )
         own = verdicts(columns, size)
         copy_keys = keys if copy_key_idx is None else list(map(str, columns[copy_key_idx]))
+        if gone:
+            for key in keys:
+                if gone.pop(key, None) is not None:
+                    summary.still_held.add((system, key))
         for i in range(size):
             key = keys[i]
             copy_of = copies.get(copy_keys[i]) if copies else None
@@ -677,6 +721,25 @@ def _unreached(spec: SurvivalSpec, engine: Engine, summary: SideSummary) -> None
                     xp.c[c["source_table"]].in_(sorted(set(p.source_tables.values()))),
                 )
             )
+    if (
+        spec.deletions is not None
+        and spec.locate.crosswalk is not None
+        and has_table(engine, spec.deletions.table)
+    ):
+        # A record kept after its source record was deleted is explained by that record.
+        d = spec.deletions
+        c = d.columns
+        dt_ = sa.table(
+            d.table,
+            *(sa.column(c[k]) for k in ("source_table", "target_table", "target_key", "action")),
+        ).alias("xd")
+        kept = sa.exists().where(
+            dt_.c[c["target_table"]] == spec.locate.crosswalk.target_table,
+            dt_.c[c["target_key"]] == rel.col(target.key_columns[0]),
+            dt_.c[c["source_table"]].in_(sorted({s.crosswalk_table for s in spec.sources})),
+            dt_.c[c["action"]] != "retired",
+        )
+        reached = [sa.or_(sa.and_(*reached), kept)]
     only = [
         sa.case((where(t.where, rel.col), 1), else_=0).label(f"only{i}")
         for i, t in enumerate(target.target_only)

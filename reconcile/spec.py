@@ -32,6 +32,7 @@ CROSSWALK_COLUMNS = {
     "target_key": "target_key",
     "rule": "rule",
     "reason": "reason",
+    "action": "action",
 }
 AS_OF = "$as_of"
 
@@ -222,6 +223,8 @@ class Locate:
 
 @dataclass(frozen=True)
 class Quarantine:
+    """A table of source records keyed like the crosswalk: the quarantine, or the deletions."""
+
     table: str
     columns: dict[str, str]
 
@@ -255,6 +258,7 @@ class SurvivalSpec:
     quarantine: Quarantine | None
     candidates: Candidates | None = None
     count_by_year: str | None = None
+    deletions: Quarantine | None = None
 
     @property
     def critical(self) -> bool:
@@ -382,6 +386,7 @@ class _Builder:
             fields=fields,
             sources=sources,
             quarantine=self.quarantine(data.get("quarantine")),
+            deletions=self.quarantine(data.get("deletions")),
             candidates=self.candidates(data.get("candidates"), fields),
             count_by_year=data.get("count_by_year"),
         )

@@ -35,6 +35,12 @@ class PersonRecord:
     dob_estimated: bool
     variant: str  # "" when spelled as the truth, else what differs ("name", "dob_swap", ...)
     crime: int | None = None  # PoliceWorks: the occurrence (crime index) it was created for
+    deleted: bool = False  # deleted at source since the estate was generated (estate evolve)
+
+    def correct_dob(self, h: Human) -> None:
+        """The record's date of birth corrected at source to the truth's."""
+        self.dob, self.dob_estimated = h.dob, h.dob_year_only
+        self.variant = "+".join(v for v in self.variant.split("+") if "dob" not in v)
 
 
 def _swap(day: dt.date) -> dt.date | None:
@@ -58,7 +64,8 @@ class ChunkIndex:
         rng = Rng(chunk.rng_seed + ":index")
         crimes = chunk.crimes
         self.place = {p.pid: p for p in chunk.places}
-        self.legacy_records: list[list[PersonRecord]] = []
+        self.legacy_records: list[list[PersonRecord]] = []  # the records at source now
+        self.legacy_all: list[list[PersonRecord]] = []  # with those deleted since (evolve)
         self.pw_records: list[list[PersonRecord]] = []
         self.link_nominal: dict[tuple[int, int], str] = {}  # (crime, human) -> nominal ref
         self.pw_person_of: dict[tuple[int, int], str] = {}  # (crime, human) -> pw person id
@@ -102,13 +109,25 @@ class ChunkIndex:
                             "duplicate" + ("+dob_swap" if swapped else ""),
                         )
                     )
+                for rec in lrecs:
+                    rec.deleted = rec.key in chunk.deleted
+                    if rec.key in chunk.corrected:
+                        rec.correct_dob(h)
                 for k, ci in enumerate(legacy_links):
-                    self.link_nominal[(ci, hi)] = lrecs[k % len(lrecs)].key
-            self.legacy_records.append(lrecs)
+                    rec = lrecs[k % len(lrecs)]
+                    # A deleted duplicate's links were moved to the original nominal.
+                    self.link_nominal[(ci, hi)] = (lrecs[0] if rec.deleted else rec).key
+            self.legacy_all.append(lrecs)
+            self.legacy_records.append([r for r in lrecs if not r.deleted])
             precs: list[PersonRecord] = []
             for ci in pw_links:
                 pid = chunk.guid("person", hi, ci)
-                precs.append(self._pw_record(rng, h, pid, ci))
+                # A crime that came with evolution draws from a stream of its own.
+                own = rng if ci < chunk.born_crimes else Rng(f"{chunk.rng_seed}:person:{hi}:{ci}")
+                rec = self._pw_record(own, h, pid, ci)
+                if pid in chunk.corrected:
+                    rec.correct_dob(h)
+                precs.append(rec)
                 self.pw_person_of[(ci, hi)] = pid
             self.pw_records.append(precs)
 

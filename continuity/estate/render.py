@@ -34,6 +34,7 @@ from continuity.estate.truth import (
     Rng,
     Warning,
     legacy_crime_no,
+    stable_fraction,
 )
 
 Rows = dict[str, list[tuple[Any, ...]]]
@@ -91,7 +92,7 @@ def render_legacy(chunk: Chunk, idx: ChunkIndex) -> Rows:
     if chunk.index == 0:
         out["ADDRESS"].append((NFA_ADDR_REF, "NFA", None, None, None, None, None))
     for hi, h in enumerate(chunk.humans):
-        for n, rec in enumerate(idx.legacy_records[hi]):
+        for n, rec in enumerate(idx.legacy_all[hi]):
             warns = [w.code for w in h.warnings if w.active] if n == 0 else []
             warns += [""] * (4 - len(warns))
             pnc = h.pnc if (n == 0 or rng.random() < 0.5) else None
@@ -99,6 +100,8 @@ def render_legacy(chunk: Chunk, idx: ChunkIndex) -> Rows:
                 pnc = "UNKNOWN"
             middle = rec.middle or ("UNKNOWN" if rng.random() < 0.05 else "")
             dob = legacy_dob(rec.dob, rec.dob_estimated, rng) if rec.dob else ""
+            if rec.deleted:
+                continue  # deleted at source since; its draws above keep the others' values
             out["NOMINAL"].append(
                 (
                     rec.key,
@@ -179,7 +182,6 @@ def render_legacy(chunk: Chunk, idx: ChunkIndex) -> Rows:
 
 
 def render_policeworks(chunk: Chunk, idx: ChunkIndex, zero_dates: bool) -> Rows:
-    rng = Rng(chunk.rng_seed + ":policeworks")
     unknown_date: Any = "0000-00-00" if zero_dates else None
     out: Rows = defaultdict(list)
     crimes = chunk.crimes
@@ -226,7 +228,9 @@ def render_policeworks(chunk: Chunk, idx: ChunkIndex, zero_dates: bool) -> Rows:
                     )
     for pid in sorted(idx.pw_places):
         p = idx.place[pid]
-        has_uprn = p.uprn is not None and rng.random() < 0.75
+        # Decided per place (not from the chunk's stream), so that a place PoliceWorks comes to
+        # hold after the estate evolves leaves every other place as it was.
+        has_uprn = p.uprn is not None and stable_fraction(chunk.rng_seed, "uprn", pid) < 0.75
         out["pw_location"].append(
             (
                 idx.location_guid[pid],
@@ -437,6 +441,11 @@ def render_ideal(chunk: Chunk, idx: ChunkIndex) -> Rows:
             xw.append(
                 (rec.system, rec.table, rec.key, "person", pk, rule, None if rec is anchor else 100)
             )
+        for rec in idx.legacy_all[hi]:
+            if rec.deleted:  # a duplicate deleted at source: its person stays, with the others
+                out["migration_deletion"].append(
+                    (rec.system, rec.table, rec.key, "person", pk, "merge:same_human", "kept", None)
+                )
         for w in h.warnings:
             keys = idx.person_warning(hi, w)
             if keys is None:

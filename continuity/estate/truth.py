@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import hashlib
 import itertools
 import random
 import uuid
@@ -183,6 +184,13 @@ class Chunk:
     gazetteer_extra: list[Place]
     pairs: list[tuple[str, int, int]]  # (kind, human a index, human b index)
     rng_seed: str
+    #: Crimes the chunk was generated with; later ones came with ``estate evolve`` and draw
+    #: from random streams of their own, so that the records before them render unchanged.
+    born_crimes: int = 0
+    #: Evolution: source records whose date of birth was corrected (the truth's since), and
+    #: legacy duplicate nominals deleted at source (their links moved to the original).
+    corrected: set[str] = field(default_factory=set)
+    deleted: set[str] = field(default_factory=set)
 
     def guid(self, kind: str, *parts: object) -> str:
         """A deterministic GUID for a PoliceWorks record of this chunk."""
@@ -210,6 +218,12 @@ class Rng(random.Random):
 
     def choice(self, seq: Sequence[_T]) -> _T:  # type: ignore[override]
         return seq[int(self.random() * len(seq))]
+
+
+def stable_fraction(*parts: object) -> float:
+    """A number in [0, 1) fixed by ``parts``: a random draw that no other draw can shift."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest) / 2**64
 
 
 def _weighted_table(
@@ -380,21 +394,8 @@ def generate_chunk(seed: int, index: int, n_humans: int) -> Chunk:
         slots.extend([hi] * n)
     rng.shuffle(slots)
     for crime in crimes:
-        roles = []
-        if crime.offence.needs_victim or rng.random() < 0.3:
-            roles.append("VICTIM")
-        if rng.random() < 0.65:
-            roles.append("SUSPECT")
-        if rng.random() < 0.15:
-            roles.append("OFFENDER")
-        if rng.random() < 0.25:
-            roles.append("WITNESS")
-        if rng.random() < 0.15:
-            roles.append("REPORTER")
-        if not roles:
-            roles.append("REPORTER")
         seen: set[int] = set()
-        for role in roles:
+        for role in crime_roles(crime, rng):
             if not slots:
                 break
             hi = slots.pop()
@@ -539,7 +540,23 @@ def generate_chunk(seed: int, index: int, n_humans: int) -> Chunk:
                 rng.randrange(390_000, 415_000),
             )
         )
-    return Chunk(index, humans, places, crimes, intel, extra, pairs, rng_seed)
+    return Chunk(index, humans, places, crimes, intel, extra, pairs, rng_seed, len(crimes))
+
+
+def crime_roles(crime: Crime, rng: Rng) -> list[str]:
+    """The roles a crime's people take: a victim where the offence needs one, and others."""
+    roles = []
+    if crime.offence.needs_victim or rng.random() < 0.3:
+        roles.append("VICTIM")
+    if rng.random() < 0.65:
+        roles.append("SUSPECT")
+    if rng.random() < 0.15:
+        roles.append("OFFENDER")
+    if rng.random() < 0.25:
+        roles.append("WITNESS")
+    if rng.random() < 0.15:
+        roles.append("REPORTER")
+    return roles or ["REPORTER"]
 
 
 def _new_crime(
