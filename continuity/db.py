@@ -112,6 +112,17 @@ class BulkWriter:
         self.close()
 
 
+def database_digests(url: str, metadata: MetaData) -> dict[str, tuple[int, str]]:
+    """:func:`table_digest` of every table of ``metadata`` in the database at ``url``."""
+    from continuity.domain.connect import engine_for
+
+    engine = engine_for(url)
+    try:
+        return {t.name: table_digest(engine, t.name, metadata) for t in metadata.sorted_tables}
+    finally:
+        engine.dispose()
+
+
 def table_digest(engine: Engine, table_name: str, metadata: MetaData) -> tuple[int, str]:
     """Row count and an order-independent digest of a table's content.
 

@@ -19,9 +19,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Column, MetaData, String, Table, Text, func, select
+from sqlalchemy import Column, MetaData, String, Table, Text, func, inspect, select
 
 from continuity import target_schema
+from continuity.changes import FINGERPRINTS
 from continuity.domain.connect import engine_for
 from continuity.domain.errors import ConfigError
 from continuity.ledger import AuditLedger
@@ -63,11 +64,13 @@ def empty_tables(url: str, metadata: MetaData) -> list[str]:
     return found
 
 
-def with_journal(product: MetaData) -> MetaData:
-    """The product's tables and the journal, for a loader that journals."""
+def with_journal(product: MetaData, journal: bool = True) -> MetaData:
+    """A copy of the product's tables, with the journal for a loader that journals."""
     metadata = MetaData()
     for table in product.sorted_tables:
         table.to_metadata(metadata)
+    if not journal:
+        return metadata
     Table(
         JOURNAL,
         metadata,
@@ -227,6 +230,13 @@ def rollback_wave(project: Project, wave: str) -> dict[str, int]:
                             values
                         )
                 tx.delete(JOURNAL, [(last.run_id, seq) for seq, *_ in entries])
+                # The records the run fingerprinted are no longer migrated as it saw them: with
+                # no fingerprint, the next run (delta or not) migrates them again.
+                if inspect(loader.engine).has_table(FINGERPRINTS):  # type: ignore[attr-defined]
+                    gone = tx.execute(  # type: ignore[attr-defined]
+                        f"DELETE FROM {FINGERPRINTS} WHERE run_id = ?", [last.run_id]
+                    )
+                    counts[f"{FINGERPRINTS} deleted"] = gone
                 tx.set_checkpoint(
                     f"wave:{wave}", {"run_id": last.run_id, "finished": True, "rolled_back": True}
                 )

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import MetaData, select
 
-from continuity import target_schema
+from continuity import changes, target_schema
 from continuity.domain.connect import engine_for
 from continuity.domain.errors import ConfigError, MappingError
 from continuity.domain.yamlsource import raise_all
@@ -50,6 +50,7 @@ from mappings.spec import MappingSpec, SourceMapping, load_mappings, mapping_fil
 
 CROSSWALK = "migration_crosswalk"
 QUARANTINE = "migration_quarantine"
+DELETION = "migration_deletion"
 EXCLUSION = "migration_exclusion"
 #: The gazetteer's columns as ``Gazetteer.add`` takes them, and their default names.
 GAZETTEER_COLUMNS = {
@@ -92,6 +93,7 @@ class StepCounts:
     loaded: int = 0
     quarantined: int = 0
     excluded: int = 0
+    unchanged: int = 0  # a delta: read, unchanged since the last run, not migrated again
     skipped: bool = False  # finished by the run being resumed
     seconds: float = 0.0
 
@@ -100,6 +102,7 @@ class StepCounts:
         self.loaded += other.loaded
         self.quarantined += other.quarantined
         self.excluded += other.excluded
+        self.unchanged += other.unchanged
         self.seconds += other.seconds
 
     def as_dict(self) -> dict[str, Any]:
@@ -108,6 +111,7 @@ class StepCounts:
             "loaded": self.loaded,
             "quarantined": self.quarantined,
             "excluded": self.excluded,
+            "unchanged": self.unchanged,
             "seconds": round(self.seconds, 3),
         }
 
@@ -123,6 +127,12 @@ class RunSummary:
     would_insert: dict[str, int] = field(default_factory=dict)
     would_update: dict[str, int] = field(default_factory=dict)
     resolution: dict[str, dict[str, Any]] = field(default_factory=dict)
+    delta: bool = False
+    #: "source.table" -> records added, changed, deleted, parents (of changed children) and
+    #: unchanged since the fingerprints of earlier runs
+    changes: dict[str, dict[str, int]] = field(default_factory=dict)
+    moved: dict[str, int] = field(default_factory=dict)  # deletions: target record kept
+    retired: dict[str, Any] = field(default_factory=dict)  # merged after the fact
     seconds: float = 0.0
 
     @property
@@ -140,6 +150,10 @@ class RunSummary:
             "steps": {k: v.as_dict() for k, v in self.steps.items()},
             "entities": {k: v.as_dict() for k, v in self.entities.items()},
             **({"resolution": self.resolution} if self.resolution else {}),
+            "delta": self.delta,
+            **({"changes": self.changes} if self.changes else {}),
+            **({"deleted_at_source": self.moved} if self.moved else {}),
+            **({"retired": self.retired} if self.retired else {}),
             **(
                 {"would_insert": self.would_insert, "would_update": self.would_update}
                 if self.dry_run
@@ -384,8 +398,10 @@ class WaveRunner:
         batch_size: int = BATCH_SIZE,
         metadata: MetaData | None = None,
         journal: bool = True,
+        delta: bool = False,
     ) -> None:
         self.project = project
+        self.delta = delta
         self.journal = journal and project.target.loader == "sql"
         self.wave = project.wave(wave)
         self.as_of = as_of or project.as_of or dt.date.today()
@@ -393,6 +409,17 @@ class WaveRunner:
         product = metadata if metadata is not None else target_schema.metadata
         # The journal (what each batch replaced) is what `continuity rollback` replays.
         self.metadata = with_journal(product) if self.journal else product
+        # Change detection keeps its fingerprints in the target, beside the checkpoints.
+        self.fingerprints = project.target.loader == "sql"
+        if self.fingerprints:
+            self.metadata = with_journal(product, journal=self.journal)
+            changes.add_tables(self.metadata)
+        if delta and not self.fingerprints:
+            raise ConfigError(
+                f"--delta needs the sql loader, which keeps fingerprints in the target "
+                f"(this project's target uses {project.target.loader!r})"
+            )
+        self._changes: changes.Changes | None = None
         self.specs = load_mappings(mapping_files(project.mappings))
         self.steps = plan_steps(self.specs)
         self._scopes = wave_scopes(self.specs, self.wave, self._quoters())
@@ -412,6 +439,14 @@ class WaveRunner:
         self._resources: dict[str, Any] = {}
         self._decisions: dict[str, dict[tuple[str, str], str]] = {}
         self.resolution_stats: dict[str, Any] = {}
+        #: per resolved entity: (anchor kept, other anchor) of clusters joining two target
+        #: records made earlier (a merge after the fact; see Resolver.pin)
+        self.merged_after: dict[str, list[tuple[str, str]]] = {}
+        #: a delta: records the resolution moved to another target record, by (source, table);
+        #: and the target records all of whose records moved (retired after the steps)
+        self._moved: dict[tuple[str, str], set[str]] = {}
+        self._retired: dict[str, list[str]] = {}
+        self._loader: Loader | None = None  # the run's, while it runs
         self._journal: Journal | None = None
         self._fresh: frozenset[str] = frozenset()
         self._stale_pairs: set[tuple[str, str]] = set()
@@ -443,19 +478,21 @@ class WaveRunner:
             self.extractors[source] = ex
         return self.extractors[source]
 
+    def scope_of(self, step: Step) -> str | None:
+        """The wave's filter on a step's records (None: the wave takes them all)."""
+        m = step.mapping
+        if m.table is not None:
+            return self._scopes.get(id(m))
+        return self.wave.filter_for(m.source, m.as_table)
+
     def selection(self, step: Step, after: Sequence[Any] | None = None) -> Selection:
         m = step.mapping
-        wave_filter = (
-            self._scopes.get(id(m))
-            if m.table is not None
-            else self.wave.filter_for(m.source, m.as_table)
-        )
         return Selection(
             table=m.table,
             query=m.query,
             key=m.key,
             columns=tuple(needed_columns(m)),
-            where=_combine(m.where, wave_filter),
+            where=_combine(m.where, self.scope_of(step)),
             order_by_key=True,
             after=tuple(after) if after is not None else None,
         )
@@ -542,11 +579,149 @@ class WaveRunner:
             resolver = Resolver(spec.resolve.settings, self._decisions.get(spec.entity, {}))
             for identity, values in self._person_records(spec, keys, progress):
                 resolver.add(identity, values)
+            if self.project.target.loader == "sql":
+                resolver.pin(self._anchors(spec))
             resolver.finish()
+            if resolver.merged_after:
+                self.merged_after[spec.entity] = list(resolver.merged_after)
+            if self.delta and self._changes is not None:
+                self._moved_records(spec, resolver, run_id)
             self.resolution_stats[spec.entity] = resolver.stats
             if run_id is not None:
                 people.save_review(self.project.ledger, spec.entity, run_id, resolver.review)
             self._resources[f"resolution:{spec.entity}"] = resolver
+
+    def _moved_records(self, spec: MappingSpec, resolver: Any, run_id: str | None) -> None:
+        """A delta: records the resolution now puts with another anchor than the target holds
+        them under (a corrected date of birth, a new record joining two persons) are migrated
+        again, with the rows that refer to them; a target record left with none of its records
+        is retired after the steps (:meth:`_retire`), merged into the one they went to.
+
+        Found once per run, when the crosswalk is still as earlier runs left it, and kept with
+        the run's changes (a resumed run reads them back: by then it has moved some itself)."""
+        assert self._changes is not None
+        loader = self._loader
+        name = f"moved:{self.wave.name}:{spec.entity}"
+        state = loader.checkpoint(name) if loader is not None and run_id is not None else None
+        if state is not None and state.get("run_id") == run_id:
+            self._moved = self._changes.moved
+            if state.get("retired"):
+                self._retired[spec.entity] = list(state["retired"])
+            return
+        physical = {(m.source, m.as_table): m.table or m.as_table for m in spec.sources}
+        xw = target_schema.migration_crosswalk
+        held: dict[str, str] = {}  # record -> target key
+        anchor_of: dict[str, str] = {}  # target key -> its anchor record
+        engine = engine_for(self.project.target.location)
+        try:
+            with engine.connect() as conn:
+                rows = conn.execution_options(yield_per=50_000).execute(
+                    select(
+                        xw.c.source_system,
+                        xw.c.source_table,
+                        xw.c.source_key,
+                        xw.c.target_key,
+                        xw.c.rule,
+                    ).where(xw.c.target_table == spec.entity)
+                )
+                for system, table, key, target, rule in rows:
+                    if (system, table) not in physical:
+                        continue
+                    identity = f"{system}|{physical[(system, table)]}|{key}"
+                    held[identity] = target
+                    if rule == "anchor":
+                        anchor_of[target] = identity
+        finally:
+            engine.dispose()
+        retired: set[str] = set()
+        for identity, target in held.items():
+            now = resolver.resolved(identity)
+            if now is None:
+                continue  # not resolved any more (quarantined or excluded): its step says so
+            was = anchor_of.get(target)
+            if now.anchor == was:
+                continue
+            system, table, key = identity.split("|", 2)
+            self._changes.wanted.setdefault((system, table), set()).add(key)
+            self._moved.setdefault((system, table), set()).add(key)
+            if identity == was:
+                retired.add(target)  # its anchor went elsewhere: so do all its records
+        if retired:
+            self._retired[spec.entity] = sorted(retired)
+        if loader is not None and run_id is not None:
+            pending = [
+                (run_id, system, table, key, changes.key_hash(key), None, changes.MOVED)
+                for (system, table), found in self._moved.items()
+                for key in sorted(found)
+            ]
+            with loader.transaction() as tx:
+                if pending:
+                    tx.upsert(changes.PENDING, pending)
+                tx.set_checkpoint(name, {"run_id": run_id, "retired": sorted(retired)})
+
+    def _retire(self, loader: Loader, run_id: str, dry_run: bool) -> dict[str, int]:
+        """Delete the target records whose records all went to others (merged after the fact),
+        with the rows that refer to them: the moved records' rows were made again under the
+        records they went to. Journaled, so a rollback puts them back."""
+        counts: dict[str, int] = {}
+        if dry_run or not self._retired:
+            return counts
+        engine = engine_for(self.project.target.location)
+        try:
+            for entity, targets in self._retired.items():
+                parent = self.metadata.tables[entity]
+                (pk,) = [c for c in parent.columns if c.primary_key]
+                referring = [
+                    (t, c)
+                    for t in self.metadata.sorted_tables
+                    for c in t.columns
+                    for fk in c.foreign_keys
+                    if fk.column is pk
+                ]
+                for start in range(0, len(targets), 500):
+                    chunk = targets[start : start + 500]
+                    doomed: list[tuple[str, list[tuple[Any, ...]]]] = []
+                    with engine.connect() as conn:
+                        for t, c in referring:
+                            keys_of = [k for k in t.columns if k.primary_key]
+                            found = conn.execute(select(*keys_of).where(c.in_(chunk))).all()
+                            doomed.append((t.name, [tuple(r) for r in found]))
+                    doomed.append((entity, [(k,) for k in chunk]))
+                    with loader.transaction() as tx:
+                        journal = self._journal_for(run_id)
+                        for name, keys_of_rows in doomed:
+                            if not keys_of_rows:
+                                continue
+                            existing = (
+                                journal.record_delete(tx, name, keys_of_rows)
+                                if journal is not None
+                                else keys_of_rows
+                            )
+                            if existing:
+                                tx.delete(name, existing)
+                                counts[name] = counts.get(name, 0) + len(existing)
+        finally:
+            engine.dispose()
+        return counts
+
+    def _anchors(self, spec: MappingSpec) -> Iterator[str]:
+        """Records of a resolved mapping that are anchors of target records already, as the
+        resolution names them (``source|table|key``): their persons keep their keys."""
+        physical = {(m.source, m.as_table): m.table or m.as_table for m in spec.sources}
+        xw = target_schema.migration_crosswalk
+        engine = engine_for(self.project.target.location)
+        try:
+            with engine.connect() as conn:
+                rows = conn.execution_options(yield_per=50_000).execute(
+                    select(xw.c.source_system, xw.c.source_table, xw.c.source_key).where(
+                        xw.c.target_table == spec.entity, xw.c.rule == "anchor"
+                    )
+                )
+                for system, table, key in rows:
+                    if (system, table) in physical:
+                        yield f"{system}|{physical[(system, table)]}|{key}"
+        finally:
+            engine.dispose()
 
     def _person_records(
         self,
@@ -654,10 +829,12 @@ class WaveRunner:
         if dry_run and (resume or restart):
             raise ConfigError("a dry run writes nothing: it neither resumes nor restarts")
         target = self.project.target
-        if self.journal and not dry_run:
+        if (self.journal or self.fingerprints) and not dry_run:
             engine = engine_for(target.location)
             try:
-                self.metadata.tables[JOURNAL].create(engine, checkfirst=True)
+                for name in (JOURNAL, changes.FINGERPRINTS, changes.PENDING):
+                    if name in self.metadata.tables:
+                        self.metadata.tables[name].create(engine, checkfirst=True)
             finally:
                 engine.dispose()
         loader = open_loader(target.loader, target.location, self.metadata, target.options)
@@ -682,15 +859,23 @@ class WaveRunner:
             elif self.journal and not dry_run:
                 self._fresh = frozenset(empty_tables(target.location, self.metadata))
             started_state = {**settings, "fresh": sorted(self._fresh)}
+            # What changed since earlier runs, looked at once, before any row moves.
+            if self.fingerprints:
+                self._changes = self._detect(loader, run_id, dry_run, progress)
             # Compile everything before the first row moves: a bad mapping or a missing column
             # fails the run here, with nothing written.
             self._resources = self.resources()
+            self._loader = None if dry_run else loader
             self._resolve(keys, progress, None if dry_run else run_id)
             compiled = [self.compile(step, keys) for step in self.steps]
-            summary = RunSummary(run_id, self.wave.name, dry_run, resumed)
+            summary = RunSummary(run_id, self.wave.name, dry_run, resumed, delta=self.delta)
+            if self._changes is not None:
+                summary.changes = self._changes.counts
             summary.resolution = {
                 entity: dataclasses.asdict(stats) for entity, stats in self.resolution_stats.items()
             }
+            for entity, pairs in self.merged_after.items():
+                summary.resolution.setdefault(entity, {})["merged_after"] = [list(p) for p in pairs]
             self._summary = summary
             if target.loader == "sql":
                 keys.preload(target.location)
@@ -717,11 +902,21 @@ class WaveRunner:
                     counts.seconds = time.perf_counter() - began
                     summary.steps[step.name] = counts
                     summary.entities.setdefault(step.spec.entity, StepCounts()).add(counts)
+                if self.delta and self._changes is not None:
+                    summary.moved = self._deletions(loader, run_id, dry_run)
+                    retired = self._retire(loader, run_id, dry_run)
+                    if self._retired:
+                        summary.retired = {
+                            "merged_after_the_fact": {e: len(t) for e, t in self._retired.items()},
+                            "rows_deleted": retired,
+                        }
                 if not dry_run:
                     with loader.transaction() as tx:
                         tx.set_checkpoint(
                             wave_step, {"run_id": run_id, "finished": True, **started_state}
                         )
+                        if self.fingerprints:  # the baseline moves with the finished wave
+                            changes.promote(tx, run_id, self.wave.name)
             except BaseException as exc:
                 if ledger is not None:
                     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -743,6 +938,81 @@ class WaveRunner:
             if ledger is not None:
                 ledger.close()
             self.close()
+
+    def _detect(
+        self, loader: Loader, run_id: str, dry_run: bool, progress: Progress | None
+    ) -> changes.Changes:
+        """What changed since earlier runs (see :mod:`continuity.changes`), found once per run:
+        a resumed run reads back what it found when it began."""
+        name = f"changes:{self.wave.name}"
+        state = None if dry_run else loader.checkpoint(name)
+        if state is not None and state.get("run_id") == run_id and state.get("done"):
+            found = changes.Changes()
+            if self.delta:
+                found = changes.read_pending(self.project.target.location, run_id)
+            found.counts = state.get("counts", {})  # with the tables where nothing changed
+            return found
+
+        def write(rows: list[tuple[Any, ...]]) -> None:
+            with loader.transaction() as tx:
+                tx.upsert(changes.PENDING, rows)
+
+        if not dry_run:  # what a pass killed half-way wrote
+            with loader.transaction() as tx:
+                changes.forget_pending(tx, run_id)
+        found = changes.Detector(self, run_id, None if dry_run else write, self.delta).run(progress)
+        if not dry_run:
+            with loader.transaction() as tx:
+                tx.set_checkpoint(name, {"run_id": run_id, "done": True, "counts": found.counts})
+        return found
+
+    def _deletions(self, loader: Loader, run_id: str, dry_run: bool) -> dict[str, int]:
+        """Records deleted at source since an earlier run: each crosswalk entry moves to the
+        deletions table, its target record kept (other records may still make it); a
+        quarantine or exclusion entry goes. Journaled, so a rollback puts them back."""
+        assert self._changes is not None
+        moved: dict[str, int] = {}
+        for (source, table), keys in sorted(self._changes.deleted.items()):
+            steps = [
+                s for s in self.steps if (s.mapping.source, s.mapping.table) == (source, table)
+            ]
+            for start in range(0, len(keys), 1000):
+                chunk = keys[start : start + 1000]
+                for step in steps:
+                    ids = [(source, step.mapping.as_table, k) for k in chunk]
+                    if dry_run:
+                        continue
+                    with loader.transaction() as tx:
+                        fetch = getattr(tx, "fetch", None)
+                        entries = fetch(CROSSWALK, ids) if fetch is not None else []
+                        journal = self._journal_for(run_id)
+                        rows = [
+                            (s, t, k, tt, tk, rule, "kept", run_id)
+                            for s, t, k, tt, tk, rule, _score in entries
+                        ]
+                        gone = [tuple(e[:3]) for e in entries]
+                        for name, keys_of in (
+                            (CROSSWALK, gone),
+                            (QUARANTINE, ids),
+                            (EXCLUSION, ids),
+                        ):
+                            existing = (
+                                journal.record_delete(tx, name, keys_of) if journal else keys_of
+                            )
+                            if existing:
+                                tx.delete(name, existing)
+                        if rows:
+                            if journal is not None:
+                                journal.record(tx, DELETION, rows)
+                            tx.upsert(DELETION, rows)
+                            moved[step.spec.entity] = moved.get(step.spec.entity, 0) + len(rows)
+        return moved
+
+    def _journal_for(self, run_id: str) -> Journal | None:
+        if self.journal and self._journal is None:
+            start = next_seq(self.project.target.location, run_id)
+            self._journal = Journal(self.metadata, run_id, start, self._fresh)
+        return self._journal
 
     def _recover(self, ledger: AuditLedger, previous: Mapping[str, Any]) -> None:
         """The target says the wave's last run finished (or was rolled back) but the ledger
@@ -770,6 +1040,7 @@ class WaveRunner:
         return {
             "as_of": self.as_of.isoformat(),
             "journal": self.journal,
+            "delta": self.delta,
             "project": self.project.digest,
             "mappings": mappings,
             "decisions": decisions_digest(
@@ -785,7 +1056,7 @@ class WaveRunner:
         """A resumed run goes on as it began: same date, journal, project and mappings."""
         changed = [
             name
-            for name in ("as_of", "journal", "project", "mappings", "decisions")
+            for name in ("as_of", "journal", "delta", "project", "mappings", "decisions")
             if name in previous and previous[name] != now[name]
         ]
         if changed:
@@ -845,29 +1116,68 @@ class WaveRunner:
         selection = self.selection(step, after)
         m = step.mapping
         key_index = [source.columns.index(k) for k in m.key]
+        wanted = None  # a delta: the keys to migrate again (None: every record)
+        moved_refs = self._moved_refs(step, source.columns)  # rows referring to moved records
+        if self.delta and self._changes is not None and self._changes.covers(m.source, m.table):
+            wanted = self._changes.keys(m.source, m.table or "")
+            if not wanted and not moved_refs and after is None:  # nothing changed: not read
+                if not dry_run:
+                    with loader.transaction() as tx:
+                        tx.set_checkpoint(
+                            ckpt_name, {"run_id": run_id, "done": True, "counts": counts.as_dict()}
+                        )
+                return counts
         bad, nulls = self._key_problems(step, selection)
         out = BatchOut()
         if after is None:
             # Rows with a null key part, which the key-ordered read never delivers, are
             # quarantined under the key they show (once: a resumed step is past them).
             out.quarantine += nulls
-        total = ex.count(selection) + counts.read if progress is not None else 0
+        total = ex.count(selection) + counts.read + counts.unchanged if progress is not None else 0
         if out.quarantine:
             self._commit(loader, step, out, counts, keys, ckpt_name, run_id, None, dry_run)
         for batch in ex.batches(selection, self.batch_size):
+            last = [batch[-1][i] for i in key_index]
+            if wanted is not None:
+                kept = [
+                    r
+                    for r in batch
+                    if key_text([r[i] for i in key_index]) in wanted
+                    or any(key_text([r[i] for i in at]) in keys for at, keys in moved_refs)
+                ]
+                counts.unchanged += len(batch) - len(kept)
+                batch = kept
             counts.read += len(batch)
             out.clear()
             self._map(step, source, batch, bad, out)
-            last = [batch[-1][i] for i in key_index]
             self._commit(loader, step, out, counts, keys, ckpt_name, run_id, last, dry_run)
             if progress is not None:
-                progress(step.name, counts.read, total)
+                progress(step.name, counts.read + counts.unchanged, total)
         if not dry_run:
             with loader.transaction() as tx:
                 tx.set_checkpoint(
                     ckpt_name, {"run_id": run_id, "done": True, "counts": counts.as_dict()}
                 )
         return counts
+
+    def _moved_refs(self, step: Step, columns: Sequence[str]) -> list[tuple[list[int], set[str]]]:
+        """A delta: (positions of a ``ref``'s key, the moved keys of the table it names)."""
+        if not self._moved:
+            return []
+        physical = {
+            (s.mapping.source, s.mapping.as_table): s.mapping.table or s.mapping.as_table
+            for s in self.steps
+        }
+        found = []
+        for f in step.mapping.fields:
+            for op in f.steps:
+                if op.op != "ref":
+                    continue
+                source, table = op.args["source"], op.args["table"]
+                keys = self._moved.get((source, physical.get((source, table), table)))
+                if keys and all(c in columns for c in op.args["key"]):
+                    found.append(([columns.index(c) for c in op.args["key"]], keys))
+        return found
 
     def _absent(self, tx: Any, entity: str, out: BatchOut) -> list[tuple[Any, ...]]:
         """The fallback rows whose key no row holds yet, in the target or in this batch."""
@@ -992,10 +1302,7 @@ class WaveRunner:
         counts.quarantined += len(out.quarantine)
         counts.excluded += len(out.excluded)
         if not dry_run:
-            if self.journal and self._journal is None:
-                start = next_seq(self.project.target.location, run_id)
-                self._journal = Journal(self.metadata, run_id, start, self._fresh)
-            journal = self._journal
+            journal = self._journal_for(run_id)
             with loader.transaction() as tx:
                 rows_now = out.rows + self._absent(tx, step.spec.entity, out)
                 for table, rows in (
@@ -1074,6 +1381,7 @@ def run_wave(
     batch_size: int = BATCH_SIZE,
     progress: Progress | None = None,
     journal: bool = True,
+    delta: bool = False,
 ) -> RunSummary:
     """Run ``wave`` of ``project``: every mapping's sources, parents first.
 
@@ -1085,8 +1393,11 @@ def run_wave(
         batch_size: rows per transaction.
         progress: called as ``progress(step, rows_done, rows_total)``.
         journal: keep the journal ``continuity rollback`` replays (sql loader only).
+        delta: migrate only what changed since earlier runs (added and changed records and the
+            parents of changed children); records deleted at source leave the crosswalk for
+            the deletions table (see :mod:`continuity.changes`).
     """
-    runner = WaveRunner(project, wave, as_of, batch_size, journal=journal)
+    runner = WaveRunner(project, wave, as_of, batch_size, journal=journal, delta=delta)
     return runner.run(resume=resume, restart=restart, dry_run=dry_run, progress=progress)
 
 

@@ -161,6 +161,11 @@ class Resolver:
         self._score: list[int | None] = []
         self._members: dict[int, list[int]] = {}
         self._splits: dict[int, set[int]] = defaultdict(set)
+        self._pinned: set[str] = set()
+        self._rep: dict[int, int] = {}  # cluster root -> its pinned anchor, where not the root
+        #: clusters holding two records that were anchors of target records already (a merge
+        #: after the fact): (the anchor kept, the other)
+        self.merged_after: list[tuple[str, str]] = []
         self.review: list[Pair] = []
         self.stats = ResolutionStats()
         self.finished = False
@@ -170,6 +175,17 @@ class Resolver:
 
     def _i(self, value: Any) -> Any:
         return self._intern.setdefault(value, value)
+
+    def pin(self, identities: Iterable[str]) -> None:
+        """Records that are anchors of target records already (an earlier wave made them).
+
+        A cluster holding one keeps it as its anchor, whatever record now sorts first: a person
+        keeps its target key as records join it. A cluster holding two is a merge after the
+        fact: the first keeps its anchor (``merged_after`` lists the pair).
+        """
+        if self.finished:
+            raise RuntimeError("the resolution is finished: pin anchors before")
+        self._pinned.update(identities)
 
     def add(self, identity: str, values: Sequence[Any] | Mapping[str, Any]) -> None:
         """Add one record (``source|table|key``) with its ``ROLES`` values (a sequence or map)."""
@@ -457,6 +473,14 @@ class Resolver:
             else p
             for p in self.review
         ]
+        anchors: dict[int, list[int]] = defaultdict(list)
+        for at in sorted(self._ids[name] for name in self._pinned if name in self._ids):
+            anchors[self._find(at)].append(at)
+        for root, held in anchors.items():
+            if held[0] != root:
+                self._rep[root] = held[0]
+            for other in held[1:]:
+                self.merged_after.append((self._names[held[0]], self._names[other]))
         self._members.clear()
         self.finished = True
 
@@ -601,10 +625,11 @@ class Resolver:
         if i is None:
             return None
         root = self._find(i)
-        if root == i:
+        anchor = self._rep.get(root, root)
+        if anchor == i:
             return Resolved(identity, "anchor", "anchor", None)
         return Resolved(
-            self._names[root], self._rule[i] or "merge:resolved", "merged", self._score[i]
+            self._names[anchor], self._rule[i] or "merge:resolved", "merged", self._score[i]
         )
 
     def clusters(self) -> dict[int, list[str]]:

@@ -14,7 +14,6 @@ import dataclasses
 import datetime as dt
 import functools
 import multiprocessing
-import os
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -30,6 +29,7 @@ from sqlalchemy import Engine
 
 from continuity.domain.connect import check_reachable, engine_for
 from continuity.domain.dates import dob_evidence_agrees
+from continuity.domain.digest import fingerprint_key
 from continuity.domain.errors import ReconcileError
 from reconcile.candidates import find_candidates, missing_people
 from reconcile.columns import SEP, text
@@ -59,16 +59,7 @@ from reconcile.sides import (
 from reconcile.spec import FieldSpec, SurvivalSpec
 from reconcile.sql import Relation, fetch_all
 
-#: Environment variable holding the fingerprint key (keyed fingerprints cannot be reversed by
-#: guessing names and dates). Without it a fixed development key is used, and said so.
-KEY_VARIABLE = "CONTINUITY_FINGERPRINT_KEY"
-_DEV_KEY = b"continuity-development-key-not-secret"
 LANDED_TWICE = "the target holds this record more than once"
-
-
-def fingerprint_key() -> bytes:
-    value = os.environ.get(KEY_VARIABLE)
-    return value.encode("utf-8")[:64] if value else _DEV_KEY
 
 
 @dataclass(frozen=True)

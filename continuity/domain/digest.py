@@ -9,9 +9,22 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
+
+#: Environment variable holding the fingerprint key (keyed fingerprints of personal data cannot
+#: be reversed by guessing names and dates). Without it a fixed development key is used.
+KEY_VARIABLE = "CONTINUITY_FINGERPRINT_KEY"
+_DEV_KEY = b"continuity-development-key-not-secret"
+
+
+def fingerprint_key() -> bytes:
+    """The key of keyed fingerprints (BLAKE2b in keyed mode, a MAC like HMAC)."""
+    value = os.environ.get(KEY_VARIABLE)
+    return value.encode("utf-8")[:64] if value else _DEV_KEY
+
 
 _ZERO_DATES = frozenset({"0000-00-00", "0000-00-00 00:00:00"})
 

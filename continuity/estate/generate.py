@@ -31,9 +31,9 @@ from continuity.db import (
     append_from,
     create_indexes,
     create_tables,
+    database_digests,
     existing_tables,
     load_sorted_from,
-    table_digest,
     unconstrained,
 )
 from continuity.domain.connect import MYSQL_FAMILY, check_reachable, engine_for, redact
@@ -573,12 +573,8 @@ def _write_reference(out: Path) -> None:
 
 def estate_digests(urls: dict[str, str]) -> dict[str, dict[str, tuple[int, str]]]:
     """Row count and content digest of every table of the legacy, PoliceWorks and target DBs."""
-    out: dict[str, dict[str, tuple[int, str]]] = {}
-    for side in ("legacy", "policeworks", "target", "damaged"):
-        if side not in urls:
-            continue
-        engine = engine_for(urls[side])
-        md = METADATA[side]
-        out[side] = {t.name: table_digest(engine, t.name, md) for t in md.sorted_tables}
-        engine.dispose()
-    return out
+    return {
+        side: database_digests(urls[side], METADATA[side])
+        for side in ("legacy", "policeworks", "target", "damaged")
+        if side in urls
+    }

@@ -506,6 +506,16 @@ class SqlBatch(LoadBatch):
             raise LoadError(f"target table {table} on {loader.url}: {first_line(exc)}") from exc
         self._count(self.counts, table, len(rows))
 
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement of bookkeeping SQL in this transaction (``?`` marks parameters,
+        names as written); return the rows it touched. Bookkeeping only: rows of target tables
+        go through :meth:`upsert` and :meth:`delete`, which the journal sees."""
+        self._open()
+        loader = self._loader
+        if loader.dialect != "sqlite":
+            sql = sql.replace("?", "%s")
+        return int(loader._run(self._raw, sql, "bookkeeping", list(params)))
+
     def fetch(self, table: str, keys: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """The rows of ``table`` with these primary keys as they are now, in this transaction
         (typed as SQLAlchemy reads them: dates as dates on SQLite too), in no set order."""

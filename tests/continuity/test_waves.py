@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from continuity import target_schema
-from continuity.db import create_tables, table_digest
+from continuity.db import create_tables, database_digests
 from continuity.domain.errors import ConfigError
 from continuity.ledger import AuditLedger
 from continuity.project import Project, load_project
@@ -64,14 +64,7 @@ def reconcile(estate: Path, target: str, sources: dict[str, str] | None = None) 
 
 
 def digests(url: str) -> dict[str, tuple[int, str]]:
-    engine = create_engine(url)
-    try:
-        return {
-            t: table_digest(engine, t, target_schema.metadata)
-            for t in target_schema.metadata.tables
-        }
-    finally:
-        engine.dispose()
+    return database_digests(url, target_schema.metadata)
 
 
 def truth_quarantine(estate: Path) -> dict[tuple[str, str, str], str]:

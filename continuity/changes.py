@@ -1,0 +1,483 @@
+"""Change detection for delta waves (``continuity run WAVE --delta``).
+
+Legacy systems rarely keep modified timestamps anyone can trust, so every run fingerprints the
+source records it covers before it moves a row: per source table, one read of every column any
+mapping takes from it, each record's fingerprint a keyed BLAKE2b of its values (the key from
+``CONTINUITY_FINGERPRINT_KEY``: fingerprints of personal data cannot be reversed by guessing).
+Compared with the fingerprints the target's ``migration_fingerprint`` holds from earlier runs, a
+record is *added*, *changed*, *unchanged*, or, held there but no longer at source, *deleted*.
+A change in a child table only (an alias, a warning, a link) marks the record it belongs to
+(the one its mapping's first ``ref`` names) as changed too: a delta migrates it again.
+
+What a run finds goes to ``migration_fingerprint_pending`` under its run id, and becomes the
+baseline only in the transaction that marks the wave finished. A run killed half-way leaves the
+baseline as the last finished run left it, and its resumption reads its own findings back
+instead of looking again: what changed after a run began is the next delta's to migrate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy import BigInteger, Column, MetaData, String, Table
+
+from continuity import target_schema
+from continuity.domain.connect import engine_for
+from continuity.domain.digest import canonical, fingerprint_key
+from continuity.domain.errors import ConfigError
+from extractors.base import Selection
+from mappings.compiler import key_text
+
+if TYPE_CHECKING:
+    from continuity.waves import Step, WaveRunner
+
+FINGERPRINTS = "migration_fingerprint"
+PENDING = "migration_fingerprint_pending"
+ADDED, CHANGED, DELETED, RELATED = "added", "changed", "deleted", "related"
+MOVED = "moved"  # resolved into another target record than the one holding it
+#: Rows written to the pending table per transaction.
+WRITE_EVERY = 20_000
+
+Progress = Callable[[str, int, int], None]
+
+
+def add_tables(metadata: MetaData) -> None:
+    """Add the fingerprint tables to ``metadata`` (a run's copy of the product's)."""
+    if FINGERPRINTS in metadata.tables:
+        return
+    Table(
+        FINGERPRINTS,
+        metadata,
+        Column("source_system", String(20), primary_key=True),
+        Column("source_table", String(60), primary_key=True),
+        Column("source_key", String(200), primary_key=True),
+        Column("key_hash", BigInteger, nullable=False),
+        Column("fingerprint", BigInteger, nullable=False),
+        Column("wave", String(60), nullable=False),  # the wave that last recorded it
+        Column("run_id", String(36), nullable=False),
+    )
+    Table(
+        PENDING,
+        metadata,
+        Column("run_id", String(36), primary_key=True),
+        Column("source_system", String(20), primary_key=True),
+        Column("source_table", String(60), primary_key=True),
+        Column("source_key", String(200), primary_key=True),
+        Column("key_hash", BigInteger, nullable=False),
+        Column("fingerprint", BigInteger),  # None: deleted, or a parent marked by a child
+        # A record changed and moved by the resolution has a row for each.
+        Column("change", String(8), primary_key=True),
+    )
+
+
+def _signed(digest: bytes) -> int:
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def key_hash(key: str) -> int:
+    return _signed(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest())
+
+
+class Fingerprinter:
+    """A record's fingerprint: keyed BLAKE2b of its values' canonical texts."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self.key = key if key is not None else fingerprint_key()
+
+    def __call__(self, row: Sequence[Any]) -> int:
+        text = "\x1f".join(map(canonical, row)).encode("utf-8")
+        return _signed(hashlib.blake2b(text, key=self.key, digest_size=8).digest())
+
+
+@dataclass
+class TableRead:
+    """One source table as a run fingerprints it: every column its mappings read."""
+
+    source: str
+    table: str
+    key: tuple[str, ...]
+    columns: tuple[str, ...]  # the key first, then the rest by name
+    where: str | None  # any mapping's filter in this wave (None: the whole table)
+    own_where: str | None  # the same without the wave's scope: is a record still a source's
+    scoped: bool
+    #: (parent source, parent table, positions of the parent's key in ``columns``)
+    parents: list[tuple[str, str, tuple[int, ...]]] = field(default_factory=list)
+    #: the older copies this table's records are newer copies of (``copy_of``), as parents
+    copies: list[tuple[str, str, tuple[int, ...]]] = field(default_factory=list)
+
+
+@dataclass
+class Changes:
+    """What changed in each source table since the fingerprints of earlier runs."""
+
+    #: (source, table) -> keys a delta migrates: added, changed, and related (parents of changed
+    #: children, other records of the target records changed ones make, moved records)
+    wanted: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    deleted: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    #: (source, table) -> records the resolution moved to another target record
+    moved: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    #: "source.table" -> {added, changed, related, deleted, unchanged}
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def count(self, source: str, table: str, what: str, n: int = 1) -> None:
+        found = self.counts.setdefault(
+            f"{source}.{table}", dict.fromkeys((ADDED, CHANGED, RELATED, DELETED, "unchanged"), 0)
+        )
+        found[what] += n
+
+    def covers(self, source: str, table: str | None) -> bool:
+        """Whether the run fingerprinted this table (a query's records it cannot key)."""
+        return table is not None and f"{source}.{table}" in self.counts
+
+    def keys(self, source: str, table: str) -> set[str]:
+        return self.wanted.get((source, table), set())
+
+
+def _first_ref(step: Step) -> tuple[str, str, tuple[str, ...]] | None:
+    """The record a mapping's records belong to: its first ``ref`` (source, table, columns)."""
+    for f in step.mapping.fields:
+        for s in f.steps:
+            if s.op == "ref":
+                return s.args["source"], s.args["table"], tuple(s.args["key"])
+    return None
+
+
+def _any(filters: Sequence[str | None]) -> str | None:
+    """Records any of ``filters`` takes (None: a filter taking everything)."""
+    if any(f is None for f in filters):
+        return None
+    unique = list(dict.fromkeys(f for f in filters if f is not None))
+    return " OR ".join(f"({f})" for f in unique) if len(unique) > 1 else unique[0]
+
+
+def table_reads(runner: WaveRunner) -> list[TableRead]:
+    """Every source table the wave's mappings read, once each, with its children's parents."""
+    groups: dict[tuple[str, str], list[Step]] = {}
+    physical: dict[tuple[str, str], str] = {}
+    for step in runner.steps:
+        m = step.mapping
+        if m.table is None:
+            continue  # a query's records have no table to be fingerprinted in
+        groups.setdefault((m.source, m.table), []).append(step)
+        physical[(m.source, m.as_table)] = m.table
+    reads = []
+    for (source, table), steps in groups.items():
+        keys = {s.mapping.key for s in steps}
+        if len(keys) > 1:
+            raise ConfigError(
+                f"{steps[0].mapping.at}: mappings read {source}.{table} with different keys "
+                f"({' and '.join('/'.join(k) for k in sorted(keys))}): a delta needs one"
+            )
+        key = steps[0].mapping.key
+        selections = [runner.selection(s) for s in steps]
+        copy_cols = {c for s in steps if s.mapping.copy_of for c in s.mapping.copy_of.key}
+        rest = sorted(({c for sel in selections for c in sel.columns or ()} | copy_cols) - set(key))
+        columns = (*key, *rest)
+        read = TableRead(
+            source,
+            table,
+            key,
+            columns,
+            _any([sel.where for sel in selections]),
+            _any([s.mapping.where for s in steps]),
+            any(runner.scope_of(s) for s in steps),
+        )
+        for s in steps:
+            c = s.mapping.copy_of
+            if c is not None:
+                entry = (c.source, c.table, tuple(columns.index(k) for k in c.key))
+                if entry not in read.copies:
+                    read.copies.append(entry)
+            ref = _first_ref(s)
+            if ref is None:
+                continue
+            parent = (ref[0], physical.get((ref[0], ref[1]), ref[1]))
+            positions = tuple(columns.index(c) for c in ref[2])
+            if parent != (source, table) or positions != tuple(range(len(key))):
+                entry = (*parent, positions)
+                if entry not in read.parents:
+                    read.parents.append(entry)
+        reads.append(read)
+    # Older copies first: a newer copy is wanted when its older copy changed (see Detector).
+    older = {(c[0], c[1]) for r in reads for c in r.copies}
+    return sorted(reads, key=lambda r: (r.source, r.table) not in older)
+
+
+def _baseline(
+    engine: sa.Engine, source: str, table: str
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """The baseline's key hashes (sorted) and fingerprints of one source table."""
+    t = sa.table(
+        FINGERPRINTS,
+        *(sa.column(c) for c in ("source_system", "source_table", "key_hash", "fingerprint")),
+    )
+    stmt = sa.select(t.c.key_hash, t.c.fingerprint).where(
+        t.c.source_system == source, t.c.source_table == table
+    )
+    hashes: list[int] = []
+    prints: list[int] = []
+    with engine.connect() as conn:
+        for rows in conn.execution_options(yield_per=100_000).execute(stmt).partitions():
+            for h, f in rows:
+                hashes.append(h)
+                prints.append(f)
+    h_arr = np.array(hashes, dtype=np.int64)
+    f_arr = np.array(prints, dtype=np.int64)
+    order = np.argsort(h_arr, kind="stable")
+    return h_arr[order], f_arr[order]
+
+
+def _unseen(
+    engine: sa.Engine, source: str, table: str, hashes: set[int], wave: str | None
+) -> Iterator[tuple[str, int]]:
+    """Baseline keys of ``table`` among ``hashes`` (recorded by ``wave``, if one is named)."""
+    t = sa.table(
+        FINGERPRINTS,
+        *(
+            sa.column(c)
+            for c in ("source_system", "source_table", "source_key", "key_hash", "wave")
+        ),
+    )
+    stmt = sa.select(t.c.source_key, t.c.key_hash).where(
+        t.c.source_system == source, t.c.source_table == table
+    )
+    if wave is not None:
+        stmt = stmt.where(t.c.wave == wave)
+    with engine.connect() as conn:
+        for rows in conn.execution_options(yield_per=100_000).execute(stmt).partitions():
+            for k, h in rows:
+                if h in hashes:
+                    yield k, h
+
+
+class Detector:
+    """Fingerprint a wave's source tables and compare them with the baseline."""
+
+    def __init__(
+        self,
+        runner: WaveRunner,
+        run_id: str,
+        write: Callable[[list[tuple[Any, ...]]], None] | None,
+        keep: bool,
+    ) -> None:
+        """``write`` takes the pending rows (None: a dry run writes nothing); ``keep`` keeps
+        the keys to migrate in memory (a delta needs them, a full run does not)."""
+        self.runner = runner
+        self.run_id = run_id
+        self.write = write
+        self.keep = keep
+        self.fingerprint = Fingerprinter()
+        self.changes = Changes()
+        self._pending: list[tuple[Any, ...]] = []
+        self.baseline = True
+
+    def _add(self, source: str, table: str, key: str, h: int, fp: int | None, change: str) -> None:
+        self.changes.count(source, table, change)
+        if change != DELETED and self.keep:
+            self.changes.wanted.setdefault((source, table), set()).add(key)
+        self._pending.append((self.run_id, source, table, key, h, fp, change))
+        if len(self._pending) >= WRITE_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.write is not None and self._pending:
+            self.write(self._pending)
+        self._pending = []
+
+    def run(self, progress: Progress | None = None) -> Changes:
+        engine = engine_for(self.runner.project.target.location)
+        parents: list[tuple[str, str, str]] = []
+        try:
+            # A dry run on a target no run has written to yet has no baseline at all.
+            self.baseline = sa.inspect(engine).has_table(FINGERPRINTS)
+            for read in table_reads(self.runner):
+                parents += self._table(engine, read, progress)
+            # Parents of changed children, unless changed themselves (or read by no mapping
+            # here). Only a delta needs them: a full run migrates every record anyway.
+            for source, table, key in dict.fromkeys(parents):
+                if self.changes.covers(source, table) and key not in self.changes.keys(
+                    source, table
+                ):
+                    self._add(source, table, key, key_hash(key), None, RELATED)
+            if self.keep:
+                self._co_members(engine)
+        finally:
+            engine.dispose()
+        self.flush()
+        return self.changes
+
+    def _co_members(self, engine: sa.Engine) -> None:
+        """The other source records of each target record a wanted record makes (a warning
+        both systems hold, a person's other records, the older copy of a crime): migrated
+        again with it, in step order, so that the record that decides a field still does."""
+        steps = self.runner.steps
+        physical = {
+            (s.mapping.source, s.mapping.as_table): s.mapping.table
+            for s in steps
+            if s.mapping.table is not None and s.spec.key_column is not None
+        }
+        xw = target_schema.migration_crosswalk
+        targets: set[tuple[str, str]] = set()
+        with engine.connect() as conn:
+            if not sa.inspect(engine).has_table(xw.name):
+                return
+            for (source, as_table), table in physical.items():
+                keys = sorted(self.changes.keys(source, table))
+                for start in range(0, len(keys), 500):
+                    stmt = sa.select(xw.c.target_table, xw.c.target_key).where(
+                        xw.c.source_system == source,
+                        xw.c.source_table == as_table,
+                        xw.c.source_key.in_(keys[start : start + 500]),
+                    )
+                    targets.update((t, k) for t, k in conn.execute(stmt))
+            by_table: dict[str, list[str]] = {}
+            for t, k in sorted(targets):
+                by_table.setdefault(t, []).append(k)
+            for t, keys in by_table.items():
+                for start in range(0, len(keys), 500):
+                    stmt = sa.select(xw.c.source_system, xw.c.source_table, xw.c.source_key).where(
+                        xw.c.target_table == t, xw.c.target_key.in_(keys[start : start + 500])
+                    )
+                    for row in conn.execute(stmt):
+                        source, key = str(row[0]), str(row[2])
+                        found = physical.get((source, str(row[1])))
+                        if (
+                            found is not None
+                            and self.changes.covers(source, found)
+                            and key not in self.changes.keys(source, found)
+                        ):
+                            self._add(source, found, key, key_hash(key), None, RELATED)
+
+    def _table(
+        self, engine: sa.Engine, read: TableRead, progress: Progress | None
+    ) -> list[tuple[str, str, str]]:
+        source, table = read.source, read.table
+        if self.baseline:
+            hashes, prints = _baseline(engine, source, table)
+        else:
+            hashes = prints = np.zeros(0, dtype=np.int64)
+        n = len(hashes)
+        seen = np.zeros(n, dtype=bool)
+        width = len(read.key)
+        extractor = self.runner.extractor(source)
+        selection = Selection(table=table, key=read.key, columns=read.columns, where=read.where)
+        fingerprint = self.fingerprint
+        parents: list[tuple[str, str, str]] = []
+        changes = self.changes
+        changes.count(source, table, "unchanged", 0)
+        done = 0
+        for batch in extractor.batches(selection, 10_000):
+            keys = [key_text(row[:width]) for row in batch]
+            kh = np.fromiter((key_hash(k) for k in keys), dtype=np.int64, count=len(keys))
+            fp = np.fromiter((fingerprint(row) for row in batch), dtype=np.int64, count=len(batch))
+            if n:
+                at = np.minimum(np.searchsorted(hashes, kh), n - 1)
+                found = hashes[at] == kh
+                seen[at[found]] = True
+                differs = found & (prints[at] != fp)
+            else:
+                found = np.zeros(len(keys), dtype=bool)
+                differs = found
+            changes.count(source, table, "unchanged", int((found & ~differs).sum()))
+            for i in np.flatnonzero(~found | differs):
+                self._add(
+                    source, table, keys[i], int(kh[i]), int(fp[i]), CHANGED if found[i] else ADDED
+                )
+                row = batch[i]
+                for ps, pt, positions in (*read.parents, *read.copies) if self.keep else ():
+                    parents.append((ps, pt, key_text([row[p] for p in positions])))
+            # A newer copy of a changed older one is migrated with it: the newer copy decides.
+            for cs, ct, positions in read.copies if self.keep else ():
+                changed_older = self.changes.keys(cs, ct)
+                if not changed_older:
+                    continue
+                for key, row in zip(keys, batch, strict=True):
+                    if row[positions[0]] is not None and (
+                        key_text([row[p] for p in positions]) in changed_older
+                    ):
+                        parents.append((source, table, key))
+            done += len(batch)
+            if progress is not None:
+                progress(f"changes {source}.{table}", done, done)
+        if n and not seen.all():
+            self._deleted(engine, read, {int(h) for h in hashes[~seen]})
+        return parents
+
+    def _deleted(self, engine: sa.Engine, read: TableRead, unseen: set[int]) -> None:
+        """Baseline records the wave did not read: deleted, unless the source still holds them
+        outside the wave's scope (a scoped wave looks only at records it recorded itself)."""
+        wave = self.runner.wave.name if read.scoped else None
+        gone = dict(_unseen(engine, read.source, read.table, unseen, wave))
+        if gone and read.scoped:
+            width = len(read.key)
+            still = Selection(
+                table=read.table, key=read.key, columns=read.key, where=read.own_where
+            )
+            for batch in self.runner.extractor(read.source).batches(still, 50_000):
+                for row in batch:
+                    gone.pop(key_text(row[:width]), None)
+        for key, h in sorted(gone.items()):
+            self.changes.deleted.setdefault((read.source, read.table), []).append(key)
+            self._add(read.source, read.table, key, h, None, DELETED)
+
+
+def read_pending(url: str, run_id: str) -> Changes:
+    """A resumed run's findings, as it recorded them when it began."""
+    changes = Changes()
+    engine = engine_for(url)
+    t = sa.table(
+        PENDING,
+        *(
+            sa.column(c)
+            for c in ("run_id", "source_system", "source_table", "source_key", "change")
+        ),
+    )
+    stmt = sa.select(t.c.source_system, t.c.source_table, t.c.source_key, t.c.change).where(
+        t.c.run_id == run_id
+    )
+    try:
+        with engine.connect() as conn:
+            for rows in conn.execution_options(yield_per=100_000).execute(stmt).partitions():
+                for source, table, key, change in rows:
+                    if change == MOVED:
+                        changes.moved.setdefault((source, table), set()).add(key)
+                        changes.wanted.setdefault((source, table), set()).add(key)
+                        continue
+                    changes.count(source, table, change)
+                    if change == DELETED:
+                        changes.deleted.setdefault((source, table), []).append(key)
+                    else:
+                        changes.wanted.setdefault((source, table), set()).add(key)
+    finally:
+        engine.dispose()
+    return changes
+
+
+PROMOTE = (
+    f"DELETE FROM {FINGERPRINTS} WHERE EXISTS (SELECT 1 FROM {PENDING} p WHERE p.run_id = ? "
+    f"AND p.change IN ('{CHANGED}', '{DELETED}') "
+    f"AND p.source_system = {FINGERPRINTS}.source_system "
+    f"AND p.source_table = {FINGERPRINTS}.source_table "
+    f"AND p.source_key = {FINGERPRINTS}.source_key)",
+    f"INSERT INTO {FINGERPRINTS} (source_system, source_table, source_key, key_hash, fingerprint, "
+    f"wave, run_id) SELECT source_system, source_table, source_key, key_hash, fingerprint, ?, "
+    f"run_id FROM {PENDING} WHERE run_id = ? AND change IN ('{ADDED}', '{CHANGED}')",
+    f"DELETE FROM {PENDING} WHERE run_id = ?",
+)
+
+
+def forget_pending(tx: Any, run_id: str) -> None:
+    """Drop what a run's change detection wrote (a pass killed half-way starts again)."""
+    tx.execute(PROMOTE[2], [run_id])
+
+
+def promote(tx: Any, run_id: str, wave: str) -> None:
+    """Make a finished run's findings the baseline (in the transaction that finishes it)."""
+    tx.execute(PROMOTE[0], [run_id])
+    tx.execute(PROMOTE[1], [wave, run_id])
+    tx.execute(PROMOTE[2], [run_id])

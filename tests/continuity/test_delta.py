@@ -1,0 +1,282 @@
+"""Delta waves (`continuity run WAVE --delta`): after the sources change, a delta migrates what
+changed (records added, changed, deleted, and the parents of changed children) and nothing else,
+and reconciliation of the whole estate against the target is clean again."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine
+
+from continuity import target_schema
+from continuity.changes import FINGERPRINTS
+from continuity.db import create_tables, database_digests
+from continuity.estate.evolve import evolve_estate
+from continuity.estate.generate import EstateOptions, generate_estate
+from continuity.project import Project, load_project
+from continuity.waves import RunSummary, run_wave
+from reconcile.engine import Connections, reconcile_all
+from reconcile.model import Placement, Reconciliation
+from reconcile.spec import bundled_specs_dir, load_specs, spec_files
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gmp"
+PERSONS = 1500
+
+
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An estate, migrated whole into a product once: each test works on a copy."""
+    base = tmp_path_factory.mktemp("delta")
+    generate_estate(EstateOptions(out=base / "estate", persons=PERSONS, seed=21, processes=1))
+    target = f"sqlite:///{base / 'product.sqlite'}"
+    engine = create_engine(target)
+    create_tables(engine, target_schema.metadata)
+    engine.dispose()
+    shutil.copytree(EXAMPLE, base / "project", ignore=shutil.ignore_patterns(".continuity"))
+    run_wave(_project(base), "all")
+    return base
+
+
+def _copy(base: Path, to: Path) -> Path:
+    shutil.copytree(base, to)
+    manifest = to / "estate" / "estate.json"
+    info = json.loads(manifest.read_text())
+    info["databases"] = {
+        k: v.replace(str(base.resolve()), str(to.resolve())) for k, v in info["databases"].items()
+    }
+    manifest.write_text(json.dumps(info))
+    return to
+
+
+def _env(base: Path) -> dict[str, str]:
+    return {
+        "CONTINUITY_ESTATE": str(base / "estate"),
+        "CONTINUITY_TARGET": f"sqlite:///{base / 'product.sqlite'}",
+    }
+
+
+def _project(base: Path) -> Project:
+    return load_project(base / "project", _env(base))
+
+
+def _reconcile(base: Path) -> Reconciliation:
+    estate = base / "estate"
+    urls = {"legacy": f"sqlite:///{estate / 'legacy.sqlite'}"}
+    urls["policeworks"] = f"sqlite:///{estate / 'policeworks.sqlite'}"
+    specs = load_specs(spec_files(bundled_specs_dir()))
+    target = f"sqlite:///{base / 'product.sqlite'}"
+    return reconcile_all(specs, Connections(urls, target), dt.date(2026, 6, 30))
+
+
+def _assert_clean(base: Path) -> Reconciliation:
+    result = _reconcile(base)
+    problems = [
+        f"{f.cls} {f.system} {f.key} {f.placement.value} {f.fields} {f.reason}"
+        for c in result.classes
+        for f in c.exceptions()
+    ]
+    assert problems == []
+    assert result.clean()
+    return result
+
+
+def _sql(base: Path, db: str, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    with sqlite3.connect(base / "estate" / db) as conn:
+        rows = conn.execute(statement, params).fetchall()
+    return rows
+
+
+def _product(base: Path, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    with sqlite3.connect(base / "product.sqlite") as conn:
+        return conn.execute(statement, params).fetchall()
+
+
+def _delta(base: Path, **options: Any) -> RunSummary:
+    return run_wave(_project(base), "all", delta=True, **options)
+
+
+def digests(url: str) -> dict[str, tuple[int, str]]:
+    return database_digests(url, target_schema.metadata)
+
+
+def test_a_delta_after_no_change_migrates_nothing(migrated: Path, tmp_path: Path) -> None:
+    base = _copy(migrated, tmp_path / "b")
+    before = digests(_env(base)["CONTINUITY_TARGET"])
+    summary = _delta(base)
+    assert summary.rows_read == 0
+    assert all(c["added"] == c["changed"] == c["deleted"] == 0 for c in summary.changes.values())
+    assert sum(c["unchanged"] for c in summary.changes.values()) > PERSONS
+    assert digests(_env(base)["CONTINUITY_TARGET"]) == before
+
+
+def test_thirty_days_of_live_use_then_a_delta_reconciles_clean(
+    migrated: Path, tmp_path: Path
+) -> None:
+    base = _copy(migrated, tmp_path / "b")
+    evolved = evolve_estate(
+        base / "estate", 30, {k: v for k, v in EstateOptions(out=base / "estate").urls().items()}
+    )
+    events = evolved.events
+    summary = _delta(base)
+    changes = summary.changes
+    assert changes["policeworks.pw_occurrence"]["added"] == events["new_crimes"]
+    assert changes["policeworks.pw_occurrence"]["changed"] == events["outcomes"]
+    assert changes["policeworks.pw_intel"]["added"] == events["intelligence"]
+    assert changes["legacy.NOMINAL"]["deleted"] == events["deleted_duplicates"]
+    assert summary.moved["person"] == events["deleted_duplicates"]
+    # Far fewer rows than the estate's: only what changed (and what it belongs to).
+    total = sum(c["unchanged"] + c["added"] + c["changed"] for c in changes.values())
+    assert 0 < summary.rows_read < total / 5
+    result = _assert_clean(base)
+    persons = next(c for c in result.classes if c.name == "persons")
+    legacy = next(s for s in persons.sources if s.system == "legacy")
+    assert legacy.terms[Placement.DELETED_AT_SOURCE] == events["deleted_duplicates"]
+    # And the delta's fingerprints are the baseline now: another delta finds nothing.
+    again = _delta(base)
+    assert again.rows_read == 0
+
+
+def test_an_update_in_place_is_migrated(migrated: Path, tmp_path: Path) -> None:
+    base = _copy(migrated, tmp_path / "b")
+    (occurrence,) = _sql(
+        base,
+        "policeworks.sqlite",
+        "SELECT occurrence_id FROM pw_occurrence "
+        "WHERE status = 'OPEN' ORDER BY occurrence_id LIMIT 1",
+    )[0:1]
+    _sql(
+        base,
+        "policeworks.sqlite",
+        "UPDATE pw_occurrence SET status = 'CLOSED', outcome_code = 'OC01', "
+        "outcome_date = '2026-07-02' WHERE occurrence_id = ?",
+        occurrence,
+    )
+    summary = _delta(base)
+    assert summary.changes["policeworks.pw_occurrence"]["changed"] == 1
+    assert summary.entities["event"].loaded == 1
+    (event,) = _product(
+        base,
+        "SELECT status, outcome_code FROM event JOIN migration_crosswalk x "
+        "ON x.target_key = event.event_id WHERE x.source_key = ?",
+        occurrence,
+    )
+    assert event == ("CLOSED", "OC01")
+    _assert_clean(base)
+
+
+def test_a_change_in_a_child_only_migrates_its_parent_again(migrated: Path, tmp_path: Path) -> None:
+    """A new alias and a corrected one: the aliases' nominals count as changed too."""
+    base = _copy(migrated, tmp_path / "b")
+    (ref,), *_ = _sql(base, "legacy.sqlite", "SELECT NOMINAL_REF FROM ALIAS ORDER BY 1")
+    _sql(
+        base, "legacy.sqlite", "UPDATE ALIAS SET SURNAME = 'QUIGLEY' WHERE NOMINAL_REF = ?", (ref,)
+    )
+    (other,) = _sql(
+        base,
+        "legacy.sqlite",
+        "SELECT NOMINAL_REF FROM NOMINAL WHERE NOMINAL_REF NOT IN (SELECT NOMINAL_REF FROM ALIAS) "
+        "ORDER BY 1 LIMIT 1",
+    )[0]
+    _sql(base, "legacy.sqlite", "INSERT INTO ALIAS VALUES (?, 1, 'ZABINSKI', 'JOLENE')", (other,))
+    summary = _delta(base)
+    assert summary.changes["legacy.ALIAS"]["changed"] >= 1
+    assert summary.changes["legacy.ALIAS"]["added"] == 1
+    # Related: the two nominals, and the other records of their persons.
+    assert summary.changes["legacy.NOMINAL"]["related"] >= 2
+    assert summary.changes["legacy.NOMINAL"]["changed"] == 0
+    assert summary.entities["person"].read >= 2
+    names = {r[0] for r in _product(base, "SELECT surname FROM person_name")}
+    assert {"QUIGLEY", "ZABINSKI"} <= {n.upper() for n in names}
+    _assert_clean(base)
+
+
+def test_a_dry_run_delta_writes_nothing(migrated: Path, tmp_path: Path) -> None:
+    base = _copy(migrated, tmp_path / "b")
+    evolve_estate(base / "estate", 10, EstateOptions(out=base / "estate").urls(), processes=1)
+    url = _env(base)["CONTINUITY_TARGET"]
+    before = digests(url)
+    baseline = _product(
+        base, f"SELECT count(*), total(fingerprint), max(run_id) FROM {FINGERPRINTS}"
+    )
+    summary = _delta(base, dry_run=True)
+    assert summary.changes["policeworks.pw_occurrence"]["added"] > 0
+    assert summary.would_insert.get("event", 0) > 0
+    assert digests(url) == before
+    assert (
+        _product(base, f"SELECT count(*), total(fingerprint), max(run_id) FROM {FINGERPRINTS}")
+        == baseline
+    )
+
+
+def test_a_rolled_back_delta_is_migrated_again(migrated: Path, tmp_path: Path) -> None:
+    from continuity.rollback import rollback_wave
+
+    base = _copy(migrated, tmp_path / "b")
+    evolve_estate(base / "estate", 10, EstateOptions(out=base / "estate").urls(), processes=1)
+    first = _delta(base)
+    rollback_wave(_project(base), "all")
+    again = _delta(base)
+    assert (
+        again.changes["policeworks.pw_occurrence"]["added"]
+        >= (first.changes["policeworks.pw_occurrence"]["added"])
+    )
+    _assert_clean(base)
+
+
+def test_a_delta_killed_at_random_points_resumes_to_the_same_target(
+    migrated: Path, tmp_path: Path
+) -> None:
+    """SIGKILL during a delta, then --resume: the same target as an uninterrupted delta."""
+    reference = _copy(migrated, tmp_path / "ref")
+    evolve_estate(reference / "estate", 120, EstateOptions(out=reference / "estate").urls())
+    killed = _copy(reference, tmp_path / "killed")  # evolved the same way
+    began = time.perf_counter()
+    _delta(reference, batch_size=5)
+    took = time.perf_counter() - began
+    expected = digests(_env(reference)["CONTINUITY_TARGET"])
+    rng = random.Random(20261124)
+    args = ["run", "all", "--delta", "--project", str(killed / "project"), "--batch-size", "5"]
+    args.append("--no-search-index")
+    command, kills = args, 0
+    while True:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "continuity.cli", *command],
+            env={**os.environ, **_env(killed)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        if kills < 2:
+            time.sleep(rng.uniform(0.5, 0.5 + took))  # the interpreter starts in about 0.5 s
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                process.communicate()
+                kills += 1
+                command = [*args, "--resume"]
+                continue
+        _, err = process.communicate(timeout=600)
+        if process.returncode == 2 and b"nothing to resume" in err:
+            command = args  # killed before its first commit
+            continue
+        assert process.returncode == 0, err.decode()
+        break
+    assert kills > 0, "the delta finished before it could be killed: kill sooner"
+    got = digests(_env(killed)["CONTINUITY_TARGET"])
+    for table, digest in expected.items():
+        if table != "migration_deletion":  # names the run that found each deletion
+            assert got[table] == digest, table
+    deletions = "SELECT source_key, target_key, rule, action FROM migration_deletion ORDER BY 1"
+    assert _product(killed, deletions) == _product(reference, deletions)
+    assert _product(killed, deletions)
+    _assert_clean(killed)
