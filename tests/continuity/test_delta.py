@@ -280,3 +280,108 @@ def test_a_delta_killed_at_random_points_resumes_to_the_same_target(
     assert _product(killed, deletions) == _product(reference, deletions)
     assert _product(killed, deletions)
     _assert_clean(killed)
+
+
+def _new_occurrence(base: Path, occurrence: str, reference: str) -> None:
+    """A copy of an existing PoliceWorks-only occurrence under a new id and reference."""
+    cols = [r[1] for r in _sql(base, "policeworks.sqlite", "PRAGMA table_info(pw_occurrence)")]
+    rest = [c for c in cols if c not in ("occurrence_id", "crime_reference", "legacy_crime_no")]
+    _sql(
+        base,
+        "policeworks.sqlite",
+        f"INSERT INTO pw_occurrence (occurrence_id, crime_reference, legacy_crime_no, "
+        f"{', '.join(rest)}) SELECT ?, ?, NULL, {', '.join(rest)} FROM pw_occurrence "
+        "WHERE legacy_crime_no IS NULL AND status = 'OPEN' ORDER BY occurrence_id LIMIT 1",
+        (occurrence, reference),
+    )
+
+
+def _pw_person(base: Path, person: str, occurrence: str, dob: str | None, pnc: str | None) -> None:
+    _sql(
+        base,
+        "policeworks.sqlite",
+        "INSERT INTO pw_person (person_id, occurrence_id, forename, middle_names, surname, dob, "
+        "dob_estimated, gender, pnc_id, created_utc) VALUES (?, ?, 'Zebedee', NULL, "
+        "'Quartermaine', ?, 0, 'M', ?, '2026-07-02 10:00:00')",
+        (person, occurrence, dob, pnc),
+    )
+    for link, kind, frm, to_type, to, role in (
+        (f"{person}-home", "PERSON", person, "LOCATION", "home-x", "HOME"),
+        (f"{person}-occ", "OCCURRENCE", occurrence, "PERSON", person, "VICTIM"),
+    ):
+        _sql(
+            base,
+            "policeworks.sqlite",
+            "INSERT INTO pw_link VALUES (?, ?, ?, ?, ?, ?)",
+            (link, kind, frm, to_type, to, role),
+        )
+
+
+def _person_of(base: Path, system: str, key: str) -> str:
+    (found,) = _product(
+        base,
+        "SELECT target_key FROM migration_crosswalk WHERE source_system = ? AND source_key = ? "
+        "AND target_table = 'person'",
+        (system, key),
+    )
+    return str(found[0])
+
+
+def test_a_new_occurrence_linking_two_persons_migrated_apart_merges_them(
+    tmp_path: Path,
+) -> None:
+    """A nominal and a PoliceWorks person with no date of birth at another address are two
+    persons; a new occurrence's person with the nominal's PNC ID and date of birth, living where
+    the second does, shows they are one human: the delta merges them after the fact."""
+    base = tmp_path / "b"
+    generate_estate(EstateOptions(out=base / "estate", persons=600, seed=8, processes=1))
+    (nominal, pnc), *_ = _sql(
+        base,
+        "legacy.sqlite",
+        "SELECT NOMINAL_REF, PNC_ID FROM NOMINAL WHERE PNC_ID LIKE '____/%' "
+        "AND DOB LIKE '__-___-____' ORDER BY NOMINAL_REF",
+    )
+    _sql(
+        base,
+        "legacy.sqlite",
+        "UPDATE NOMINAL SET FORENAME1 = 'ZEBEDEE', SURNAME = 'QUARTERMAINE', SEX = 'M' "
+        "WHERE NOMINAL_REF = ?",
+        (nominal,),
+    )
+    _sql(
+        base,
+        "policeworks.sqlite",
+        "INSERT INTO pw_location (location_id, uprn, building, street, locality, town, postcode) "
+        "VALUES ('home-x', NULL, NULL, '1 Nowhere Lane', NULL, 'Salford', 'M50 2ZZ')",
+    )
+    _new_occurrence(base, "occ-1", "CRI/26/99999991")
+    _pw_person(base, "pw-b", "occ-1", None, None)
+    target = f"sqlite:///{base / 'product.sqlite'}"
+    engine = create_engine(target)
+    create_tables(engine, target_schema.metadata)
+    engine.dispose()
+    shutil.copytree(EXAMPLE, base / "project", ignore=shutil.ignore_patterns(".continuity"))
+    run_wave(_project(base), "all")
+    kept, apart = _person_of(base, "legacy", nominal), _person_of(base, "policeworks", "pw-b")
+    assert kept != apart
+    ((dob,),) = _product(base, "SELECT dob FROM person WHERE person_id = ?", (kept,))
+
+    _new_occurrence(base, "occ-2", "CRI/26/99999992")
+    _pw_person(base, "pw-c", "occ-2", str(dob)[:10], pnc)
+    summary = _delta(base)
+    assert summary.retired["merged_after_the_fact"] == {"person": 1}
+    assert summary.resolution["person"]["merged_after"] == [
+        [f"legacy|NOMINAL|{nominal}", "policeworks|pw_person|pw-b"]
+    ]
+    assert _person_of(base, "policeworks", "pw-b") == kept
+    assert _person_of(base, "policeworks", "pw-c") == kept
+    assert not _product(base, "SELECT 1 FROM person WHERE person_id = ?", (apart,))
+    assert not _product(base, "SELECT 1 FROM event_person WHERE person_id = ?", (apart,))
+    linked = _product(
+        base,
+        "SELECT count(*) FROM event_person e JOIN migration_crosswalk x ON x.target_key = "
+        "e.event_id WHERE x.source_key IN ('occ-1', 'occ-2') AND e.person_id = ?",
+        (kept,),
+    )
+    assert linked == [(2,)]
+    _assert_clean(base)
