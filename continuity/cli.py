@@ -608,6 +608,89 @@ def run_command(
         _refresh_search_index(project)
 
 
+@main.group(cls=ContinuityGroup)
+def cutover() -> None:
+    """Cut-over: freeze the sources, run the final delta, decide go or no-go.
+
+    plan (rehearsal timings, what changed, the predicted window) -> freeze (recorded in the audit
+    ledger) -> run (the delta, only under a freeze) -> verify (the whole estate reconciled, one
+    page: exit 0 GO, 1 NO-GO). See docs/cutover.md.
+    """
+
+
+_wave_option = click.option(
+    "--wave", default="all", show_default=True, help="The wave the cut-over migrates."
+)
+
+
+@cutover.command("plan")
+@_project_option
+@_wave_option
+def cutover_plan(project_path: Path | None, wave: str) -> None:
+    """Rehearsals of the wave (durations, volumes), what changed at source since the last run,
+    and how long the cut-over's delta should take."""
+    from continuity.cutover import plan, plan_text
+    from continuity.project import load_project
+
+    project = load_project(project_path)
+    with StepProgress() as progress:
+        found = plan(project, wave, progress)
+    click.echo(plan_text(found))
+
+
+@cutover.command("freeze")
+@_project_option
+@_wave_option
+@click.option("--reason", help="Why (a lift needs one).")
+@click.option("--lift", is_flag=True, help="End the freeze in force (e.g. a no-go: thaw).")
+def cutover_freeze(project_path: Path | None, wave: str, reason: str | None, lift: bool) -> None:
+    """Record the freeze in the audit ledger: from now the sources take no more writes."""
+    from continuity.cutover import freeze
+    from continuity.project import load_project
+
+    entry = freeze(load_project(project_path), wave, reason, lift)
+    what = "lifted" if lift else "recorded"
+    click.echo(
+        f"Freeze of wave {wave} {what} at {entry.at:%Y-%m-%d %H:%M:%S} UTC by {entry.operator} "
+        f"(audit ledger entry {entry.seq})"
+    )
+
+
+@cutover.command("run")
+@_project_option
+@_wave_option
+@click.option("--resume", is_flag=True, help="Continue the cut-over delta that was interrupted.")
+def cutover_run(project_path: Path | None, wave: str, resume: bool) -> None:
+    """Run the cut-over's delta (refused without a freeze); its timing goes to the ledger."""
+    from continuity.cutover import run_delta
+    from continuity.project import load_project
+
+    project = load_project(project_path)
+    with StepProgress() as progress:
+        summary = run_delta(project, wave, resume=resume, progress=progress)
+    click.echo(_summary_table(summary))
+
+
+@cutover.command("verify")
+@_project_option
+@_wave_option
+@click.option(
+    "--store",
+    help="The work store holding the owners' acceptances (default: the project's ledger).",
+)
+def cutover_verify(project_path: Path | None, wave: str, store: str | None) -> None:
+    """The go/no-go: the freeze held, the delta ran, the whole estate reconciles, every critical
+    exception is accepted and every class is signed off. Exit 0 GO, 1 NO-GO."""
+    from continuity.cutover import verdict_text, verify
+    from continuity.project import load_project
+
+    with StepProgress() as progress:
+        verdict = verify(load_project(project_path), wave, store, progress)
+    click.echo(verdict_text(verdict))
+    if not verdict.go:
+        sys.exit(1)
+
+
 class StepProgress:
     """One progress bar per step of a wave, on stderr."""
 

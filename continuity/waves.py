@@ -939,6 +939,12 @@ class WaveRunner:
                 ledger.close()
             self.close()
 
+    def pending_changes(self, progress: Progress | None = None) -> dict[str, dict[str, int]]:
+        """What a delta of this wave would find now, per source table (nothing is written)."""
+        if not self.fingerprints:
+            raise ConfigError("change detection needs the sql loader (fingerprints in the target)")
+        return changes.Detector(self, "pending", None, keep=False).run(progress).counts
+
     def _detect(
         self, loader: Loader, run_id: str, dry_run: bool, progress: Progress | None
     ) -> changes.Changes:
