@@ -28,7 +28,7 @@ from sqlalchemy import BigInteger, Column, MetaData, String, Table
 
 from continuity import target_schema
 from continuity.domain.connect import engine_for
-from continuity.domain.digest import canonical, fingerprint_key
+from continuity.domain.digest import fingerprint_key
 from continuity.domain.errors import ConfigError
 from extractors.base import Selection
 from mappings.compiler import key_text
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 FINGERPRINTS = "migration_fingerprint"
 PENDING = "migration_fingerprint_pending"
+HISTORY = "migration_fingerprint_replaced"
 ADDED, CHANGED, DELETED, RELATED = "added", "changed", "deleted", "related"
 MOVED = "moved"  # resolved into another target record than the one holding it
 #: Rows written to the pending table per transaction.
@@ -71,7 +72,19 @@ def add_tables(metadata: MetaData) -> None:
         Column("key_hash", BigInteger, nullable=False),
         Column("fingerprint", BigInteger),  # None: deleted, or a parent marked by a child
         # A record changed and moved by the resolution has a row for each.
-        Column("change", String(8), primary_key=True),
+        Column("change_kind", String(8), primary_key=True),  # "change" is reserved in MariaDB
+    )
+    Table(
+        HISTORY,
+        metadata,
+        Column("replaced_by", String(36), primary_key=True),  # the run whose promotion did
+        Column("source_system", String(20), primary_key=True),
+        Column("source_table", String(60), primary_key=True),
+        Column("source_key", String(200), primary_key=True),
+        Column("key_hash", BigInteger, nullable=False),
+        Column("fingerprint", BigInteger, nullable=False),
+        Column("wave", String(60), nullable=False),
+        Column("run_id", String(36), nullable=False),
     )
 
 
@@ -84,13 +97,18 @@ def key_hash(key: str) -> int:
 
 
 class Fingerprinter:
-    """A record's fingerprint: keyed BLAKE2b of its values' canonical texts."""
+    """A record's fingerprint: keyed BLAKE2b of its values as the source's driver returns them.
+
+    ``repr`` of the row (in C, several times faster than a canonical text per value) is the
+    same from run to run for the same source and driver; a driver that starts returning other
+    types makes every record read as changed, which costs a full migration, never a loss.
+    """
 
     def __init__(self, key: bytes | None = None) -> None:
         self.key = key if key is not None else fingerprint_key()
 
     def __call__(self, row: Sequence[Any]) -> int:
-        text = "\x1f".join(map(canonical, row)).encode("utf-8")
+        text = repr(tuple(row)).encode("utf-8", "surrogatepass")
         return _signed(hashlib.blake2b(text, key=self.key, digest_size=8).digest())
 
 
@@ -312,46 +330,10 @@ class Detector:
         return self.changes
 
     def _co_members(self, engine: sa.Engine) -> None:
-        """The other source records of each target record a wanted record makes (a warning
-        both systems hold, a person's other records, the older copy of a crime): migrated
-        again with it, in step order, so that the record that decides a field still does."""
-        steps = self.runner.steps
-        physical = {
-            (s.mapping.source, s.mapping.as_table): s.mapping.table
-            for s in steps
-            if s.mapping.table is not None and s.spec.key_column is not None
-        }
-        xw = target_schema.migration_crosswalk
-        targets: set[tuple[str, str]] = set()
-        with engine.connect() as conn:
-            if not sa.inspect(engine).has_table(xw.name):
-                return
-            for (source, as_table), table in physical.items():
-                keys = sorted(self.changes.keys(source, table))
-                for start in range(0, len(keys), 500):
-                    stmt = sa.select(xw.c.target_table, xw.c.target_key).where(
-                        xw.c.source_system == source,
-                        xw.c.source_table == as_table,
-                        xw.c.source_key.in_(keys[start : start + 500]),
-                    )
-                    targets.update((t, k) for t, k in conn.execute(stmt))
-            by_table: dict[str, list[str]] = {}
-            for t, k in sorted(targets):
-                by_table.setdefault(t, []).append(k)
-            for t, keys in by_table.items():
-                for start in range(0, len(keys), 500):
-                    stmt = sa.select(xw.c.source_system, xw.c.source_table, xw.c.source_key).where(
-                        xw.c.target_table == t, xw.c.target_key.in_(keys[start : start + 500])
-                    )
-                    for row in conn.execute(stmt):
-                        source, key = str(row[0]), str(row[2])
-                        found = physical.get((source, str(row[1])))
-                        if (
-                            found is not None
-                            and self.changes.covers(source, found)
-                            and key not in self.changes.keys(source, found)
-                        ):
-                            self._add(source, found, key, key_hash(key), None, RELATED)
+        for source, table, key in co_members(
+            self.runner, self.changes, engine, self.changes.wanted
+        ):
+            self._add(source, table, key, key_hash(key), None, RELATED)
 
     def _table(
         self, engine: sa.Engine, read: TableRead, progress: Progress | None
@@ -411,8 +393,8 @@ class Detector:
     def _deleted(self, engine: sa.Engine, read: TableRead, unseen: set[int]) -> None:
         """Baseline records the wave did not read: deleted, unless the source still holds them
         outside the wave's scope (a scoped wave looks only at records it recorded itself)."""
-        wave = self.runner.wave.name if read.scoped else None
-        gone = dict(_unseen(engine, read.source, read.table, unseen, wave))
+        # Whatever wave recorded them: a record another wave migrated is deleted just the same.
+        gone = dict(_unseen(engine, read.source, read.table, unseen, None))
         if gone and read.scoped:
             width = len(read.key)
             still = Selection(
@@ -426,20 +408,102 @@ class Detector:
             self._add(read.source, read.table, key, h, None, DELETED)
 
 
-def read_pending(url: str, run_id: str) -> Changes:
-    """A resumed run's findings, as it recorded them when it began."""
+def co_members(
+    runner: WaveRunner,
+    changes: Changes,
+    engine: sa.Engine,
+    start: dict[tuple[str, str], set[str]],
+) -> list[tuple[str, str, str]]:
+    """The other source records of the target records that ``start``'s records make (a warning
+    both systems hold, a person's other records, a crime's older copy), and theirs in turn:
+    migrated again with them, in step order, so that the record that decides a field still
+    does. Each is added to ``changes`` (wanted) and returned: (source, table, key)."""
+    steps = runner.steps
+    physical = {
+        (s.mapping.source, s.mapping.as_table): s.mapping.table
+        for s in steps
+        if s.mapping.table is not None and s.spec.key_column is not None
+    }
+    # A mapping with ``each`` makes several records of one row: key + "|" + the value.
+    widths = {
+        (s.mapping.source, s.mapping.as_table): len(s.mapping.key)
+        for s in steps
+        if s.mapping.each is not None
+    }
+    xw = target_schema.migration_crosswalk
+    added: list[tuple[str, str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    frontier = {k: set(v) for k, v in start.items() if v}
+    with engine.connect() as conn:
+        if not sa.inspect(engine).has_table(xw.name):
+            return added
+        while frontier:
+            targets: set[tuple[str, str]] = set()
+            for (source, as_table), table in physical.items():
+                keys = sorted(frontier.get((source, table), ()))
+                if not keys:
+                    continue
+                width = widths.get((source, as_table))
+                if width is not None:
+                    wanted = set(keys)
+                    stmt = sa.select(xw.c.source_key, xw.c.target_table, xw.c.target_key).where(
+                        xw.c.source_system == source, xw.c.source_table == as_table
+                    )
+                    for row in conn.execution_options(yield_per=50_000).execute(stmt):
+                        if "|".join(str(row[0]).split("|")[:width]) in wanted:
+                            targets.add((str(row[1]), str(row[2])))
+                    continue
+                for at in range(0, len(keys), 500):
+                    stmt = sa.select(xw.c.target_table, xw.c.target_key).where(
+                        xw.c.source_system == source,
+                        xw.c.source_table == as_table,
+                        xw.c.source_key.in_(keys[at : at + 500]),
+                    )
+                    targets.update((str(r[0]), str(r[1])) for r in conn.execute(stmt))
+            targets -= seen
+            seen |= targets
+            frontier = {}
+            by_table: dict[str, list[str]] = {}
+            for t, k in sorted(targets):
+                by_table.setdefault(t, []).append(k)
+            for t, keys in by_table.items():
+                for at in range(0, len(keys), 500):
+                    stmt = sa.select(xw.c.source_system, xw.c.source_table, xw.c.source_key).where(
+                        xw.c.target_table == t, xw.c.target_key.in_(keys[at : at + 500])
+                    )
+                    for row in conn.execute(stmt):
+                        source, as_table, key = str(row[0]), str(row[1]), str(row[2])
+                        found = physical.get((source, as_table))
+                        if (source, as_table) in widths:  # the row's key: the record's first parts
+                            key = "|".join(key.split("|")[: widths[(source, as_table)]])
+                        if (
+                            found is not None
+                            and changes.covers(source, found)
+                            and key not in changes.keys(source, found)
+                        ):
+                            changes.wanted.setdefault((source, found), set()).add(key)
+                            frontier.setdefault((source, found), set()).add(key)
+                            added.append((source, found, key))
+    return added
+
+
+def read_pending(url: str, run_id: str, wanted: bool = True) -> Changes:
+    """A resumed run's findings, as it recorded them when it began (without ``wanted``: only
+    the deletions, all a full run needs)."""
     changes = Changes()
     engine = engine_for(url)
     t = sa.table(
         PENDING,
         *(
             sa.column(c)
-            for c in ("run_id", "source_system", "source_table", "source_key", "change")
+            for c in ("run_id", "source_system", "source_table", "source_key", "change_kind")
         ),
     )
-    stmt = sa.select(t.c.source_system, t.c.source_table, t.c.source_key, t.c.change).where(
+    stmt = sa.select(t.c.source_system, t.c.source_table, t.c.source_key, t.c.change_kind).where(
         t.c.run_id == run_id
     )
+    if not wanted:
+        stmt = stmt.where(t.c.change_kind == DELETED)
     try:
         with engine.connect() as conn:
             for rows in conn.execution_options(yield_per=100_000).execute(stmt).partitions():
@@ -458,26 +522,60 @@ def read_pending(url: str, run_id: str) -> Changes:
     return changes
 
 
+_SAME_KEY = (
+    "p.source_system = {t}.source_system AND p.source_table = {t}.source_table "
+    "AND p.source_key = {t}.source_key"
+)
 PROMOTE = (
+    # The baseline rows the run replaces, kept so that a rollback can put them back.
+    f"INSERT INTO {HISTORY} (replaced_by, source_system, source_table, source_key, key_hash, "
+    f"fingerprint, wave, run_id) SELECT ?, source_system, source_table, source_key, key_hash, "
+    f"fingerprint, wave, run_id FROM {FINGERPRINTS} WHERE EXISTS (SELECT 1 FROM {PENDING} p "
+    f"WHERE p.run_id = ? AND p.change_kind IN ('{ADDED}', '{CHANGED}', '{DELETED}') AND "
+    + _SAME_KEY.format(t=FINGERPRINTS)
+    + ")",
+    # "added" too: another wave may have recorded the record since this run began.
     f"DELETE FROM {FINGERPRINTS} WHERE EXISTS (SELECT 1 FROM {PENDING} p WHERE p.run_id = ? "
-    f"AND p.change IN ('{CHANGED}', '{DELETED}') "
-    f"AND p.source_system = {FINGERPRINTS}.source_system "
-    f"AND p.source_table = {FINGERPRINTS}.source_table "
-    f"AND p.source_key = {FINGERPRINTS}.source_key)",
+    f"AND p.change_kind IN ('{ADDED}', '{CHANGED}', '{DELETED}') AND "
+    + _SAME_KEY.format(t=FINGERPRINTS)
+    + ")",
     f"INSERT INTO {FINGERPRINTS} (source_system, source_table, source_key, key_hash, fingerprint, "
     f"wave, run_id) SELECT source_system, source_table, source_key, key_hash, fingerprint, ?, "
-    f"run_id FROM {PENDING} WHERE run_id = ? AND change IN ('{ADDED}', '{CHANGED}')",
+    f"run_id FROM {PENDING} WHERE run_id = ? AND change_kind IN ('{ADDED}', '{CHANGED}')",
     f"DELETE FROM {PENDING} WHERE run_id = ?",
+)
+UNPROMOTE = (
+    f"DELETE FROM {FINGERPRINTS} WHERE run_id = ?",
+    f"INSERT INTO {FINGERPRINTS} (source_system, source_table, source_key, key_hash, fingerprint, "
+    f"wave, run_id) SELECT source_system, source_table, source_key, key_hash, fingerprint, wave, "
+    f"run_id FROM {HISTORY} WHERE replaced_by = ?",
+    f"DELETE FROM {HISTORY} WHERE replaced_by = ?",
 )
 
 
 def forget_pending(tx: Any, run_id: str) -> None:
     """Drop what a run's change detection wrote (a pass killed half-way starts again)."""
-    tx.execute(PROMOTE[2], [run_id])
+    tx.execute(PROMOTE[3], [run_id])
+
+
+def forget_abandoned(tx: Any, keep: set[str]) -> None:
+    """Drop the pending findings of runs that will never finish (only ``keep``'s stay)."""
+    marks = ", ".join("?" for _ in keep)
+    tx.execute(f"DELETE FROM {PENDING} WHERE run_id NOT IN ({marks})", sorted(keep))
 
 
 def promote(tx: Any, run_id: str, wave: str) -> None:
     """Make a finished run's findings the baseline (in the transaction that finishes it)."""
-    tx.execute(PROMOTE[0], [run_id])
-    tx.execute(PROMOTE[1], [wave, run_id])
-    tx.execute(PROMOTE[2], [run_id])
+    tx.execute(PROMOTE[0], [run_id, run_id])
+    tx.execute(PROMOTE[1], [run_id])
+    tx.execute(PROMOTE[2], [wave, run_id])
+    tx.execute(PROMOTE[3], [run_id])
+
+
+def unpromote(tx: Any, run_id: str) -> int:
+    """Undo a rolled-back run's promotion: its fingerprints go, those it replaced come back
+    (a record it found deleted is one again, for the next run to find)."""
+    gone = int(tx.execute(UNPROMOTE[0], [run_id]))
+    tx.execute(UNPROMOTE[1], [run_id])
+    tx.execute(UNPROMOTE[2], [run_id])
+    return gone

@@ -20,9 +20,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Column, MetaData, String, Table, Text, func, inspect, select
+from sqlalchemy.dialects.mysql import LONGTEXT
 
 from continuity import target_schema
-from continuity.changes import FINGERPRINTS
+from continuity.changes import FINGERPRINTS, HISTORY, unpromote
 from continuity.domain.connect import engine_for
 from continuity.domain.errors import ConfigError
 from continuity.ledger import AuditLedger
@@ -78,7 +79,8 @@ def with_journal(product: MetaData, journal: bool = True) -> MetaData:
         Column("seq", String(40), primary_key=True),
         Column("table_name", String(60), nullable=False),
         Column("kind", String(10), nullable=False),  # inserted | replaced
-        Column("payload", Text, nullable=False),  # JSON list of keys or rows
+        # JSON list of keys or rows: a batch's can outgrow MariaDB's TEXT (64 KB).
+        Column("payload", Text().with_variant(LONGTEXT(), "mysql", "mariadb"), nullable=False),
     )
     return metadata
 
@@ -230,13 +232,10 @@ def rollback_wave(project: Project, wave: str) -> dict[str, int]:
                             values
                         )
                 tx.delete(JOURNAL, [(last.run_id, seq) for seq, *_ in entries])
-                # The records the run fingerprinted are no longer migrated as it saw them: with
-                # no fingerprint, the next run (delta or not) migrates them again.
-                if inspect(loader.engine).has_table(FINGERPRINTS):  # type: ignore[attr-defined]
-                    gone = tx.execute(  # type: ignore[attr-defined]
-                        f"DELETE FROM {FINGERPRINTS} WHERE run_id = ?", [last.run_id]
-                    )
-                    counts[f"{FINGERPRINTS} deleted"] = gone
+                # The fingerprints go back to what they were before the run: what it migrated is
+                # migrated again by the next run, what it found deleted is found deleted again.
+                if inspect(loader.engine).has_table(HISTORY):  # type: ignore[attr-defined]
+                    counts[f"{FINGERPRINTS} deleted"] = unpromote(tx, last.run_id)
                 tx.set_checkpoint(
                     f"wave:{wave}", {"run_id": last.run_id, "finished": True, "rolled_back": True}
                 )

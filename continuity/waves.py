@@ -51,6 +51,7 @@ from mappings.spec import MappingSpec, SourceMapping, load_mappings, mapping_fil
 CROSSWALK = "migration_crosswalk"
 QUARANTINE = "migration_quarantine"
 DELETION = "migration_deletion"
+BASELINE = "fingerprints:baseline"  # the settings of the run that last moved the baseline
 EXCLUSION = "migration_exclusion"
 #: The gazetteer's columns as ``Gazetteer.add`` takes them, and their default names.
 GAZETTEER_COLUMNS = {
@@ -447,6 +448,7 @@ class WaveRunner:
         self._moved: dict[tuple[str, str], set[str]] = {}
         self._retired: dict[str, list[str]] = {}
         self._loader: Loader | None = None  # the run's, while it runs
+        self._scoped = any(self._scopes.values())
         self._journal: Journal | None = None
         self._fresh: frozenset[str] = frozenset()
         self._stale_pairs: set[tuple[str, str]] = set()
@@ -579,19 +581,40 @@ class WaveRunner:
             resolver = Resolver(spec.resolve.settings, self._decisions.get(spec.entity, {}))
             for identity, values in self._person_records(spec, keys, progress):
                 resolver.add(identity, values)
+            held: dict[str, str] = {}
+            anchor_of: dict[str, str] = {}
             if self.project.target.loader == "sql":
-                resolver.pin(self._anchors(spec))
+                # Persons keep their keys: their anchors stay anchors, and the records of one
+                # whose anchor is gone from the source keep it as theirs.
+                held, anchor_of = self._held(spec)
+                resolver.pin(
+                    [a for a in anchor_of.values() if a in resolver],
+                    {
+                        record: anchor
+                        for record, target in held.items()
+                        if (anchor := anchor_of.get(target)) is not None and anchor not in resolver
+                    },
+                )
             resolver.finish()
             if resolver.merged_after:
                 self.merged_after[spec.entity] = list(resolver.merged_after)
-            if self.delta and self._changes is not None:
-                self._moved_records(spec, resolver, run_id)
+            if self._changes is not None and not self._scoped:
+                # (A wave with a scope cannot remake the rows outside it: an unscoped wave
+                # merges what resolution joins after the fact.)
+                self._moved_records(spec, resolver, run_id, held, anchor_of)
             self.resolution_stats[spec.entity] = resolver.stats
             if run_id is not None:
                 people.save_review(self.project.ledger, spec.entity, run_id, resolver.review)
             self._resources[f"resolution:{spec.entity}"] = resolver
 
-    def _moved_records(self, spec: MappingSpec, resolver: Any, run_id: str | None) -> None:
+    def _moved_records(
+        self,
+        spec: MappingSpec,
+        resolver: Any,
+        run_id: str | None,
+        held: Mapping[str, str],
+        anchor_of: Mapping[str, str],
+    ) -> None:
         """A delta: records the resolution now puts with another anchor than the target holds
         them under (a corrected date of birth, a new record joining two persons) are migrated
         again, with the rows that refer to them; a target record left with none of its records
@@ -608,31 +631,6 @@ class WaveRunner:
             if state.get("retired"):
                 self._retired[spec.entity] = list(state["retired"])
             return
-        physical = {(m.source, m.as_table): m.table or m.as_table for m in spec.sources}
-        xw = target_schema.migration_crosswalk
-        held: dict[str, str] = {}  # record -> target key
-        anchor_of: dict[str, str] = {}  # target key -> its anchor record
-        engine = engine_for(self.project.target.location)
-        try:
-            with engine.connect() as conn:
-                rows = conn.execution_options(yield_per=50_000).execute(
-                    select(
-                        xw.c.source_system,
-                        xw.c.source_table,
-                        xw.c.source_key,
-                        xw.c.target_key,
-                        xw.c.rule,
-                    ).where(xw.c.target_table == spec.entity)
-                )
-                for system, table, key, target, rule in rows:
-                    if (system, table) not in physical:
-                        continue
-                    identity = f"{system}|{physical[(system, table)]}|{key}"
-                    held[identity] = target
-                    if rule == "anchor":
-                        anchor_of[target] = identity
-        finally:
-            engine.dispose()
         retired: set[str] = set()
         for identity, target in held.items():
             now = resolver.resolved(identity)
@@ -648,11 +646,22 @@ class WaveRunner:
                 retired.add(target)  # its anchor went elsewhere: so do all its records
         if retired:
             self._retired[spec.entity] = sorted(retired)
+        # A delta: the other records of the target records the moved ones leave or join.
+        related: list[tuple[str, str, str]] = []
+        if self.delta:
+            engine = engine_for(self.project.target.location)
+            try:
+                related = changes.co_members(self, self._changes, engine, self._moved)
+            finally:
+                engine.dispose()
         if loader is not None and run_id is not None:
             pending = [
                 (run_id, system, table, key, changes.key_hash(key), None, changes.MOVED)
                 for (system, table), found in self._moved.items()
                 for key in sorted(found)
+            ] + [
+                (run_id, system, table, key, changes.key_hash(key), None, changes.RELATED)
+                for system, table, key in related
             ]
             with loader.transaction() as tx:
                 if pending:
@@ -704,24 +713,37 @@ class WaveRunner:
             engine.dispose()
         return counts
 
-    def _anchors(self, spec: MappingSpec) -> Iterator[str]:
-        """Records of a resolved mapping that are anchors of target records already, as the
-        resolution names them (``source|table|key``): their persons keep their keys."""
+    def _held(self, spec: MappingSpec) -> tuple[dict[str, str], dict[str, str]]:
+        """Where a resolved mapping's records are in the target now, as the resolution names
+        them (``source|table|key``): record -> target key, and target key -> its anchor record
+        (one deleted at source since, from the deletions table, included)."""
         physical = {(m.source, m.as_table): m.table or m.as_table for m in spec.sources}
-        xw = target_schema.migration_crosswalk
+        held: dict[str, str] = {}
+        anchor_of: dict[str, str] = {}
         engine = engine_for(self.project.target.location)
         try:
             with engine.connect() as conn:
-                rows = conn.execution_options(yield_per=50_000).execute(
-                    select(xw.c.source_system, xw.c.source_table, xw.c.source_key).where(
-                        xw.c.target_table == spec.entity, xw.c.rule == "anchor"
+                for table, live in (
+                    (target_schema.migration_crosswalk, True),
+                    (target_schema.migration_deletion, False),
+                ):
+                    c = table.c
+                    rows = conn.execution_options(yield_per=50_000).execute(
+                        select(
+                            c.source_system, c.source_table, c.source_key, c.target_key, c.rule
+                        ).where(c.target_table == spec.entity)
                     )
-                )
-                for system, table, key in rows:
-                    if (system, table) in physical:
-                        yield f"{system}|{physical[(system, table)]}|{key}"
+                    for system, as_table, key, target, rule in rows:
+                        if (system, as_table) not in physical:
+                            continue
+                        identity = f"{system}|{physical[(system, as_table)]}|{key}"
+                        if live:
+                            held[identity] = target
+                        if rule == "anchor":
+                            anchor_of.setdefault(target, identity)
         finally:
             engine.dispose()
+        return held, anchor_of
 
     def _person_records(
         self,
@@ -832,7 +854,7 @@ class WaveRunner:
         if (self.journal or self.fingerprints) and not dry_run:
             engine = engine_for(target.location)
             try:
-                for name in (JOURNAL, changes.FINGERPRINTS, changes.PENDING):
+                for name in (JOURNAL, changes.FINGERPRINTS, changes.PENDING, changes.HISTORY):
                     if name in self.metadata.tables:
                         self.metadata.tables[name].create(engine, checkfirst=True)
             finally:
@@ -902,7 +924,7 @@ class WaveRunner:
                     counts.seconds = time.perf_counter() - began
                     summary.steps[step.name] = counts
                     summary.entities.setdefault(step.spec.entity, StepCounts()).add(counts)
-                if self.delta and self._changes is not None:
+                if self._changes is not None:  # a full run finds deletions too
                     summary.moved = self._deletions(loader, run_id, dry_run)
                     retired = self._retire(loader, run_id, dry_run)
                     if self._retired:
@@ -917,6 +939,7 @@ class WaveRunner:
                         )
                         if self.fingerprints:  # the baseline moves with the finished wave
                             changes.promote(tx, run_id, self.wave.name)
+                            tx.set_checkpoint(BASELINE, {"run_id": run_id, **settings})
             except BaseException as exc:
                 if ledger is not None:
                     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -953,24 +976,49 @@ class WaveRunner:
         name = f"changes:{self.wave.name}"
         state = None if dry_run else loader.checkpoint(name)
         if state is not None and state.get("run_id") == run_id and state.get("done"):
-            found = changes.Changes()
-            if self.delta:
-                found = changes.read_pending(self.project.target.location, run_id)
+            found = changes.read_pending(self.project.target.location, run_id, self.delta)
             found.counts = state.get("counts", {})  # with the tables where nothing changed
             return found
+        if self.delta and not dry_run:
+            self._same_baseline(loader)
 
         def write(rows: list[tuple[Any, ...]]) -> None:
             with loader.transaction() as tx:
                 tx.upsert(changes.PENDING, rows)
 
-        if not dry_run:  # what a pass killed half-way wrote
+        if not dry_run:  # what a pass killed half-way wrote, and runs never to be resumed
+            unfinished = {
+                str(v.get("run_id"))
+                for k, v in loader.checkpoints().items()
+                if k.startswith("wave:") and not v.get("finished", False)
+            }
             with loader.transaction() as tx:
                 changes.forget_pending(tx, run_id)
+                changes.forget_abandoned(tx, unfinished | {run_id})
         found = changes.Detector(self, run_id, None if dry_run else write, self.delta).run(progress)
         if not dry_run:
             with loader.transaction() as tx:
                 tx.set_checkpoint(name, {"run_id": run_id, "done": True, "counts": found.counts})
         return found
+
+    def _same_baseline(self, loader: Loader) -> None:
+        """A delta finds what changed at source since the fingerprints: not what a changed
+        mapping, reviewers' decision or date would migrate differently. Refuse it then."""
+        recorded = loader.checkpoint(BASELINE)
+        if recorded is None:
+            return  # no finished run yet: everything is new to the delta
+        now = self._settings()
+        changed = [
+            name
+            for name in ("mappings", "as_of", "decisions")
+            if name in recorded and recorded[name] != now[name]
+        ]
+        if changed:
+            raise ConfigError(
+                f"wave {self.wave.name}: the {', '.join(changed)} changed since the last run "
+                "recorded its fingerprints: a delta would not migrate again the records they "
+                "change; run the wave in full (without --delta)"
+            )
 
     def _deletions(self, loader: Loader, run_id: str, dry_run: bool) -> dict[str, int]:
         """Records deleted at source since an earlier run: each crosswalk entry moves to the
@@ -1135,28 +1183,46 @@ class WaveRunner:
                 return counts
         bad, nulls = self._key_problems(step, selection)
         out = BatchOut()
-        if after is None:
+        # A delta asks the source for the records that changed, a batch of keys at a time
+        # (its checkpoint counts batches); a full run, or a delta with rows referring to
+        # records resolution moved, reads the whole selection in key order.
+        keyed = wanted is not None and not moved_refs and len(m.key) == 1
+        if after is None and not keyed:
             # Rows with a null key part, which the key-ordered read never delivers, are
             # quarantined under the key they show (once: a resumed step is past them).
             out.quarantine += nulls
-        total = ex.count(selection) + counts.read + counts.unchanged if progress is not None else 0
+        if progress is None:
+            total = 0
+        elif keyed:
+            total = len(wanted or ())
+        else:
+            total = ex.count(selection) + counts.read + counts.unchanged
         if out.quarantine:
             self._commit(loader, step, out, counts, keys, ckpt_name, run_id, None, dry_run)
-        for batch in ex.batches(selection, self.batch_size):
-            last = [batch[-1][i] for i in key_index]
+        done_chunks = int(state.get("chunk", 0)) if state and state.get("run_id") == run_id else 0
+        reads = (
+            self._keyed_reads(step, sorted(wanted or ()), done_chunks)
+            if keyed
+            else ((None, b) for b in ex.batches(selection, self.batch_size))
+        )
+        for chunk, batch in reads:
+            last = [batch[-1][i] for i in key_index] if chunk is None and batch else None
             if wanted is not None:
                 kept = [
                     r
                     for r in batch
                     if key_text([r[i] for i in key_index]) in wanted
-                    or any(key_text([r[i] for i in at]) in keys for at, keys in moved_refs)
+                    or any(key_text([r[i] for i in at]) in moved for at, moved in moved_refs)
                 ]
                 counts.unchanged += len(batch) - len(kept)
                 batch = kept
             counts.read += len(batch)
             out.clear()
             self._map(step, source, batch, bad, out)
-            self._commit(loader, step, out, counts, keys, ckpt_name, run_id, last, dry_run)
+            position = None if chunk is None else {"chunk": chunk}
+            self._commit(
+                loader, step, out, counts, keys, ckpt_name, run_id, last, dry_run, position
+            )
             if progress is not None:
                 progress(step.name, counts.read + counts.unchanged, total)
         if not dry_run:
@@ -1165,6 +1231,19 @@ class WaveRunner:
                     ckpt_name, {"run_id": run_id, "done": True, "counts": counts.as_dict()}
                 )
         return counts
+
+    def _keyed_reads(
+        self, step: Step, ordered: list[str], done: int
+    ) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:
+        """A delta's reads of a step's changed records: (batches done, rows), from batch
+        ``done`` on (a resumed step is past those)."""
+        size = self.batch_size
+        ex = self.extractor(step.mapping.source)
+        for number in range(done, (len(ordered) + size - 1) // size):
+            selection = dataclasses.replace(
+                self.selection(step), keys=tuple(ordered[number * size : (number + 1) * size])
+            )
+            yield number + 1, [row for batch in ex.batches(selection, size) for row in batch]
 
     def _moved_refs(self, step: Step, columns: Sequence[str]) -> list[tuple[list[int], set[str]]]:
         """A delta: (positions of a ``ref``'s key, the moved keys of the table it names)."""
@@ -1303,6 +1382,7 @@ class WaveRunner:
         run_id: str,
         last: list[Any] | None,
         dry_run: bool,
+        position: Mapping[str, Any] | None = None,
     ) -> None:
         counts.loaded += len(out.rows)  # fallback rows stand in for others: not counted
         counts.quarantined += len(out.quarantine)
@@ -1324,6 +1404,8 @@ class WaveRunner:
                 state["counts"] = counts.as_dict()
                 if last is not None:
                     state["after"] = [to_json(v) for v in last]
+                if position is not None:
+                    state.update(position)
                 tx.set_checkpoint(ckpt_name, state)
                 self._unquarantine(tx, out, journal)
                 if out.excluded:

@@ -48,6 +48,9 @@ class Selection:
             as they please) and is what :meth:`Extractor.key_problems` reports.
         after: with ``order_by_key``, deliver only rows whose key is greater than this one
             (the resume point).
+        keys: only rows whose key (a one-column key, as text) is one of these: a delta wave
+            reads the records that changed. An optimisation an extractor may ignore: the reader
+            keeps only those rows whatever it is given.
     """
 
     table: str | None = None
@@ -58,6 +61,7 @@ class Selection:
     params: Mapping[str, Any] = field(default_factory=dict)
     order_by_key: bool = False
     after: tuple[Any, ...] | None = None
+    keys: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         # Lists from a YAML file are accepted and kept as tuples, so a selection stays immutable.
@@ -66,6 +70,10 @@ class Selection:
             object.__setattr__(self, "columns", tuple(self.columns))
         if self.after is not None:
             object.__setattr__(self, "after", tuple(self.after))
+        if self.keys is not None:
+            object.__setattr__(self, "keys", tuple(self.keys))
+            if len(self.key) != 1:
+                raise ConfigError(f"{self.describe()}: keys needs a one-column key")
         if (self.table is None) == (self.query is None):
             raise ConfigError("a selection names exactly one of a table or a query")
         if self.columns is not None and not self.columns:

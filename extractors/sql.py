@@ -71,6 +71,7 @@ class SqlExtractor(Extractor):
             raise self.error(str(exc)) from exc
         self.dialect = self.engine.dialect
         self._columns: dict[tuple[str, str], list[str]] = {}
+        self._key_types: dict[str, bool] = {}
 
     # -- the source ----------------------------------------------------------------------------
 
@@ -157,14 +158,34 @@ class SqlExtractor(Extractor):
         return [sa.text(f"({selection.where})")] if selection.where else []
 
     def _filters(self, selection: Selection, source: Any) -> list[Any]:
-        """The wave's filter and, in key order, "complete key" and "after the resume point"."""
+        """The wave's filter, the keys asked for and, in key order, "complete key" and "after
+        the resume point"."""
         filters = self._where(selection)
+        if selection.keys is not None:
+            column = source.c[selection.key[0]]
+            if self.dialect.name != "sqlite" and not self._text_key(selection):
+                # Keys come as text: a number or date column is compared as text (no index).
+                column = sa.cast(column, sa.String)
+            keys: Any = sa.bindparam("continuity_keys", value=list(selection.keys), expanding=True)
+            filters.append(column.in_(keys))
         if selection.order_by_key:
             key = [source.c[k] for k in selection.key]
             filters.extend(k.is_not(None) for k in key)
             if selection.after is not None:
                 filters.append(self._after(key, selection.after))
         return filters
+
+    def _text_key(self, selection: Selection) -> bool:
+        """Whether a table's one-column key is a text column (a query's is taken to be)."""
+        if selection.table is None:
+            return True
+        found = self._key_types.get(selection.table)
+        if found is None:
+            columns = sa.inspect(self.engine).get_columns(selection.table, schema=self.schema)
+            types = {c["name"]: c["type"] for c in columns}
+            key_type = types.get(selection.key[0])
+            found = self._key_types[selection.table] = isinstance(key_type, sa.String)
+        return found
 
     def _after(self, key: list[Any], after: tuple[Any, ...]) -> Any:
         """``key > after`` in the database's own order."""

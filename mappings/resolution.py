@@ -162,6 +162,8 @@ class Resolver:
         self._members: dict[int, list[int]] = {}
         self._splits: dict[int, set[int]] = defaultdict(set)
         self._pinned: set[str] = set()
+        self._ghosts: dict[str, str] = {}
+        self._ghost: dict[int, str] = {}  # cluster root -> the gone anchor it keeps
         self._rep: dict[int, int] = {}  # cluster root -> its pinned anchor, where not the root
         #: clusters holding two records that were anchors of target records already (a merge
         #: after the fact): (the anchor kept, the other)
@@ -176,16 +178,23 @@ class Resolver:
     def _i(self, value: Any) -> Any:
         return self._intern.setdefault(value, value)
 
-    def pin(self, identities: Iterable[str]) -> None:
+    def pin(self, identities: Iterable[str], ghosts: Mapping[str, str] | None = None) -> None:
         """Records that are anchors of target records already (an earlier wave made them).
 
         A cluster holding one keeps it as its anchor, whatever record now sorts first: a person
         keeps its target key as records join it. A cluster holding two is a merge after the
-        fact: the first keeps its anchor (``merged_after`` lists the pair).
+        fact: the first keeps its anchor (``merged_after`` lists the pair). ``ghosts`` maps
+        records to the anchor of their target record where that anchor is no longer resolved
+        (deleted at source): a cluster with no pinned anchor of its own keeps that one (the
+        least, if several), so the person keeps its key, and none of its records is its anchor.
         """
         if self.finished:
             raise RuntimeError("the resolution is finished: pin anchors before")
         self._pinned.update(identities)
+        self._ghosts.update(ghosts or {})
+
+    def __contains__(self, identity: object) -> bool:
+        return identity in self._ids
 
     def add(self, identity: str, values: Sequence[Any] | Mapping[str, Any]) -> None:
         """Add one record (``source|table|key``) with its ``ROLES`` values (a sequence or map)."""
@@ -481,6 +490,12 @@ class Resolver:
                 self._rep[root] = held[0]
             for other in held[1:]:
                 self.merged_after.append((self._names[held[0]], self._names[other]))
+        for record, gone in sorted(self._ghosts.items()):
+            if record not in self._ids:
+                continue
+            root = self._find(self._ids[record])
+            if root not in anchors and (root not in self._ghost or gone < self._ghost[root]):
+                self._ghost[root] = gone
         self._members.clear()
         self.finished = True
 
@@ -625,6 +640,9 @@ class Resolver:
         if i is None:
             return None
         root = self._find(i)
+        ghost = self._ghost.get(root)
+        if ghost is not None:
+            return Resolved(ghost, self._rule[i] or "merge:resolved", "merged", self._score[i])
         anchor = self._rep.get(root, root)
         if anchor == i:
             return Resolved(identity, "anchor", "anchor", None)

@@ -499,6 +499,11 @@ def evolve_estate(
         raise EstateError(
             f"{manifest}: not an estate made by `continuity estate generate` ({exc})"
         ) from exc
+    if "evolving" in info:
+        raise EstateError(
+            f"{manifest}: an earlier estate evolve stopped part-way (evolution "
+            f"{info['evolving'].get('step')}): its databases may disagree; generate it again"
+        )
     done = [Evolution.from_json(d) for d in info.get("evolutions", [])]
     first = (
         done[-1].first_day + dt.timedelta(days=done[-1].days)
@@ -523,8 +528,12 @@ def evolve_estate(
         finally:
             engine.dispose()
     chunks = _chunks(persons)
+    # Each database takes its share in a transaction of its own: until all have, the manifest
+    # says an evolution is under way, and a second evolve refuses the estate.
+    manifest.write_text(json.dumps({**info, "evolving": new.as_json()}, indent=1) + "\n")
     writers = {side: _Writer(urls[side], METADATA[side]) for side in SIDES}
     events: dict[str, int] = {}
+    changes: dict[str, dict[str, dict[str, int]]] = {}
     try:
         for found, counted in _in_parallel(
             estate_seed, chunks, done, new, zero_dates, processes, on_progress
@@ -533,10 +542,13 @@ def evolve_estate(
                 writers[side].add(tables)
             for k, v in counted.items():
                 events[k] = events.get(k, 0) + v
-        changes = {side: w.apply() for side, w in writers.items()}
-    except ContinuityError:
-        raise
-    except Exception as exc:
+        for side, w in writers.items():
+            changes[side] = w.apply()
+    except BaseException as exc:
+        if not changes:  # nothing written: the estate is as it was
+            manifest.write_text(json.dumps(info, indent=1) + "\n")
+        if isinstance(exc, ContinuityError | KeyboardInterrupt | SystemExit):
+            raise
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise EstateError(f"estate evolve failed: {type(exc).__name__}: {first_line}") from exc
     finally:

@@ -385,3 +385,118 @@ def test_a_new_occurrence_linking_two_persons_migrated_apart_merges_them(
     )
     assert linked == [(2,)]
     _assert_clean(base)
+
+
+def test_deleting_a_persons_anchor_at_source_keeps_the_person(
+    migrated: Path, tmp_path: Path
+) -> None:
+    """The person's key came from the record now deleted: its other records keep the person."""
+    base = _copy(migrated, tmp_path / "b")
+    (anchor, person), *_ = _product(
+        base,
+        "SELECT a.source_key, a.target_key FROM migration_crosswalk a JOIN migration_crosswalk m "
+        "ON m.target_key = a.target_key AND m.source_system = 'policeworks' "
+        "WHERE a.target_table = 'person' AND a.rule = 'anchor' AND a.source_table = 'NOMINAL' "
+        "ORDER BY a.source_key",
+    )
+    persons = _product(base, "SELECT count(*) FROM person")
+    _sql(base, "legacy.sqlite", "DELETE FROM NOMINAL WHERE NOMINAL_REF = ?", (anchor,))
+    summary = _delta(base)
+    assert summary.changes["legacy.NOMINAL"]["deleted"] == 1
+    assert _product(base, "SELECT count(*) FROM person") == persons
+    others = _product(
+        base,
+        "SELECT DISTINCT target_key FROM migration_crosswalk WHERE target_table = 'person' AND "
+        "source_system = 'policeworks' AND source_key IN (SELECT source_key FROM "
+        "migration_crosswalk WHERE target_key = ?)",
+        (person,),
+    )
+    assert others == [(person,)]
+    assert _product(
+        base, "SELECT action, rule FROM migration_deletion WHERE source_key = ?", (anchor,)
+    ) == [("kept", "anchor")]
+    result = _reconcile(base)
+    persons_class = next(c for c in result.classes if c.name == "persons")
+    assert persons_class.clean()
+    legacy = next(s for s in persons_class.sources if s.system == "legacy")
+    assert legacy.terms[Placement.DELETED_AT_SOURCE] == 1
+
+
+def test_a_full_run_finds_deletions_too(migrated: Path, tmp_path: Path) -> None:
+    base = _copy(migrated, tmp_path / "b")
+    evolved = evolve_estate(base / "estate", 30, EstateOptions(out=base / "estate").urls())
+    summary = run_wave(_project(base), "all")  # not a delta: every record, and the deletions
+    deleted = evolved.events["deleted_duplicates"]
+    assert summary.changes["legacy.NOMINAL"]["deleted"] == deleted
+    assert _product(base, "SELECT count(*) FROM migration_deletion") == [(deleted,)]
+    _assert_clean(base)
+
+
+def test_a_rolled_back_delta_finds_its_deletions_again(migrated: Path, tmp_path: Path) -> None:
+    from continuity.rollback import rollback_wave
+
+    base = _copy(migrated, tmp_path / "b")
+    evolved = evolve_estate(base / "estate", 30, EstateOptions(out=base / "estate").urls())
+    deleted = evolved.events["deleted_duplicates"]
+    assert _delta(base).changes["legacy.NOMINAL"]["deleted"] == deleted
+    rollback_wave(_project(base), "all")
+    assert _product(base, "SELECT count(*) FROM migration_deletion") == [(0,)]
+    again = _delta(base)
+    assert again.changes["legacy.NOMINAL"]["deleted"] == deleted
+    assert _product(base, "SELECT count(*) FROM migration_deletion") == [(deleted,)]
+    _assert_clean(base)
+
+
+def test_a_scoped_delta_finds_a_deletion_another_wave_recorded(
+    migrated: Path, tmp_path: Path
+) -> None:
+    base = _copy(migrated, tmp_path / "b")
+    (crime,), *_ = _sql(
+        base, "legacy.sqlite", "SELECT CRIME_NO FROM CRIME WHERE DIVISION = 1 ORDER BY 1"
+    )
+    _sql(base, "legacy.sqlite", "DELETE FROM CRIME WHERE CRIME_NO = ?", (crime,))
+    summary = run_wave(_project(base), "division-1", delta=True)
+    assert summary.changes["legacy.CRIME"]["deleted"] == 1
+    assert _product(base, "SELECT source_key FROM migration_deletion") == [(crime,)]
+
+
+def test_a_delta_is_refused_once_the_rules_changed(migrated: Path, tmp_path: Path) -> None:
+    from continuity.domain.errors import ConfigError
+
+    base = _copy(migrated, tmp_path / "b")
+    with pytest.raises(ConfigError, match="as_of changed since the last run"):
+        _delta(base, as_of=dt.date(2027, 1, 1))
+    assert run_wave(_project(base), "all", as_of=dt.date(2027, 1, 1)).rows_read > 0
+    assert _delta(base, as_of=dt.date(2027, 1, 1)).rows_read == 0
+
+
+def _delta_into(base: Path, target: str) -> None:
+    engine = create_engine(target)
+    create_tables(engine, target_schema.metadata)
+    engine.dispose()
+    shutil.copytree(EXAMPLE, base / "project", ignore=shutil.ignore_patterns(".continuity"))
+    env = {**_env(base), "CONTINUITY_TARGET": target}
+    project = load_project(base / "project", env)
+    run_wave(project, "all")
+    evolve_estate(base / "estate", 30, EstateOptions(out=base / "estate").urls(), processes=1)
+    summary = run_wave(load_project(base / "project", env), "all", delta=True)
+    assert summary.changes["policeworks.pw_occurrence"]["added"] > 0
+    estate = base / "estate"
+    urls = {s: f"sqlite:///{estate / f'{s}.sqlite'}" for s in ("legacy", "policeworks")}
+    specs = load_specs(spec_files(bundled_specs_dir()))
+    result = reconcile_all(specs, Connections(urls, target), dt.date(2026, 6, 30))
+    assert [f.key for c in result.classes for f in c.exceptions()] == []
+
+
+@pytest.mark.postgres
+def test_a_delta_into_postgresql(tmp_path: Path, pg_database: Any) -> None:
+    base = tmp_path / "b"
+    generate_estate(EstateOptions(out=base / "estate", persons=700, seed=4, processes=1))
+    _delta_into(base, pg_database())
+
+
+@pytest.mark.mariadb
+def test_a_delta_into_mariadb(tmp_path: Path, mariadb_database: Any) -> None:
+    base = tmp_path / "b"
+    generate_estate(EstateOptions(out=base / "estate", persons=700, seed=4, processes=1))
+    _delta_into(base, mariadb_database())
