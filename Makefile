@@ -45,6 +45,12 @@ demo: setup
 	$(BIN)/continuity reconcile --estate $(OUT)/estate --damaged --json $(OUT)/reconciliation.json; \
 	  status=$$?; test $$status -eq 1 || { echo "expected exit 1, got $$status"; exit 1; }
 	@echo
+	@echo "Thirty days of live use (continuity estate evolve), then a delta wave: only what changed"
+	@echo "is migrated, and the whole estate reconciles clean again (DELETED_AT_SOURCE: deleted duplicates)."
+	$(BIN)/continuity estate evolve $(OUT)/estate --days 30
+	$(WAVE_ENV) $(BIN)/continuity run all --project examples/gmp --delta --no-search-index --json $(OUT)/delta.json
+	$(BIN)/continuity reconcile --estate $(OUT)/estate --target sqlite:///$(abspath $(OUT))/product.sqlite --show 0
+	@echo
 	@echo "Done. $(OUT)/estate holds the legacy and PoliceWorks databases, gazetteer.csv, the ideal"
 	@echo "target, its damaged copy with defects.json and the ground truth; $(OUT)/product.sqlite is"
 	@echo "the migrated product ($(OUT)/run.json: the run's counts), $(OUT)/ledger.sqlite the audit"
