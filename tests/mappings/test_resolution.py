@@ -343,3 +343,45 @@ def test_the_same_input_gives_the_same_clusters() -> None:
     assert [first.resolved(f"s|t|{k}") for k, *_ in records] == [
         second.resolved(f"s|t|{k}") for k, *_ in records
     ]
+
+
+def _pinned(
+    records: list[tuple[Any, ...]], pins: list[str], ghosts: dict[str, str] | None = None
+) -> Resolver:
+    r = Resolver()
+    for key, *values in records:
+        r.add(f"s|t|{key}", values)
+    r.pin([f"s|t|{p}" for p in pins], {f"s|t|{k}": v for k, v in (ghosts or {}).items()})
+    r.finish()
+    return r
+
+
+KHAN = ("MOHAMMED", "KHAN", D(1984, 2, 1), False, None, "M")
+
+
+def test_an_anchor_already_in_the_target_stays_the_anchor() -> None:
+    """A record that sorts first joins a person made earlier: the person keeps its anchor."""
+    plain = _pinned([("1", *KHAN), ("2", *KHAN)], [])
+    assert plain.resolved("s|t|2").anchor == "s|t|1"  # type: ignore[union-attr]
+    r = _pinned([("1", *KHAN), ("2", *KHAN)], ["2"])
+    assert r.resolved("s|t|2").role == "anchor"  # type: ignore[union-attr]
+    assert r.resolved("s|t|1").anchor == "s|t|2"  # type: ignore[union-attr]
+    assert r.resolved("s|t|1").role == "merged"  # type: ignore[union-attr]
+    assert r.merged_after == []
+
+
+def test_two_anchors_in_one_cluster_are_a_merge_after_the_fact() -> None:
+    r = _pinned([("1", *KHAN), ("2", *KHAN), ("3", *KHAN)], ["3", "2"])
+    assert r.merged_after == [("s|t|2", "s|t|3")]
+    assert {r.resolved(f"s|t|{k}").anchor for k in "123"} == {"s|t|2"}  # type: ignore[union-attr]
+
+
+def test_a_cluster_whose_anchor_is_gone_keeps_it() -> None:
+    """The anchor was deleted at source: its person's other records keep its key."""
+    r = _pinned([("2", *KHAN), ("3", *KHAN)], [], {"2": "s|t|1", "3": "s|t|1"})
+    for k in "23":
+        found = r.resolved(f"s|t|{k}")
+        assert found is not None and found.anchor == "s|t|1" and found.role == "merged"
+    # A live pinned anchor wins over a gone one.
+    r = _pinned([("2", *KHAN), ("3", *KHAN)], ["3"], {"2": "s|t|1"})
+    assert r.resolved("s|t|2").anchor == "s|t|3"  # type: ignore[union-attr]
