@@ -51,6 +51,8 @@ from mappings.spec import MappingSpec, SourceMapping, load_mappings, mapping_fil
 CROSSWALK = "migration_crosswalk"
 QUARANTINE = "migration_quarantine"
 DELETION = "migration_deletion"
+#: Keys asked for per read by a delta (bound parameters: SQLite allows 32,766 in a statement).
+KEYS_PER_READ = 5_000
 BASELINE = "fingerprints:baseline"  # the settings of the run that last moved the baseline
 EXCLUSION = "migration_exclusion"
 #: The gazetteer's columns as ``Gazetteer.add`` takes them, and their default names.
@@ -1237,7 +1239,7 @@ class WaveRunner:
     ) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:
         """A delta's reads of a step's changed records: (batches done, rows), from batch
         ``done`` on (a resumed step is past those)."""
-        size = self.batch_size
+        size = min(self.batch_size, KEYS_PER_READ)
         ex = self.extractor(step.mapping.source)
         for number in range(done, (len(ordered) + size - 1) // size):
             selection = dataclasses.replace(
