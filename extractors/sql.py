@@ -71,7 +71,7 @@ class SqlExtractor(Extractor):
             raise self.error(str(exc)) from exc
         self.dialect = self.engine.dialect
         self._columns: dict[tuple[str, str], list[str]] = {}
-        self._key_types: dict[str, bool] = {}
+        self._key_types: dict[tuple[str, str], bool] = {}
 
     # -- the source ----------------------------------------------------------------------------
 
@@ -179,12 +179,12 @@ class SqlExtractor(Extractor):
         """Whether a table's one-column key is a text column (a query's is taken to be)."""
         if selection.table is None:
             return True
-        found = self._key_types.get(selection.table)
+        at = (selection.table, selection.key[0])
+        found = self._key_types.get(at)
         if found is None:
             columns = sa.inspect(self.engine).get_columns(selection.table, schema=self.schema)
             types = {c["name"]: c["type"] for c in columns}
-            key_type = types.get(selection.key[0])
-            found = self._key_types[selection.table] = isinstance(key_type, sa.String)
+            found = self._key_types[at] = isinstance(types.get(selection.key[0]), sa.String)
         return found
 
     def _after(self, key: list[Any], after: tuple[Any, ...]) -> Any:

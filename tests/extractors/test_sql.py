@@ -268,3 +268,27 @@ def test_a_refused_login_names_the_server_not_the_password(
     message = str(exc.value)
     assert "continuity_nobody" in message and "***" in message
     assert SECRET not in message and "\n" not in message
+
+
+def test_keys_ask_for_those_records_only_text_or_number(url: str) -> None:
+    """A delta's read: the records with these keys (as text), a text key or a number key."""
+    ex = open_extractor("sql", "legacy", url)
+    try:
+        by_ref = Selection(table="nominal", key=("ref",), keys=("N01", "N03", "N99"))
+        assert Counter(r[0] for r in read(ex, by_ref)) == {"N01": 3, "N03": 3}
+        by_seq = Selection(
+            table="nominal",
+            key=("seq",),
+            columns=("seq", "ref"),
+            where="division = 'S'",
+            keys=("2",),
+            order_by_key=True,
+        )
+        assert sorted(read(ex, by_seq)) == sorted(
+            (s, r) for r, s, _, d in ROWS if s == 2 and d == "S"
+        )
+        assert read(ex, Selection(table="nominal", key=("ref",), keys=())) == []
+    finally:
+        ex.close()
+    with pytest.raises(ConfigError, match="one-column key"):
+        Selection(table="nominal", key=("ref", "seq"), keys=("N01|1",))
