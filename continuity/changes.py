@@ -104,11 +104,13 @@ class Fingerprinter:
     types makes every record read as changed, which costs a full migration, never a loss.
     """
 
-    def __init__(self, key: bytes | None = None) -> None:
+    def __init__(self, key: bytes | None = None, rules: str = "") -> None:
+        """``rules``: what else decides a record's migration (see WaveRunner.rules_digest)."""
         self.key = key if key is not None else fingerprint_key()
+        self.rules = rules
 
     def __call__(self, row: Sequence[Any]) -> int:
-        text = repr(tuple(row)).encode("utf-8", "surrogatepass")
+        text = (self.rules + repr(tuple(row))).encode("utf-8", "surrogatepass")
         return _signed(hashlib.blake2b(text, key=self.key, digest_size=8).digest())
 
 
@@ -289,7 +291,7 @@ class Detector:
         self.run_id = run_id
         self.write = write
         self.keep = keep
-        self.fingerprint = Fingerprinter()
+        self.fingerprint = Fingerprinter(rules=runner.rules_digest())
         self.changes = Changes()
         self._pending: list[tuple[Any, ...]] = []
         self.baseline = True

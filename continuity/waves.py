@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,7 +54,6 @@ QUARANTINE = "migration_quarantine"
 DELETION = "migration_deletion"
 #: Keys asked for per read by a delta (bound parameters: SQLite allows 32,766 in a statement).
 KEYS_PER_READ = 5_000
-BASELINE = "fingerprints:baseline"  # the settings of the run that last moved the baseline
 EXCLUSION = "migration_exclusion"
 #: The gazetteer's columns as ``Gazetteer.add`` takes them, and their default names.
 GAZETTEER_COLUMNS = {
@@ -634,18 +634,26 @@ class WaveRunner:
                 self._retired[spec.entity] = list(state["retired"])
             return
         retired: set[str] = set()
+        holding: Counter[str] = Counter()  # target -> records it holds, and those that left
+        leaving: Counter[str] = Counter()
         for identity, target in held.items():
+            holding[target] += 1
             now = resolver.resolved(identity)
             if now is None:
                 continue  # not resolved any more (quarantined or excluded): its step says so
             was = anchor_of.get(target)
             if now.anchor == was:
                 continue
+            leaving[target] += 1
             system, table, key = identity.split("|", 2)
             self._changes.wanted.setdefault((system, table), set()).add(key)
             self._moved.setdefault((system, table), set()).add(key)
             if identity == was:
                 retired.add(target)  # its anchor went elsewhere: so do all its records
+        for target, n in leaving.items():
+            # An anchor gone from the source, and every record went to another person.
+            if anchor_of.get(target) not in resolver and n == holding[target]:
+                retired.add(target)
         if retired:
             self._retired[spec.entity] = sorted(retired)
         # A delta: the other records of the target records the moved ones leave or join.
@@ -941,7 +949,6 @@ class WaveRunner:
                         )
                         if self.fingerprints:  # the baseline moves with the finished wave
                             changes.promote(tx, run_id, self.wave.name)
-                            tx.set_checkpoint(BASELINE, {"run_id": run_id, **settings})
             except BaseException as exc:
                 if ledger is not None:
                     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -964,6 +971,15 @@ class WaveRunner:
                 ledger.close()
             self.close()
 
+    def rules_digest(self) -> str:
+        """What the run does to a record besides its values: the mappings, and the date their
+        rules compare with where one does. Part of every fingerprint, so that a delta after
+        either changed migrates every record again (as a full run would)."""
+        mappings = self._settings()["mappings"]
+        dated = any("$as_of" in spec.file.read_text(encoding="utf-8") for spec in self.specs)
+        text = f"{mappings}|{self.as_of.isoformat() if dated else ''}"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def pending_changes(self, progress: Progress | None = None) -> dict[str, dict[str, int]]:
         """What a delta of this wave would find now, per source table (nothing is written)."""
         if not self.fingerprints:
@@ -981,8 +997,6 @@ class WaveRunner:
             found = changes.read_pending(self.project.target.location, run_id, self.delta)
             found.counts = state.get("counts", {})  # with the tables where nothing changed
             return found
-        if self.delta and not dry_run:
-            self._same_baseline(loader)
 
         def write(rows: list[tuple[Any, ...]]) -> None:
             with loader.transaction() as tx:
@@ -1002,25 +1016,6 @@ class WaveRunner:
             with loader.transaction() as tx:
                 tx.set_checkpoint(name, {"run_id": run_id, "done": True, "counts": found.counts})
         return found
-
-    def _same_baseline(self, loader: Loader) -> None:
-        """A delta finds what changed at source since the fingerprints: not what a changed
-        mapping, reviewers' decision or date would migrate differently. Refuse it then."""
-        recorded = loader.checkpoint(BASELINE)
-        if recorded is None:
-            return  # no finished run yet: everything is new to the delta
-        now = self._settings()
-        changed = [
-            name
-            for name in ("mappings", "as_of", "decisions")
-            if name in recorded and recorded[name] != now[name]
-        ]
-        if changed:
-            raise ConfigError(
-                f"wave {self.wave.name}: the {', '.join(changed)} changed since the last run "
-                "recorded its fingerprints: a delta would not migrate again the records they "
-                "change; run the wave in full (without --delta)"
-            )
 
     def _deletions(self, loader: Loader, run_id: str, dry_run: bool) -> dict[str, int]:
         """Records deleted at source since an earlier run: each crosswalk entry moves to the
@@ -1164,7 +1159,8 @@ class WaveRunner:
             if after is not None:
                 after = [from_json(v) for v in after]
             counts = StepCounts(**state["counts"])
-            if after is not None and (step.mapping.source, step.mapping.as_table) in self._needed:
+            resumed_within = after is not None or bool(state.get("chunk"))
+            if resumed_within and (step.mapping.source, step.mapping.as_table) in self._needed:
                 # What the interrupted run knew of its records (newer copies, exclusions) died
                 # with it: map them again, writing nothing, before going on from the checkpoint.
                 self._replay(step, source, keys)
@@ -1189,9 +1185,11 @@ class WaveRunner:
         # (its checkpoint counts batches); a full run, or a delta with rows referring to
         # records resolution moved, reads the whole selection in key order.
         keyed = wanted is not None and not moved_refs and len(m.key) == 1
-        if after is None and not keyed:
-            # Rows with a null key part, which the key-ordered read never delivers, are
-            # quarantined under the key they show (once: a resumed step is past them).
+        done_chunks = int(state.get("chunk", 0)) if state and state.get("run_id") == run_id else 0
+        if after is None and done_chunks == 0:
+            # Rows with a null key part, which neither the key-ordered read nor a read by keys
+            # delivers, are quarantined under the key they show (once: a resumed step is past
+            # them).
             out.quarantine += nulls
         if progress is None:
             total = 0
@@ -1201,7 +1199,6 @@ class WaveRunner:
             total = ex.count(selection) + counts.read + counts.unchanged
         if out.quarantine:
             self._commit(loader, step, out, counts, keys, ckpt_name, run_id, None, dry_run)
-        done_chunks = int(state.get("chunk", 0)) if state and state.get("run_id") == run_id else 0
         reads = (
             self._keyed_reads(step, sorted(wanted or ()), done_chunks)
             if keyed

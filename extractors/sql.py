@@ -71,7 +71,7 @@ class SqlExtractor(Extractor):
             raise self.error(str(exc)) from exc
         self.dialect = self.engine.dialect
         self._columns: dict[tuple[str, str], list[str]] = {}
-        self._key_types: dict[tuple[str, str], bool] = {}
+        self._key_types: dict[tuple[str, str], str | None] = {}
 
     # -- the source ----------------------------------------------------------------------------
 
@@ -161,10 +161,11 @@ class SqlExtractor(Extractor):
         """The wave's filter, the keys asked for and, in key order, "complete key" and "after
         the resume point"."""
         filters = self._where(selection)
-        if selection.keys is not None:
+        kind = self._key_kind(selection) if selection.keys is not None else None
+        if kind is not None and selection.keys is not None:
             column = source.c[selection.key[0]]
-            if self.dialect.name != "sqlite" and not self._text_key(selection):
-                # Keys come as text: a number or date column is compared as text (no index).
+            if kind == "integer" and self.dialect.name != "sqlite":
+                # Keys come as text: a whole-number column is compared as text (no index).
                 column = sa.cast(column, sa.String)
             keys: Any = sa.bindparam("continuity_keys", value=list(selection.keys), expanding=True)
             filters.append(column.in_(keys))
@@ -175,17 +176,23 @@ class SqlExtractor(Extractor):
                 filters.append(self._after(key, selection.after))
         return filters
 
-    def _text_key(self, selection: Selection) -> bool:
-        """Whether a table's one-column key is a text column (a query's is taken to be)."""
+    def _key_kind(self, selection: Selection) -> str | None:
+        """``"text"`` or ``"integer"`` for a table's one-column key the database can be asked
+        by text; None for any other (a timestamp, a boolean, an untyped SQLite column: its text
+        in the database need not be Python's, so the keys are left to the reader)."""
         if selection.table is None:
-            return True
+            return None
         at = (selection.table, selection.key[0])
-        found = self._key_types.get(at)
-        if found is None:
+        if at not in self._key_types:
             columns = sa.inspect(self.engine).get_columns(selection.table, schema=self.schema)
-            types = {c["name"]: c["type"] for c in columns}
-            found = self._key_types[at] = isinstance(types.get(selection.key[0]), sa.String)
-        return found
+            found = {c["name"]: c["type"] for c in columns}.get(selection.key[0])
+            kind = None
+            if isinstance(found, sa.String) and not isinstance(found, sa.Enum):
+                kind = "text"
+            elif isinstance(found, sa.Integer):
+                kind = "integer"
+            self._key_types[at] = kind
+        return self._key_types[at]
 
     def _after(self, key: list[Any], after: tuple[Any, ...]) -> Any:
         """``key > after`` in the database's own order."""

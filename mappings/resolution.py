@@ -35,7 +35,7 @@ record) and the same rule and score for each merged record.
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -164,6 +164,7 @@ class Resolver:
         self._pinned: set[str] = set()
         self._ghosts: dict[str, str] = {}
         self._ghost: dict[int, str] = {}  # cluster root -> the gone anchor it keeps
+        self._writer: dict[int, int] = {}  # such a cluster's record that writes its row
         self._rep: dict[int, int] = {}  # cluster root -> its pinned anchor, where not the root
         #: clusters holding two records that were anchors of target records already (a merge
         #: after the fact): (the anchor kept, the other)
@@ -490,12 +491,25 @@ class Resolver:
                 self._rep[root] = held[0]
             for other in held[1:]:
                 self.merged_after.append((self._names[held[0]], self._names[other]))
+        # A gone anchor's records keep its key in one cluster: the one holding most of them
+        # (the first, on a tie), unless it has a live anchor of its own; one of its records
+        # (the first) writes the row, under the gone anchor's key.
+        holders: dict[str, Counter[int]] = defaultdict(Counter)
+        firsts: dict[tuple[str, int], int] = {}
         for record, gone in sorted(self._ghosts.items()):
             if record not in self._ids:
                 continue
-            root = self._find(self._ids[record])
-            if root not in anchors and (root not in self._ghost or gone < self._ghost[root]):
+            at = self._ids[record]
+            root = self._find(at)
+            if root in anchors:
+                continue
+            holders[gone][root] += 1
+            firsts[(gone, root)] = min(firsts.get((gone, root), at), at)
+        for gone, roots in sorted(holders.items()):
+            root = min(roots, key=lambda r: (-roots[r], r))
+            if root not in self._ghost:
                 self._ghost[root] = gone
+                self._writer[root] = firsts[(gone, root)]
         self._members.clear()
         self.finished = True
 
@@ -642,7 +656,8 @@ class Resolver:
         root = self._find(i)
         ghost = self._ghost.get(root)
         if ghost is not None:
-            return Resolved(ghost, self._rule[i] or "merge:resolved", "merged", self._score[i])
+            role = "anchor" if self._writer.get(root) == i else "merged"
+            return Resolved(ghost, self._rule[i] or "merge:resolved", role, self._score[i])
         anchor = self._rep.get(root, root)
         if anchor == i:
             return Resolved(identity, "anchor", "anchor", None)

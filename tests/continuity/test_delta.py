@@ -460,13 +460,15 @@ def test_a_scoped_delta_finds_a_deletion_another_wave_recorded(
     assert _product(base, "SELECT source_key FROM migration_deletion") == [(crime,)]
 
 
-def test_a_delta_is_refused_once_the_rules_changed(migrated: Path, tmp_path: Path) -> None:
-    from continuity.domain.errors import ConfigError
-
+def test_a_delta_after_the_rules_changed_migrates_every_record_again(
+    migrated: Path, tmp_path: Path
+) -> None:
+    """The as-of date the MoPI rules compare with is part of every fingerprint: a delta at
+    another date migrates everything, as a full run would; the next finds nothing."""
     base = _copy(migrated, tmp_path / "b")
-    with pytest.raises(ConfigError, match="as_of changed since the last run"):
-        _delta(base, as_of=dt.date(2027, 1, 1))
-    assert run_wave(_project(base), "all", as_of=dt.date(2027, 1, 1)).rows_read > 0
+    summary = _delta(base, as_of=dt.date(2027, 1, 1))
+    assert all(c["unchanged"] == 0 for c in summary.changes.values())
+    assert summary.rows_read > PERSONS
     assert _delta(base, as_of=dt.date(2027, 1, 1)).rows_read == 0
 
 

@@ -379,9 +379,15 @@ def test_two_anchors_in_one_cluster_are_a_merge_after_the_fact() -> None:
 def test_a_cluster_whose_anchor_is_gone_keeps_it() -> None:
     """The anchor was deleted at source: its person's other records keep its key."""
     r = _pinned([("2", *KHAN), ("3", *KHAN)], [], {"2": "s|t|1", "3": "s|t|1"})
-    for k in "23":
+    for k, role in (("2", "anchor"), ("3", "merged")):  # the first writes the row, keyed "1"
         found = r.resolved(f"s|t|{k}")
-        assert found is not None and found.anchor == "s|t|1" and found.role == "merged"
+        assert found is not None and found.anchor == "s|t|1" and found.role == role
+    # The gone anchor was all that tied two people: one keeps its key, the other has its own.
+    smith = ("JOHN", "SMITH", D(1950, 3, 3), False, None, "M")
+    r = _pinned([("2", *KHAN), ("3", *smith)], [], {"2": "s|t|1", "3": "s|t|1"})
+    assert r.cluster_count() == 2
+    assert r.resolved("s|t|2").anchor == "s|t|1"  # type: ignore[union-attr]
+    assert r.resolved("s|t|3").anchor == "s|t|3"  # type: ignore[union-attr]
     # A live pinned anchor wins over a gone one.
     r = _pinned([("2", *KHAN), ("3", *KHAN)], ["3"], {"2": "s|t|1"})
     assert r.resolved("s|t|2").anchor == "s|t|3"  # type: ignore[union-attr]
