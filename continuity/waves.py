@@ -642,7 +642,9 @@ class WaveRunner:
             if now is None:
                 continue  # not resolved any more (quarantined or excluded): its step says so
             was = anchor_of.get(target)
-            if now.anchor == was:
+            if was is None or now.anchor == was:
+                # (No anchor on record: the person was made by a stand-in, its anchor not yet
+                # migrated; it is where resolution put it.)
                 continue
             leaving[target] += 1
             system, table, key = identity.split("|", 2)
@@ -652,7 +654,7 @@ class WaveRunner:
                 retired.add(target)  # its anchor went elsewhere: so do all its records
         for target, n in leaving.items():
             # An anchor gone from the source, and every record went to another person.
-            if anchor_of.get(target) not in resolver and n == holding[target]:
+            if anchor_of[target] not in resolver and n == holding[target]:
                 retired.add(target)
         if retired:
             self._retired[spec.entity] = sorted(retired)
