@@ -40,13 +40,17 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An estate, migrated whole into a product once: each test works on a copy."""
     base = tmp_path_factory.mktemp("delta")
     generate_estate(EstateOptions(out=base / "estate", persons=PERSONS, seed=21, processes=1))
-    target = f"sqlite:///{base / 'product.sqlite'}"
+    _migrate(base, f"sqlite:///{base / 'product.sqlite'}")
+    return base
+
+
+def _migrate(base: Path, target: str) -> None:
+    """The bundled project beside the estate in ``base``, run whole into a new ``target``."""
     engine = create_engine(target)
     create_tables(engine, target_schema.metadata)
     engine.dispose()
     shutil.copytree(EXAMPLE, base / "project", ignore=shutil.ignore_patterns(".continuity"))
-    run_wave(_project(base), "all")
-    return base
+    run_wave(load_project(base / "project", {**_env(base), "CONTINUITY_TARGET": target}), "all")
 
 
 def _copy(base: Path, to: Path) -> Path:
@@ -356,12 +360,7 @@ def test_a_new_occurrence_linking_two_persons_migrated_apart_merges_them(
     )
     _new_occurrence(base, "occ-1", "CRI/26/99999991")
     _pw_person(base, "pw-b", "occ-1", None, None)
-    target = f"sqlite:///{base / 'product.sqlite'}"
-    engine = create_engine(target)
-    create_tables(engine, target_schema.metadata)
-    engine.dispose()
-    shutil.copytree(EXAMPLE, base / "project", ignore=shutil.ignore_patterns(".continuity"))
-    run_wave(_project(base), "all")
+    _migrate(base, f"sqlite:///{base / 'product.sqlite'}")
     kept, apart = _person_of(base, "legacy", nominal), _person_of(base, "policeworks", "pw-b")
     assert kept != apart
     ((dob,),) = _product(base, "SELECT dob FROM person WHERE person_id = ?", (kept,))
@@ -473,13 +472,8 @@ def test_a_delta_after_the_rules_changed_migrates_every_record_again(
 
 
 def _delta_into(base: Path, target: str) -> None:
-    engine = create_engine(target)
-    create_tables(engine, target_schema.metadata)
-    engine.dispose()
-    shutil.copytree(EXAMPLE, base / "project", ignore=shutil.ignore_patterns(".continuity"))
+    _migrate(base, target)
     env = {**_env(base), "CONTINUITY_TARGET": target}
-    project = load_project(base / "project", env)
-    run_wave(project, "all")
     evolve_estate(base / "estate", 30, EstateOptions(out=base / "estate").urls(), processes=1)
     summary = run_wave(load_project(base / "project", env), "all", delta=True)
     assert summary.changes["policeworks.pw_occurrence"]["added"] > 0
