@@ -467,15 +467,28 @@ def reconcile_command(
 @click.option(
     "--system", help="The record's source system, when the key alone is ambiguous (or 'target')."
 )
+@click.option(
+    "--ledger",
+    envvar="CONTINUITY_LEDGER",
+    help="The audit ledger the acceptance is written to first (a project's `ledger`).",
+)
 def accept_command(
-    estate: Path | None, store: str | None, cls: str, key: str, reason: str, system: str | None
+    estate: Path | None,
+    store: str | None,
+    cls: str,
+    key: str,
+    reason: str,
+    system: str | None,
+    ledger: str | None,
 ) -> None:
     """Accept one exception of a critical class (firearms warnings), with a reason.
 
     In a critical class anything not placed-and-EQUAL (even REJECTED, EXCLUDED or an unmatched
     address) blocks sign-off until its owner accepts it here, record by record. The acceptance
-    (who, when, why) is kept across runs. Other classes are made clean by fixing the load.
+    (who, when, why) is kept across runs, and with --ledger written first to the audit ledger
+    (append-only, hash-chained). Other classes are made clean by fixing the load.
     """
+    from continuity.ledger import AuditLedger
     from continuity.workstore import WorkStore
 
     work = WorkStore(store or f"sqlite:///{(estate or Path('.')) / 'work.sqlite'}")
@@ -494,9 +507,30 @@ def accept_command(
         system = systems[0]
     elif system not in systems:
         raise ContinuityError(f"{cls} {key}: no finding from system {system!r} ({systems})")
-    for finding in found:  # a key held twice gives two findings: the owner accepts the record
-        if (finding["system"] or "target") == system:
-            work.accept(finding, reason)
+    mine = [f for f in found if (f["system"] or "target") == system]
+    if not reason.strip():
+        raise ContinuityError("an acceptance needs a reason (--reason)")
+    if all(work.is_accepted(f) for f in mine):
+        raise ContinuityError(f"{cls} {system} {key} is already accepted as it stands")
+    if ledger is not None:
+        audit = AuditLedger(ledger)
+        try:
+            for finding in mine:
+                audit.append(
+                    "acceptance",
+                    {
+                        "class": cls,
+                        "system": system,
+                        "key": key,
+                        "signature": finding["signature"],
+                        "target": finding["target"],
+                        "reason": reason.strip(),
+                    },
+                )
+        finally:
+            audit.close()
+    for finding in mine:  # a key held twice gives two findings: the owner accepts the record
+        work.accept(finding, reason)
     click.echo(f"Accepted {cls} {system} {key}: {reason}")
 
 

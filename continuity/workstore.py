@@ -130,17 +130,34 @@ class WorkStore:
             )
             return frozenset((r[0], r[1], r[2], r[3]) for r in rows)
 
-    def accept(self, finding: dict[str, Any], reason: str) -> None:
-        """Accept one finding of the last run (as :meth:`last_findings` returns it)."""
-        if not reason.strip():
-            raise LedgerError("an acceptance needs a reason (--reason)")
-        values = {
+    @staticmethod
+    def _acceptance_of(finding: dict[str, Any]) -> dict[str, Any]:
+        return {
             "class": finding["class"],
             "system": finding["system"] or "",
             "record_key": finding["record_key"],
             "signature": finding["signature"],
             "target": finding["target"],
         }
+
+    def is_accepted(self, finding: dict[str, Any]) -> bool:
+        """Whether this finding, as it stands, is accepted already."""
+        values = self._acceptance_of(finding)
+        with self.engine.connect() as conn:
+            return (
+                conn.execute(
+                    select(acceptance.c.acceptance_id).where(
+                        *(acceptance.c[k] == v for k, v in values.items())
+                    )
+                ).first()
+                is not None
+            )
+
+    def accept(self, finding: dict[str, Any], reason: str) -> None:
+        """Accept one finding of the last run (as :meth:`last_findings` returns it)."""
+        if not reason.strip():
+            raise LedgerError("an acceptance needs a reason (--reason)")
+        values = self._acceptance_of(finding)
         with self.engine.begin() as conn:
             exists = conn.execute(
                 select(acceptance.c.acceptance_id).where(

@@ -67,9 +67,22 @@ def test_a_critical_exception_blocks_until_accepted(small_estate: Path, tmp_path
                 str(estate),
                 "--reason",
                 "premises surrendered its certificate; confirmed with licensing",
+                "--ledger",
+                f"sqlite:///{tmp_path / 'ledger.sqlite'}",
             ],
         )
         assert ok.exit_code == 0, ok.output
+    # Each acceptance is in the audit ledger too: hash-chained, append-only.
+    from continuity.ledger import AuditLedger
+
+    audit = AuditLedger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    try:
+        assert audit.verify() == len(blocking)
+        entries = [e.payload for e in audit.entries("acceptance")]
+    finally:
+        audit.close()
+    assert sorted(e["key"] for e in entries) == sorted(f["key"] for f in blocking)
+    assert all(e["class"] == "firearms_locations" and "licensing" in e["reason"] for e in entries)
     again = runner.invoke(main, args)
     assert again.exit_code == 0, again.output
     twice = runner.invoke(
