@@ -131,7 +131,7 @@ class RunSummary:
     would_update: dict[str, int] = field(default_factory=dict)
     resolution: dict[str, dict[str, Any]] = field(default_factory=dict)
     delta: bool = False
-    #: "source.table" -> records added, changed, deleted, parents (of changed children) and
+    #: "source.table" -> records added, changed, related (see continuity.changes), deleted and
     #: unchanged since the fingerprints of earlier runs
     changes: dict[str, dict[str, int]] = field(default_factory=dict)
     moved: dict[str, int] = field(default_factory=dict)  # deletions: target record kept
@@ -410,10 +410,10 @@ class WaveRunner:
         self.as_of = as_of or project.as_of or dt.date.today()
         self.batch_size = batch_size
         product = metadata if metadata is not None else target_schema.metadata
-        # The journal (what each batch replaced) is what `continuity rollback` replays.
-        self.metadata = with_journal(product) if self.journal else product
-        # Change detection keeps its fingerprints in the target, beside the checkpoints.
+        # The journal (what each batch replaced) is what `continuity rollback` replays; change
+        # detection keeps its fingerprints in the target, beside the checkpoints.
         self.fingerprints = project.target.loader == "sql"
+        self.metadata = product
         if self.fingerprints:
             self.metadata = with_journal(product, journal=self.journal)
             changes.add_tables(self.metadata)
@@ -617,10 +617,11 @@ class WaveRunner:
         held: Mapping[str, str],
         anchor_of: Mapping[str, str],
     ) -> None:
-        """A delta: records the resolution now puts with another anchor than the target holds
-        them under (a corrected date of birth, a new record joining two persons) are migrated
+        """Records the resolution now puts with another anchor than the target holds them under
+        (a corrected date of birth, a new record joining two persons): a delta migrates them
         again, with the rows that refer to them; a target record left with none of its records
-        is retired after the steps (:meth:`_retire`), merged into the one they went to.
+        is retired after the steps of any run (:meth:`_retire`), merged into the one they went
+        to.
 
         Found once per run, when the crosswalk is still as earlier runs left it, and kept with
         the run's changes (a resumed run reads them back: by then it has moved some itself)."""
@@ -711,16 +712,9 @@ class WaveRunner:
                     with loader.transaction() as tx:
                         journal = self._journal_for(run_id)
                         for name, keys_of_rows in doomed:
-                            if not keys_of_rows:
-                                continue
-                            existing = (
-                                journal.record_delete(tx, name, keys_of_rows)
-                                if journal is not None
-                                else keys_of_rows
-                            )
-                            if existing:
-                                tx.delete(name, existing)
-                                counts[name] = counts.get(name, 0) + len(existing)
+                            gone = _delete(tx, journal, name, keys_of_rows)
+                            if gone:
+                                counts[name] = counts.get(name, 0) + gone
         finally:
             engine.dispose()
         return counts
@@ -1025,6 +1019,8 @@ class WaveRunner:
         quarantine or exclusion entry goes. Journaled, so a rollback puts them back."""
         assert self._changes is not None
         moved: dict[str, int] = {}
+        if dry_run:
+            return moved
         for (source, table), keys in sorted(self._changes.deleted.items()):
             steps = [
                 s for s in self.steps if (s.mapping.source, s.mapping.table) == (source, table)
@@ -1033,8 +1029,6 @@ class WaveRunner:
                 chunk = keys[start : start + 1000]
                 for step in steps:
                     ids = [(source, step.mapping.as_table, k) for k in chunk]
-                    if dry_run:
-                        continue
                     with loader.transaction() as tx:
                         fetch = getattr(tx, "fetch", None)
                         entries = fetch(CROSSWALK, ids) if fetch is not None else []
@@ -1049,11 +1043,7 @@ class WaveRunner:
                             (QUARANTINE, ids),
                             (EXCLUSION, ids),
                         ):
-                            existing = (
-                                journal.record_delete(tx, name, keys_of) if journal else keys_of
-                            )
-                            if existing:
-                                tx.delete(name, existing)
+                            _delete(tx, journal, name, keys_of)
                         if rows:
                             if journal is not None:
                                 journal.record(tx, DELETION, rows)
@@ -1292,11 +1282,7 @@ class WaveRunner:
         excluded = [tuple(r[:3]) for r in out.excluded if (r[0], r[1]) in stale]
         rejected = [tuple(r[:3]) for r in out.quarantine if (r[0], r[1]) in stale]
         for table, keys in ((QUARANTINE, placed + excluded), (EXCLUSION, placed + rejected)):
-            if not keys:
-                continue
-            existing = journal.record_delete(tx, table, keys) if journal is not None else keys
-            if existing:
-                tx.delete(table, existing)
+            _delete(tx, journal, table, keys)
 
     def _stale(self, url: str) -> set[tuple[str, str]]:
         """(source, table) pairs with records in the target's quarantine or exclusions."""
@@ -1482,9 +1468,9 @@ def run_wave(
         batch_size: rows per transaction.
         progress: called as ``progress(step, rows_done, rows_total)``.
         journal: keep the journal ``continuity rollback`` replays (sql loader only).
-        delta: migrate only what changed since earlier runs (added and changed records and the
-            parents of changed children); records deleted at source leave the crosswalk for
-            the deletions table (see :mod:`continuity.changes`).
+        delta: migrate only what changed since earlier runs (added, changed and related
+            records); records deleted at source leave the crosswalk for the deletions table
+            (see :mod:`continuity.changes`).
     """
     runner = WaveRunner(project, wave, as_of, batch_size, journal=journal, delta=delta)
     return runner.run(resume=resume, restart=restart, dry_run=dry_run, progress=progress)
@@ -1493,6 +1479,17 @@ def run_wave(
 def iter_steps(project: Project) -> Iterator[Step]:
     """The steps a wave of ``project`` runs, in order (for ``continuity plan``)."""
     yield from plan_steps(load_mappings(mapping_files(project.mappings)))
+
+
+def _delete(tx: Any, journal: Journal | None, table: str, keys: Sequence[tuple[Any, ...]]) -> int:
+    """Delete the rows of ``table`` with these keys, journaled first (those that exist);
+    return how many there were."""
+    if not keys:
+        return 0
+    existing = journal.record_delete(tx, table, keys) if journal is not None else keys
+    if existing:
+        tx.delete(table, existing)
+    return len(existing)
 
 
 def _before(a: Any, b: Any) -> bool:
