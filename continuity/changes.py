@@ -6,8 +6,9 @@ mapping takes from it, each record's fingerprint a keyed BLAKE2b of its values (
 ``CONTINUITY_FINGERPRINT_KEY``: fingerprints of personal data cannot be reversed by guessing).
 Compared with the fingerprints the target's ``migration_fingerprint`` holds from earlier runs, a
 record is *added*, *changed*, *unchanged*, or, held there but no longer at source, *deleted*.
-A change in a child table only (an alias, a warning, a link) marks the record it belongs to
-(the one its mapping's first ``ref`` names) as changed too: a delta migrates it again.
+A delta also migrates *related* records again: the record a changed child row belongs to (an
+alias, a warning, a link: the one its mapping's first ``ref`` names), the other records of the
+target records changed ones make (:func:`co_members`), and records resolution moved.
 
 What a run finds goes to ``migration_fingerprint_pending`` under its run id, and becomes the
 baseline only in the transaction that marks the wave finished. A run killed half-way leaves the
@@ -47,13 +48,10 @@ WRITE_EVERY = 20_000
 Progress = Callable[[str, int, int], None]
 
 
-def add_tables(metadata: MetaData) -> None:
-    """Add the fingerprint tables to ``metadata`` (a run's copy of the product's)."""
-    if FINGERPRINTS in metadata.tables:
-        return
-    Table(
-        FINGERPRINTS,
-        metadata,
+def _baseline_columns() -> list[Column[Any]]:
+    """A baseline fingerprint's columns (in the baseline, and where a promotion keeps those it
+    replaced)."""
+    return [
         Column("source_system", String(20), primary_key=True),
         Column("source_table", String(60), primary_key=True),
         Column("source_key", String(200), primary_key=True),
@@ -61,7 +59,14 @@ def add_tables(metadata: MetaData) -> None:
         Column("fingerprint", BigInteger, nullable=False),
         Column("wave", String(60), nullable=False),  # the wave that last recorded it
         Column("run_id", String(36), nullable=False),
-    )
+    ]
+
+
+def add_tables(metadata: MetaData) -> None:
+    """Add the fingerprint tables to ``metadata`` (a run's copy of the product's)."""
+    if FINGERPRINTS in metadata.tables:
+        return
+    Table(FINGERPRINTS, metadata, *_baseline_columns())
     Table(
         PENDING,
         metadata,
@@ -78,13 +83,7 @@ def add_tables(metadata: MetaData) -> None:
         HISTORY,
         metadata,
         Column("replaced_by", String(36), primary_key=True),  # the run whose promotion did
-        Column("source_system", String(20), primary_key=True),
-        Column("source_table", String(60), primary_key=True),
-        Column("source_key", String(200), primary_key=True),
-        Column("key_hash", BigInteger, nullable=False),
-        Column("fingerprint", BigInteger, nullable=False),
-        Column("wave", String(60), nullable=False),
-        Column("run_id", String(36), nullable=False),
+        *_baseline_columns(),
     )
 
 
@@ -253,21 +252,16 @@ def _baseline(
 
 
 def _unseen(
-    engine: sa.Engine, source: str, table: str, hashes: set[int], wave: str | None
+    engine: sa.Engine, source: str, table: str, hashes: set[int]
 ) -> Iterator[tuple[str, int]]:
-    """Baseline keys of ``table`` among ``hashes`` (recorded by ``wave``, if one is named)."""
+    """Baseline keys of ``table`` among ``hashes``, whatever wave recorded them."""
     t = sa.table(
         FINGERPRINTS,
-        *(
-            sa.column(c)
-            for c in ("source_system", "source_table", "source_key", "key_hash", "wave")
-        ),
+        *(sa.column(c) for c in ("source_system", "source_table", "source_key", "key_hash")),
     )
     stmt = sa.select(t.c.source_key, t.c.key_hash).where(
         t.c.source_system == source, t.c.source_table == table
     )
-    if wave is not None:
-        stmt = stmt.where(t.c.wave == wave)
     with engine.connect() as conn:
         for rows in conn.execution_options(yield_per=100_000).execute(stmt).partitions():
             for k, h in rows:
@@ -396,7 +390,7 @@ class Detector:
         """Baseline records the wave did not read: deleted, unless the source still holds them
         outside the wave's scope (a scoped wave looks only at records it recorded itself)."""
         # Whatever wave recorded them: a record another wave migrated is deleted just the same.
-        gone = dict(_unseen(engine, read.source, read.table, unseen, None))
+        gone = dict(_unseen(engine, read.source, read.table, unseen))
         if gone and read.scoped:
             width = len(read.key)
             still = Selection(
