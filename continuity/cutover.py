@@ -120,7 +120,12 @@ class Plan:
 
     @property
     def pending_total(self) -> int:
-        return sum(c["added"] + c["changed"] + c["deleted"] for c in self.pending.values())
+        return changed_at_source(self.pending)
+
+
+def changed_at_source(pending: dict[str, dict[str, int]]) -> int:
+    """Records added, changed or deleted at source (per table counts of change detection)."""
+    return sum(c["added"] + c["changed"] + c["deleted"] for c in pending.values())
 
 
 def _pending(project: Project, wave: str, progress: Callable[..., None] | None) -> dict[str, Any]:
@@ -142,8 +147,7 @@ def plan(project: Project, wave: str, progress: Callable[..., None] | None = Non
     finally:
         ledger.close()
     pending = _pending(project, wave, progress)
-    total = sum(c["added"] + c["changed"] + c["deleted"] for c in pending.values())
-    return Plan(wave, history, pending, predict(history, total), frozen)
+    return Plan(wave, history, pending, predict(history, changed_at_source(pending)), frozen)
 
 
 def plan_text(p: Plan) -> str:
@@ -291,7 +295,7 @@ def verify(
     unchanged = None
     if delta is not None:
         pending = _pending(project, wave, progress)
-        moved = sum(c["added"] + c["changed"] + c["deleted"] for c in pending.values())
+        moved = changed_at_source(pending)
         unchanged = moved == 0
         if not unchanged:
             reasons.append(f"the sources changed since the delta: {moved:,} records (the freeze)")
