@@ -33,6 +33,7 @@ from reconcile.spec import (
     FieldSpec,
     NormaliserSpec,
     Population,
+    Quarantine,
     Rule,
     SourceSpec,
     SurvivalSpec,
@@ -242,20 +243,22 @@ class Task:
     directory: Path
 
 
+def _of_sources(spec: SurvivalSpec, q: Quarantine, names: tuple[str, ...]) -> tuple[Any, Any]:
+    """``SELECT names`` (by their roles, in ``q``'s column names) from ``q``'s table, of this
+    class's source tables only; and the table, for further conditions."""
+    c = q.columns
+    t = sa.table(q.table, *(sa.column(c[k]) for k in names))
+    tables = sorted({s.crosswalk_table for s in spec.sources})
+    stmt = sa.select(*(t.c[c[k]] for k in names)).where(t.c[c["source_table"]].in_(tables))
+    return stmt, t
+
+
 def quarantined(spec: SurvivalSpec, engine: Engine) -> dict[tuple[str, str, str], str]:
     """The quarantine's entries for this class's source tables: (system, table, key) -> reason."""
     q = spec.quarantine
     if q is None:
         return {}
-    c = q.columns
-    t = sa.table(
-        q.table,
-        *(sa.column(c[k]) for k in ("source_system", "source_table", "source_key", "reason")),
-    )
-    tables = {s.crosswalk_table for s in spec.sources}
-    stmt = sa.select(
-        t.c[c["source_system"]], t.c[c["source_table"]], t.c[c["source_key"]], t.c[c["reason"]]
-    ).where(t.c[c["source_table"]].in_(sorted(tables)))
+    stmt, _ = _of_sources(spec, q, ("source_system", "source_table", "source_key", "reason"))
     return {(r[0], r[1], r[2]): r[3] or "quarantined" for r in fetch_all(engine, stmt)}
 
 
@@ -272,14 +275,10 @@ def deletions(spec: SurvivalSpec, engine: Engine) -> dict[tuple[str, str, str], 
         return {}
     if not has_table(engine, d.table):
         return {}  # a target no delta ever ran against: nothing was deleted
-    c = d.columns
     names = ("source_system", "source_table", "source_key", "target_table", "target_key", "action")
-    t = sa.table(d.table, *(sa.column(c[k]) for k in names))
-    stmt = sa.select(*(t.c[c[k]] for k in names)).where(
-        t.c[c["source_table"]].in_(sorted({s.crosswalk_table for s in spec.sources}))
-    )
+    stmt, t = _of_sources(spec, d, names)
     if spec.locate.crosswalk is not None:
-        stmt = stmt.where(t.c[c["target_table"]] == spec.locate.crosswalk.target_table)
+        stmt = stmt.where(t.c[d.columns["target_table"]] == spec.locate.crosswalk.target_table)
     return {(r[0], r[1], r[2]): (str(r[4]), r[5] or "kept") for r in fetch_all(engine, stmt)}
 
 
