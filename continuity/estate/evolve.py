@@ -379,6 +379,12 @@ def _changes(
     return [_chunk_change(seed, i, n, done, new, zero_dates) for i, n in chunks]
 
 
+def _by_key(columns: list[Any]) -> list[Any]:
+    """Conditions naming one row by ``k_<column>`` parameters; a declared key part may be null
+    in a source table, and null matches null."""
+    return [c.is_not_distinct_from(sa.bindparam(f"k_{c.name}")) for c in columns]
+
+
 class _Writer:
     """One database's share of the difference, applied in one transaction at the end."""
 
@@ -409,12 +415,8 @@ class _Writer:
                 gone = (change.deleted + change.replaced) if change else []
                 if gone:
                     cols = [table.columns[i] for i in _key_positions(table)]
-                    # A declared key part may be null in a source table: null matches null.
-                    stmt = table.delete().where(
-                        *(c.is_not_distinct_from(sa.bindparam(f"k_{c.name}")) for c in cols)
-                    )
                     conn.execute(
-                        stmt,
+                        table.delete().where(*_by_key(cols)),
                         [{f"k_{c.name}": v for c, v in zip(cols, k, strict=True)} for k in gone],
                     )
             for table in tables:  # parents gain rows before their children
@@ -424,23 +426,18 @@ class _Writer:
                 names = [c.name for c in table.columns]
                 if change.updated:
                     at = _key_positions(table)
-                    keys = [table.columns[i] for i in at]
-                    rest = [c for i, c in enumerate(table.columns) if i not in at]
+                    rest = [i for i in range(len(names)) if i not in at]
                     stmt = (
                         table.update()
-                        .where(*(c.is_not_distinct_from(sa.bindparam(f"k_{c.name}")) for c in keys))
-                        .values({c.name: sa.bindparam(f"v_{c.name}") for c in rest})
+                        .where(*_by_key([table.columns[i] for i in at]))
+                        .values({names[i]: sa.bindparam(f"v_{names[i]}") for i in rest})
                     )
                     conn.execute(
                         stmt,
                         [
                             {
-                                **{f"k_{c.name}": row[i] for c, i in zip(keys, at, strict=True)},
-                                **{
-                                    f"v_{n}": v
-                                    for n, v in zip(names, row, strict=True)
-                                    if n in {c.name for c in rest}
-                                },
+                                **{f"k_{names[i]}": row[i] for i in at},
+                                **{f"v_{names[i]}": row[i] for i in rest},
                             }
                             for row in change.updated
                         ],
@@ -455,10 +452,6 @@ class _Writer:
                     "updated": len(change.updated),
                     "deleted": len(change.deleted),
                 }
-            for name, change in self.changes.items():
-                counts.setdefault(
-                    name, {"inserted": 0, "updated": 0, "deleted": len(change.deleted)}
-                )
         return counts
 
     def close(self) -> None:
