@@ -8,37 +8,16 @@ migrated, its peak memory, and the ratio. ``BENCH_DELTA_PERSONS`` sizes the esta
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from measure import Measurement, continuity, generate_estate
+from measure import continuity, generate_estate, run_bundled
 
 TARGET_RATIO = 0.10
 DAYS = 30
-PROJECT = Path(__file__).resolve().parents[1] / "examples" / "gmp"
-
-
-def _run(work: Path, env: dict[str, str], label: str, *extra: str) -> tuple[Measurement, dict]:
-    summary = work / f"{label}.json"
-    m = continuity(
-        "run",
-        "all",
-        "--project",
-        str(PROJECT),
-        "--no-search-index",
-        "--json",
-        str(summary),
-        *extra,
-        env=env,
-    )
-    if m.returncode != 0:
-        print(m.output[-2000:])
-        return m, {}
-    return m, json.loads(summary.read_text())
 
 
 def main() -> int:
@@ -63,14 +42,14 @@ def main() -> int:
         if init.returncode != 0:
             print(init.output)
             return 1
-        full, full_run = _run(work, env, "full")
+        full, full_run = run_bundled(work, env, "full")
         if not full_run:
             return 1
         evolved = continuity("estate", "evolve", str(estate), "--days", str(DAYS))
         if evolved.returncode != 0:
             print(evolved.output[-2000:])
             return 1
-        delta, delta_run = _run(work, env, "delta", "--delta")
+        delta, delta_run = run_bundled(work, env, "delta", "--delta")
         if not delta_run:
             return 1
         changes = sum(

@@ -31,9 +31,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from measure import generate_estate
+from measure import PROJECT, generate_estate
 
-PROJECT = Path(__file__).resolve().parents[1] / "examples" / "gmp"
 TARGET_PRECISION = 0.995
 TARGET_RECALL = 0.95
 _POSTCODE = re.compile(r"\b([A-Z]{1,2}[0-9][0-9A-Z]?)\s*([0-9][A-Z]{2})\b", re.IGNORECASE)

@@ -28,9 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from measure import continuity, generate_estate
+from measure import PROJECT, continuity, generate_estate
 
-PROJECT = Path(__file__).resolve().parents[1] / "examples" / "gmp"
 TARGET_P95_MS = 200.0
 TARGET_RECALL = 0.98
 QUERIES = 1000

@@ -15,11 +15,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from measure import continuity, generate_estate
+from measure import continuity, generate_estate, run_bundled
 
 TARGET_ROWS_PER_SECOND = 100_000.0
 TARGET_PEAK_MB = 1536.0
-PROJECT = Path(__file__).resolve().parents[1] / "examples" / "gmp"
 
 
 def _pg_url() -> str | None:
@@ -51,21 +50,9 @@ def _wave(estate: Path, target: str, work: Path, label: str, source_rows: int) -
         "CONTINUITY_TARGET": target,
         "CONTINUITY_LEDGER": f"sqlite:///{work / f'ledger-{label}.sqlite'}",
     }
-    summary = work / f"run-{label}.json"
-    m = continuity(
-        "run",
-        "all",
-        "--project",
-        str(PROJECT),
-        "--no-search-index",
-        "--json",
-        str(summary),
-        env=env,
-    )
-    if m.returncode != 0:
-        print(m.output[-2000:])
+    m, run = run_bundled(work, env, f"run-{label}")
+    if not run:
         return None
-    run = json.loads(summary.read_text())
     rate = source_rows / m.seconds
     ok = rate >= TARGET_ROWS_PER_SECOND and m.peak_rss_mb < TARGET_PEAK_MB
     print(

@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -86,3 +87,31 @@ def generate_estate(out: Path, persons: int) -> bool:
     if made.returncode != 0:
         print(made.output[-2000:])
     return made.returncode == 0
+
+
+PROJECT = Path(__file__).resolve().parents[1] / "examples" / "gmp"
+
+
+def run_bundled(
+    work: Path, env: dict[str, str], label: str, *extra: str
+) -> tuple[Measurement, dict[str, Any]]:
+    """``continuity run all`` of the bundled project (no search index), measured; its JSON
+    summary (empty, with the output printed, if it failed)."""
+    import json
+
+    summary = work / f"{label}.json"
+    m = continuity(
+        "run",
+        "all",
+        "--project",
+        str(PROJECT),
+        "--no-search-index",
+        "--json",
+        str(summary),
+        *extra,
+        env=env,
+    )
+    if m.returncode != 0:
+        print(m.output[-2000:])
+        return m, {}
+    return m, json.loads(summary.read_text())
