@@ -157,15 +157,6 @@ class Changes:
         return self.wanted.get((source, table), set())
 
 
-def _first_ref(step: Step) -> tuple[str, str, tuple[str, ...]] | None:
-    """The record a mapping's records belong to: its first ``ref`` (source, table, columns)."""
-    for f in step.mapping.fields:
-        for s in f.steps:
-            if s.op == "ref":
-                return s.args["source"], s.args["table"], tuple(s.args["key"])
-    return None
-
-
 def _any(filters: Sequence[str | None]) -> str | None:
     """Records any of ``filters`` takes (None: a filter taking everything)."""
     if any(f is None for f in filters):
@@ -212,11 +203,12 @@ def table_reads(runner: WaveRunner) -> list[TableRead]:
                 entry = (c.source, c.table, tuple(columns.index(k) for k in c.key))
                 if entry not in read.copies:
                     read.copies.append(entry)
-            ref = _first_ref(s)
-            if ref is None:
+            refs = s.mapping.refs()
+            if not refs:
                 continue
-            parent = (ref[0], physical.get((ref[0], ref[1]), ref[1]))
-            positions = tuple(columns.index(c) for c in ref[2])
+            ref = refs[0]  # the record this mapping's records belong to
+            parent = (ref.source, physical.get((ref.source, ref.table), ref.table))
+            positions = tuple(columns.index(c) for c in ref.key)
             if parent != (source, table) or positions != tuple(range(len(key))):
                 entry = (*parent, positions)
                 if entry not in read.parents:

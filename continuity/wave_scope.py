@@ -59,23 +59,17 @@ def wave_scopes(
     owned: list[tuple[int, tuple[str, ...], int, tuple[str, ...]]] = []  # child belongs to
     referred: list[tuple[int, tuple[str, ...], int, tuple[str, ...]]] = []  # child refers to
     for i, r in enumerate(reads):
-        first = True
-        for f in r.mapping.fields:
-            for step in f.steps:
-                if step.op != "ref":
+        for n, ref in enumerate(r.mapping.refs()):
+            if ref.source != r.mapping.source or r.mapping.table is None:
+                continue
+            for j in by_node.get((ref.source, ref.table), []):
+                theirs = reads[j].mapping.key
+                mine = ref.key
+                if j == i or len(mine) != len(theirs):
                     continue
-                target = (step.args["source"], step.args["table"])
-                is_first, first = first, False
-                if target[0] != r.mapping.source or r.mapping.table is None:
-                    continue
-                for j in by_node.get(target, []):
-                    theirs = reads[j].mapping.key
-                    mine = tuple(step.args["key"])
-                    if j == i or len(mine) != len(theirs):
-                        continue
-                    referred.append((i, mine, j, theirs))
-                    if is_first:
-                        owned.append((i, mine, j, theirs))
+                referred.append((i, mine, j, theirs))
+                if n == 0:  # the first reference: the record it belongs to
+                    owned.append((i, mine, j, theirs))
     for r in reads:
         if r.explicit:
             r.round = 0

@@ -259,16 +259,6 @@ class RunKeys:
             engine.dispose()
 
 
-def _refs(mapping: SourceMapping) -> list[tuple[str, str, str | None]]:
-    """(source, table, entity or None) of every ``ref`` a mapping makes."""
-    return [
-        (step.args["source"], step.args["table"], step.args.get("entity"))
-        for f in mapping.fields
-        for step in f.steps
-        if step.op == "ref"
-    ]
-
-
 def producers_of(specs: Sequence[MappingSpec]) -> dict[tuple[str, str], list[str]]:
     """Which keyed entities' crosswalk entries record where each (source, table) went."""
     producers: dict[tuple[str, str], list[str]] = {}
@@ -289,7 +279,7 @@ def referenced(specs: Sequence[MappingSpec]) -> tuple[dict[tuple[str, str], str]
     errors: list[str] = []
     for spec in specs:
         for m in spec.sources:
-            for source, table, entity in _refs(m):
+            for source, table, entity, _ in m.refs():
                 candidates = producers.get((source, table), [])
                 if entity is not None and entity not in candidates:
                     errors.append(
@@ -331,7 +321,7 @@ def plan_steps(specs: Sequence[MappingSpec]) -> list[Step]:
     needs: dict[str, set[str]] = {spec.entity: set() for spec in specs}
     for spec in specs:
         for m in spec.sources:
-            for source, table, entity in _refs(m):
+            for source, table, entity, _ in m.refs():
                 producer = entity or wanted.get((source, table))
                 if producer is not None and producer != spec.entity and producer in needs:
                     needs[spec.entity].add(producer)
@@ -1245,14 +1235,10 @@ class WaveRunner:
             for s in self.steps
         }
         found = []
-        for f in step.mapping.fields:
-            for op in f.steps:
-                if op.op != "ref":
-                    continue
-                source, table = op.args["source"], op.args["table"]
-                keys = self._moved.get((source, physical.get((source, table), table)))
-                if keys and all(c in columns for c in op.args["key"]):
-                    found.append(([columns.index(c) for c in op.args["key"]], keys))
+        for ref in step.mapping.refs():
+            keys = self._moved.get((ref.source, physical.get((ref.source, ref.table), ref.table)))
+            if keys and all(c in columns for c in ref.key):
+                found.append(([columns.index(c) for c in ref.key], keys))
         return found
 
     def _absent(self, tx: Any, entity: str, out: BatchOut) -> list[tuple[Any, ...]]:

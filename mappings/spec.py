@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -154,6 +154,26 @@ class SourceMapping:
 
     def label(self) -> str:
         return f"{self.source}.{self.as_table}"
+
+    def refs(self) -> list[Ref]:
+        """Every ``ref`` the mapping's fields make, in field order (the first names the record
+        this mapping's records belong to)."""
+        return [
+            Ref(s.args["source"], s.args["table"], s.args.get("entity"), tuple(s.args["key"]))
+            for f in self.fields
+            for s in f.steps
+            if s.op == "ref"
+        ]
+
+
+class Ref(NamedTuple):
+    """A ``ref``: the source record (source, table as the crosswalk names it, key columns of
+    this mapping holding its key) and, when the mapping names it, the entity it became."""
+
+    source: str
+    table: str
+    entity: str | None
+    key: tuple[str, ...]
 
 
 @dataclass(frozen=True)
