@@ -34,9 +34,16 @@ demo: setup
 	@echo
 	$(BIN)/continuity target init sqlite:///$(OUT)/product.sqlite
 	@echo
-	@echo "Migration: the whole estate, one wave, with the bundled project (examples/gmp)."
+	@echo "Migration: the whole estate, one wave, with the bundled project (examples/gmp): its suites"
+	@echo "validate the sources before loading and the product after (warnings: the estate's quirks)."
 	$(WAVE_ENV) $(BIN)/continuity run all --project examples/gmp --json $(OUT)/run.json
 	$(WAVE_ENV) $(BIN)/continuity status --project examples/gmp
+	@echo
+	@echo "Validation of the estate's damaged target with the bundled suites: the crime held twice is"
+	@echo "a critical failure (exit 1); the sources' quirks are expected warnings (docs/validators.md)."
+	$(WAVE_ENV) $(BIN)/continuity validate --project examples/gmp --side target --show 1 \
+	  --target sqlite:///$(abspath $(OUT))/estate/target_defects.sqlite; \
+	  status=$$?; test $$status -eq 1 || { echo "expected exit 1, got $$status"; exit 1; }
 	@echo
 	@echo "Reconciliation of the migrated product: every class clean (exit 0)."
 	$(BIN)/continuity reconcile --estate $(OUT)/estate --target sqlite:///$(abspath $(OUT))/product.sqlite --show 0

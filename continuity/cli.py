@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from continuity import __version__
-from continuity.domain.errors import ContinuityError
+from continuity.domain.errors import ConfigError, ContinuityError
 
 
 class ContinuityGroup(click.Group):
@@ -592,6 +592,11 @@ def init_command(folder: Path) -> None:
     help="Do not rebuild the person search index after the wave (continuity search --reindex "
     "does it later).",
 )
+@click.option(
+    "--no-validate",
+    is_flag=True,
+    help="Skip the project's validation suites (sources before loading, target after).",
+)
 @click.option("--json", "json_file", type=click.Path(path_type=Path), help="Write the summary.")
 def run_command(
     project_path: Path | None,
@@ -604,6 +609,7 @@ def run_command(
     batch_size: int,
     no_journal: bool,
     no_search_index: bool,
+    no_validate: bool,
     json_file: Path | None,
 ) -> None:
     """Run migration WAVE of the project: extract, map, load, with quarantine and crosswalk.
@@ -615,6 +621,11 @@ def run_command(
     Every run first fingerprints the source records it covers; with --delta only those added or
     changed since (and the parents of changed children) are migrated, and records deleted at
     source since are recorded as such (see docs/delta.md).
+
+    A project with suites validates its sources first (a critical failure stops the wave with
+    nothing loaded; rows failing a quarantine expectation are quarantined with it as reason)
+    and its target after (a critical failure marks the run failed: exit 1); see
+    docs/validators.md.
     """
     import json
 
@@ -634,12 +645,133 @@ def run_command(
             progress=progress,
             journal=not no_journal,
             delta=delta,
+            validate=not no_validate,
         )
     click.echo(_summary_table(summary))
     if json_file is not None:
         json_file.write_text(json.dumps(summary.as_dict(), indent=1), encoding="utf-8")
     if not dry_run and not no_search_index:
         _refresh_search_index(project)
+    if summary.failed:
+        click.echo(f"run failed: {summary.failed}", err=True)
+        sys.exit(1)
+
+
+@main.command("validate")
+@_project_option
+@click.option(
+    "--side",
+    type=click.Choice(["source", "target", "both"]),
+    default="both",
+    show_default=True,
+    help="Validate the sources, the target, or both, with the project's suites.",
+)
+@click.option("--wave", help="The wave this validation belongs to (recorded in the ledger).")
+@click.option(
+    "--target", "target_url", metavar="URL", help="The target database (default: the project's)."
+)
+@click.option(
+    "--profile",
+    "profile_source",
+    metavar="SOURCE",
+    help="Instead of validating, profile every table of source SOURCE: nulls, distinct values "
+    "of coded fields, date formats seen, placeholder values.",
+)
+@click.option(
+    "--table", "tables", multiple=True, help="With --profile: only this table (repeatable)."
+)
+@click.option(
+    "--json", "json_file", type=click.Path(path_type=Path), help="Write the findings as JSON."
+)
+@click.option("--show", default=5, show_default=True, help="Example values listed per failure.")
+def validate_command(
+    project_path: Path | None,
+    side: str,
+    wave: str | None,
+    target_url: str | None,
+    profile_source: str | None,
+    tables: tuple[str, ...],
+    json_file: Path | None,
+    show: int,
+) -> None:
+    """Validate the project's sources and target with its great-expectations suites.
+
+    Suites are YAML files in the project's suites folder, one per table (docs/validators.md).
+    Every finding, with the keys of unexpected rows, is written to the ledger. Exits 1 when a
+    critical expectation fails, 0 otherwise (warnings are reported, not failures).
+
+    With --profile SOURCE, summarise the source's tables instead, to see legacy data quality
+    before writing mappings and suites.
+    """
+    import json
+
+    from continuity.project import load_project
+
+    project = load_project(project_path)
+    if profile_source is not None:
+        from continuity.validation import profile_project_source
+        from validators.profile import format_profile
+
+        profiles = profile_project_source(project, profile_source, tables)
+        click.echo(format_profile(profiles))
+        if json_file is not None:
+            data = [p.to_dict() for p in profiles]
+            json_file.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
+        return
+    from continuity.validation import format_result, project_suites, run_validation
+
+    suites = project_suites(project)
+    if not suites:
+        raise ConfigError(
+            f"{project.file}: no suites declared (suites: FOLDER; docs/validators.md)"
+        )
+    sides = ["source", "target"] if side == "both" else [side]
+    found = {}
+    ok = True
+    for one in sides:
+        with ExpectationProgress(f"Validating the {one}") as progress:
+            done = run_validation(
+                project,
+                one,
+                target_url=target_url,
+                wave=wave,
+                on_expectation=progress,
+                suites=suites,
+            )
+        if done is None:
+            click.echo(f"No {one} suites.")
+            continue
+        click.echo(format_result(done.result, show))
+        found[one] = done.result.to_dict()
+        ok = ok and done.result.ok
+    if json_file is not None:
+        json_file.write_text(json.dumps(found, indent=1, default=str), encoding="utf-8")
+    if not ok:
+        sys.exit(1)
+
+
+class ExpectationProgress:
+    """A progress line on stderr naming the expectation being computed (a table may take a
+    while): erased when done."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._shown = False
+
+    def __call__(self, suite: Any, spec: Any) -> None:
+        if sys.stderr.isatty():
+            text = f"{self.label}: {suite.table} {spec.name}"[:100]
+            sys.stderr.write("\r" + text.ljust(100))
+            sys.stderr.flush()
+            self._shown = True
+
+    def __enter__(self) -> ExpectationProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._shown:
+            sys.stderr.write("\r" + " " * 100 + "\r")
+            sys.stderr.flush()
 
 
 @main.group(cls=ContinuityGroup)
@@ -786,6 +918,15 @@ def _summary_table(summary: Any) -> str:
             lines.append(
                 f"  {entity:<22} {summary.would_insert[entity]:>10,} / "
                 f"{summary.would_update.get(entity, 0):,}"
+            )
+    for side, v in summary.validation.items():
+        if v:
+            lines.append(
+                f"Validation of the {side}: {v['expectations'] - v['failed']} of "
+                f"{v['expectations']} expectations met ({v['critical']} critical, "
+                f"{v['quarantine']} quarantine: {v['quarantined_rows']:,} rows, {v['warning']} "
+                f"warning failures): {'ok' if v['ok'] else 'FAILED'}; continuity validate "
+                "lists them"
             )
     return "\n".join(lines)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from continuity.domain.errors import ConfigError
 
-_FILES = ("continuity.yml", "mappings/location.yml")
+_FILES = ("continuity.yml", "mappings/location.yml", "suites/legacy.ADDRESS.yml")
 
 
 def write_starter(folder: Path) -> list[Path]:

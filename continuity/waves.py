@@ -28,7 +28,7 @@ from sqlalchemy import MetaData, select
 
 from continuity import changes, target_schema
 from continuity.domain.connect import engine_for
-from continuity.domain.errors import ConfigError, MappingError
+from continuity.domain.errors import ConfigError, MappingError, ValidationError
 from continuity.domain.yamlsource import raise_all
 from continuity.ledger import AuditLedger
 from continuity.loaders.base import Loader, primary_key_indexes
@@ -136,6 +136,10 @@ class RunSummary:
     changes: dict[str, dict[str, int]] = field(default_factory=dict)
     moved: dict[str, int] = field(default_factory=dict)  # deletions: target record kept
     retired: dict[str, Any] = field(default_factory=dict)  # merged after the fact
+    #: per side ("source", "target"): the validation's counts and whether it was ok
+    validation: dict[str, Any] = field(default_factory=dict)
+    #: why a run that loaded everything is nonetheless failed (the target's validation)
+    failed: str | None = None
     seconds: float = 0.0
 
     @property
@@ -157,6 +161,8 @@ class RunSummary:
             **({"changes": self.changes} if self.changes else {}),
             **({"deleted_at_source": self.moved} if self.moved else {}),
             **({"retired": self.retired} if self.retired else {}),
+            **({"validation": self.validation} if self.validation else {}),
+            **({"failed": self.failed} if self.failed else {}),
             **(
                 {"would_insert": self.would_insert, "would_update": self.would_update}
                 if self.dry_run
@@ -392,9 +398,14 @@ class WaveRunner:
         metadata: MetaData | None = None,
         journal: bool = True,
         delta: bool = False,
+        validate: bool = True,
     ) -> None:
         self.project = project
         self.delta = delta
+        #: validate sources before loading and the target after, with the project's suites
+        self.validate = validate and project.suites is not None
+        #: (source, table) -> (the suite's key columns, {key: reason}) to quarantine
+        self._invalid: dict[tuple[str, str], tuple[tuple[str, ...], dict[Any, str]]] = {}
         self.journal = journal and project.target.loader == "sql"
         self.wave = project.wave(wave)
         self.as_of = as_of or project.as_of or dt.date.today()
@@ -877,6 +888,11 @@ class WaveRunner:
             elif self.journal and not dry_run:
                 self._fresh = frozenset(empty_tables(target.location, self.metadata))
             started_state = {**settings, "fresh": sorted(self._fresh)}
+            # The sources' suites, before anything moves: a critical failure stops the wave
+            # here, with nothing loaded; rows failing a quarantine expectation are marked.
+            validation: dict[str, Any] = {}
+            if self.validate:
+                validation["source"] = self._validate_sources(run_id, dry_run)
             # What changed since earlier runs, looked at once, before any row moves.
             if self.fingerprints:
                 self._changes = self._detect(loader, run_id, dry_run, progress)
@@ -887,6 +903,7 @@ class WaveRunner:
             self._resolve(keys, progress, None if dry_run else run_id)
             compiled = [self.compile(step, keys) for step in self.steps]
             summary = RunSummary(run_id, self.wave.name, dry_run, resumed, delta=self.delta)
+            summary.validation = validation
             if self._changes is not None:
                 summary.changes = self._changes.counts
             summary.resolution = {
@@ -945,6 +962,8 @@ class WaveRunner:
                         self.wave.name,
                     )
                 raise
+            if self.validate and not dry_run and target.loader == "sql":
+                self._validate_target(summary, run_id)
             summary.seconds = time.perf_counter() - started
             if ledger is not None:
                 ledger.append("run-finished", summary.as_dict(), run_id, self.wave.name)
@@ -956,6 +975,41 @@ class WaveRunner:
             if ledger is not None:
                 ledger.close()
             self.close()
+
+    def _validate_sources(self, run_id: str, dry_run: bool) -> dict[str, Any]:
+        """Validate the sources; raise ValidationError (nothing loaded) on a critical failure,
+        else remember the rows to quarantine. The ledger records it (not in a dry run)."""
+        from continuity.validation import run_validation, stop_message
+
+        done = run_validation(
+            self.project, "source", run_id=run_id, wave=self.wave.name, ledger=not dry_run
+        )
+        if done is None:
+            return {}
+        result = done.result
+        if not result.ok:
+            raise ValidationError(
+                f"wave {self.wave.name} stopped before loading: {stop_message(result)} "
+                "(continuity validate --side source lists every finding)"
+            )
+        self._invalid = result.quarantine()
+        return {"ok": True, **result.counts(), "validation_id": done.validation_id}
+
+    def _validate_target(self, summary: RunSummary, run_id: str) -> None:
+        """Validate the target after the wave: a critical failure marks the run failed."""
+        from continuity.validation import run_validation, stop_message
+
+        done = run_validation(self.project, "target", run_id=run_id, wave=self.wave.name)
+        if done is None:
+            return
+        result = done.result
+        summary.validation["target"] = {
+            "ok": result.ok,
+            **result.counts(),
+            "validation_id": done.validation_id,
+        }
+        if not result.ok:
+            summary.failed = f"target validation: {stop_message(result)}"
 
     def rules_digest(self) -> str:
         """What the run does to a record besides its values: the mappings, and the date their
@@ -1316,6 +1370,9 @@ class WaveRunner:
                     bad[tuple(problem.key)] = problem.reason
             found = self._problems[memo_key] = (bad, nulls)
         bad, nulls = found
+        invalid = self._invalid.get((m.source, m.table or m.as_table))
+        if invalid is not None and tuple(invalid[0]) == tuple(m.key):
+            bad = {**invalid[1], **bad}  # a duplicate key's reason is the more basic one
         # The quarantine rows name this step's table (as_table): rebuilt for it.
         return bad, [(m.source, m.as_table, k, r) for _, _, k, r in nulls]
 
@@ -1443,6 +1500,7 @@ def run_wave(
     progress: Progress | None = None,
     journal: bool = True,
     delta: bool = False,
+    validate: bool = True,
 ) -> RunSummary:
     """Run ``wave`` of ``project``: every mapping's sources, parents first.
 
@@ -1454,11 +1512,16 @@ def run_wave(
         batch_size: rows per transaction.
         progress: called as ``progress(step, rows_done, rows_total)``.
         journal: keep the journal ``continuity rollback`` replays (sql loader only).
+        validate: validate the sources before loading (a critical failure stops the wave;
+            rows failing a quarantine expectation are quarantined) and the target after (a
+            critical failure marks the run failed), with the project's suites.
         delta: migrate only what changed since earlier runs (added, changed and related
             records); records deleted at source leave the crosswalk for the deletions table
             (see :mod:`continuity.changes`).
     """
-    runner = WaveRunner(project, wave, as_of, batch_size, journal=journal, delta=delta)
+    runner = WaveRunner(
+        project, wave, as_of, batch_size, journal=journal, delta=delta, validate=validate
+    )
     return runner.run(resume=resume, restart=restart, dry_run=dry_run, progress=progress)
 
 

@@ -1,0 +1,281 @@
+"""Validation of a project's sources and target with its suites, written down in the ledger.
+
+The stage (:mod:`validators`) knows suites and GX; this module knows the project: where each
+suite's source system lives (a SQL source is validated by its database, a file source batch by
+batch), the target's URL, and the ledger. Every validation appends one ``validation`` entry to
+the audit ledger (suites digest, counts, every finding without its keys, and a SHA-256 over the
+keys) and writes the keys of every unexpected row to the work store's ``validation_unexpected``
+table, so the entry proves which rows were judged and the table says which.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from continuity.domain.connect import redact
+from continuity.domain.errors import ConfigError, LedgerError, driver_message
+from continuity.ledger import AuditLedger, open_store
+from continuity.project import Project
+from extractors.base import Selection
+from extractors.registry import open_extractor
+from validators.model import ValidationResult
+from validators.profile import TableProfile, profile_rows
+from validators.runner import Data, compile_suites, validate
+from validators.suite import ExpectationSpec, Suite, load_suites, suites_digest
+
+#: Rows per in-flight batch of a file source.
+IN_FLIGHT_BATCH = 50_000
+
+metadata = MetaData()
+validation_unexpected = Table(
+    "validation_unexpected",
+    metadata,
+    Column("validation_id", String(36), nullable=False, index=True),
+    Column("run_id", String(36)),
+    Column("side", String(6), nullable=False),
+    Column("source_system", String(40)),
+    Column("source_table", String(80), nullable=False),
+    Column("expectation", String(120), nullable=False),
+    Column("suite_line", Integer, nullable=False),
+    Column("severity", String(12), nullable=False),
+    Column("record_key", Text, nullable=False),  # JSON list of the key's values
+)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """A validation done: its id, what it found and the ledger entry that records it."""
+
+    validation_id: str
+    result: ValidationResult
+    suites: int
+    digest: str
+
+
+def project_suites(project: Project, side: str | None = None) -> list[Suite]:
+    """The project's suites (of one side), checked; none when it declares no ``suites``."""
+    if project.suites is None:
+        return []
+    suites = load_suites(project.suites, side)
+    for s in suites:
+        if s.side == "source" and s.source not in project.sources:
+            known = ", ".join(sorted(project.sources))
+            raise ConfigError(
+                f"{s.file}:{s.lines.get('source', 1)}: source: no source {s.source!r} in "
+                f"{project.file} (sources: {known})"
+            )
+    return suites
+
+
+def _locator(project: Project, target_url: str | None) -> Callable[[Suite], Data]:
+    def locate(suite: Suite) -> Data:
+        if suite.side == "target":
+            if target_url is None:
+                raise ConfigError(f"{suite.file}: the target is not a database: cannot validate")
+            return Data(url=target_url, table=suite.table)
+        assert suite.source is not None
+        cfg = project.sources[suite.source]
+        if cfg.kind == "sql":
+            return Data(url=cfg.location, table=suite.table)
+        extractor = open_extractor(cfg.kind, cfg.name, cfg.location, cfg.options)
+        selection = Selection(table=suite.table)
+        columns = extractor.columns(selection)
+
+        def batches() -> Iterator[list[tuple[Any, ...]]]:
+            try:
+                yield from extractor.batches(selection, IN_FLIGHT_BATCH)
+            finally:
+                extractor.close()
+
+        return Data(columns=columns, batches=batches)
+
+    return locate
+
+
+def run_validation(
+    project: Project,
+    side: str,
+    *,
+    target_url: str | None = None,
+    run_id: str | None = None,
+    wave: str | None = None,
+    ledger: bool = True,
+    on_expectation: Callable[[Suite, ExpectationSpec], None] | None = None,
+    suites: Sequence[Suite] | None = None,
+) -> Validation | None:
+    """Validate one side of ``project`` with its suites (None when it has none for that side).
+
+    Args:
+        target_url: the target database (default the project's, when its loader is ``sql``).
+        run_id: the wave run this validation belongs to, if any.
+        ledger: write the audit entry and the unexpected keys (a dry run does not).
+    """
+    chosen = list(suites) if suites is not None else project_suites(project, side)
+    chosen = [s for s in chosen if s.side == side]
+    if not chosen:
+        return None
+    compiled = compile_suites(chosen)
+    if target_url is None and project.target.loader == "sql":
+        target_url = project.target.location
+    result = validate(compiled, _locator(project, target_url), side, on_expectation)
+    validation = Validation(str(uuid.uuid4()), result, len(chosen), suites_digest(chosen))
+    if ledger:
+        record(project, validation, run_id, wave)
+    return validation
+
+
+def _unexpected_rows(validation: Validation, run_id: str | None) -> Iterator[dict[str, Any]]:
+    for f in validation.result.findings:
+        for key in f.outcome.keys or ():
+            yield {
+                "validation_id": validation.validation_id,
+                "run_id": run_id,
+                "side": f.side,
+                "source_system": f.source,
+                "source_table": f.table,
+                "expectation": f.expectation,
+                "suite_line": f.line,
+                "severity": f.severity,
+                "record_key": json.dumps(list(key), default=str),
+            }
+
+
+def record(project: Project, validation: Validation, run_id: str | None, wave: str | None) -> None:
+    """Write the unexpected keys to the work store, then the audit entry naming their digest."""
+    keys_digest = hashlib.sha256()
+    engine = open_store(project.ledger, metadata)
+    try:
+        with engine.begin() as conn:
+            batch: list[dict[str, Any]] = []
+            for row in _unexpected_rows(validation, run_id):
+                keys_digest.update(
+                    f"{row['source_table']}\x1f{row['expectation']}\x1f{row['suite_line']}"
+                    f"\x1f{row['record_key']}\x1e".encode()
+                )
+                batch.append(row)
+                if len(batch) >= 10_000:
+                    conn.execute(insert(validation_unexpected), batch)
+                    batch = []
+            if batch:
+                conn.execute(insert(validation_unexpected), batch)
+    except SQLAlchemyError as exc:
+        raise LedgerError(
+            f"ledger {redact(project.ledger)}: cannot write validation keys: {driver_message(exc)}"
+        ) from exc
+    finally:
+        engine.dispose()
+    result = validation.result
+    payload = {
+        "validation_id": validation.validation_id,
+        "side": result.side,
+        "ok": result.ok,
+        "suites": validation.suites,
+        "suites_digest": validation.digest,
+        "counts": dict(result.counts()),
+        "seconds": round(result.seconds, 3),
+        "findings": [
+            {k: v for k, v in f.to_dict().items() if k not in ("examples", "notes")}
+            for f in result.findings
+        ],
+        "unexpected_keys_sha256": keys_digest.hexdigest(),
+    }
+    audit = AuditLedger(project.ledger)
+    try:
+        audit.append("validation", payload, run_id, wave)
+    finally:
+        audit.close()
+
+
+def stop_message(result: ValidationResult) -> str:
+    """One line naming the critical failures that stop a wave (or fail a run)."""
+    stops = result.stops
+    first = stops[0]
+    what = first.outcome.error or _observed(first)
+    more = f" (and {len(stops) - 1} more)" if len(stops) > 1 else ""
+    return (
+        f"{first.where}: {first.expectation} on {first.table}"
+        f"{'.' + first.column if first.column else ''} failed: {what}{more}"
+    )
+
+
+def _observed(f: Any) -> str:
+    o = f.outcome
+    if o.unexpected_count is not None:
+        return f"{o.unexpected_count:,} of {o.element_count or 0:,} rows unexpected"
+    return f"observed {o.observed!r}"
+
+
+def format_result(result: ValidationResult, show: int = 5) -> str:
+    """A readable table of findings: failed ones first (critical, quarantine, warning), then a
+    count of those that passed; up to ``show`` example values of each failure."""
+    order = {"critical": 0, "quarantine": 1, "warning": 2}
+    failed = sorted(result.failed, key=lambda f: (order[f.severity], f.suite, f.line))
+    lines = [f"Validation of the {result.side} ({result.seconds:.1f} s):"]
+    for f in failed:
+        column = f".{f.column}" if f.column else ""
+        lines.append(
+            f"  FAILED  {f.severity:<10} {f.source + '.' if f.source else ''}{f.table}{column}: "
+            f"{f.expectation}: {f.outcome.error or _observed(f)}  ({f.where})"
+        )
+        if f.outcome.examples and show:
+            sample = ", ".join(repr(v) for v in f.outcome.examples[:show])
+            lines.append(f"          e.g. {sample}")
+    passed = len(result.findings) - len(failed)
+    c = result.counts()
+    lines.append(
+        f"  {passed} of {len(result.findings)} expectations met; {c['critical']} critical, "
+        f"{c['quarantine']} quarantine ({c['quarantined_rows']:,} rows), {c['warning']} warning "
+        "failures."
+    )
+    lines.append("  Result: " + ("OK" if result.ok else "FAILED (critical expectations not met)"))
+    return "\n".join(lines)
+
+
+def profile_project_source(
+    project: Project, source: str, tables: Sequence[str] = ()
+) -> list[TableProfile]:
+    """Profile every table of a project's source (or those named): see
+    :mod:`validators.profile`."""
+    if source not in project.sources:
+        known = ", ".join(sorted(project.sources))
+        raise ConfigError(f"{project.file}: no source {source!r} (sources: {known})")
+    cfg = project.sources[source]
+    names = list(tables) or _table_names(cfg.kind, cfg.location)
+    extractor = open_extractor(cfg.kind, cfg.name, cfg.location, cfg.options)
+    try:
+        out = []
+        for name in names:
+            selection = Selection(table=name)
+            columns = extractor.columns(selection)
+            out.append(
+                profile_rows(source, name, columns, extractor.batches(selection, IN_FLIGHT_BATCH))
+            )
+        return out
+    finally:
+        extractor.close()
+
+
+def _table_names(kind: str, location: str) -> list[str]:
+    if kind == "sql":
+        from sqlalchemy import inspect
+
+        from continuity.domain.connect import engine_for
+
+        engine = engine_for(location)
+        try:
+            return sorted(inspect(engine).get_table_names())
+        except SQLAlchemyError as exc:
+            raise ConfigError(f"{redact(location)}: {driver_message(exc)}") from exc
+        finally:
+            engine.dispose()
+    from pathlib import Path
+
+    return sorted(p.stem for p in Path(location).glob("*.csv"))

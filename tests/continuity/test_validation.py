@@ -1,0 +1,357 @@
+"""Validation wired into waves and the CLI, on the estate.
+
+- A row-level failure on a source quarantines exactly the rows GX found, with the expectation as
+  reason (sources on SQLite, PostgreSQL and MariaDB); the rest of the table migrates.
+- A table-level critical failure stops the wave before anything is loaded.
+- A critical failure on the target marks the run failed (exit 1).
+- ``continuity validate`` with the bundled suites passes the ideal target and fails the damaged
+  one; every finding and the keys of unexpected rows are in the ledger.
+- ``continuity validate --profile`` shows a legacy table's formats and placeholders.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, text
+
+from continuity import target_schema
+from continuity.cli import main
+from continuity.db import create_tables
+from continuity.domain.errors import ValidationError
+from continuity.ledger import AuditLedger
+from continuity.project import Project, load_project
+from continuity.waves import run_wave
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gmp"
+
+GENDER_SUITES = {
+    "pw.yml": """\
+version: 1
+side: source
+source: policeworks
+table: pw_person
+key: [person_id]
+expectations:
+  - expect: expect_column_values_to_be_in_set
+    column: gender
+    value_set: [M, F]
+    severity: quarantine
+""",
+    "legacy.yml": """\
+version: 1
+side: source
+source: legacy
+table: NOMINAL
+key: [NOMINAL_REF]
+expectations:
+  - expect: expect_column_values_to_be_in_set
+    column: SEX
+    value_set: [M, F]
+    severity: quarantine
+""",
+}
+
+
+def new_target(url: str) -> str:
+    engine = create_engine(url)
+    create_tables(engine, target_schema.metadata)
+    engine.dispose()
+    return url
+
+
+def project_with(
+    estate: Path,
+    target: str,
+    folder: Path,
+    suites: dict[str, str] | None = None,
+    sources: dict[str, str] | None = None,
+) -> Project:
+    """The bundled project copied to ``folder``; its suites replaced by ``suites`` if given."""
+    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns(".continuity"))
+    if suites is not None:
+        shutil.rmtree(folder / "suites")
+        (folder / "suites").mkdir()
+        for name, body in suites.items():
+            (folder / "suites" / name).write_text(body, encoding="utf-8")
+    return load_project(folder, env(estate, target, sources))
+
+
+def env(estate: Path, target: str, sources: dict[str, str] | None = None) -> dict[str, str]:
+    out = {"CONTINUITY_ESTATE": str(estate), "CONTINUITY_TARGET": target}
+    for system, url in (sources or {}).items():
+        out[f"CONTINUITY_{system.upper()}_URL"] = url
+    return out
+
+
+def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ],
+)
+def estate_on(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A small estate whose source systems are on the parameter's database: PoliceWorks on
+    PostgreSQL (the bundled project reads the legacy system's upper-case names on SQLite and
+    MariaDB), both on MariaDB."""
+    from continuity.estate.generate import EstateOptions, generate_estate
+
+    out = tmp_path_factory.mktemp(request.param) / "e"
+    sources: dict[str, str] = {}
+    if request.param != "sqlite":
+        fixture = f"{'pg' if request.param == 'postgresql' else 'mariadb'}_database_for_module"
+        new_database = request.getfixturevalue(fixture)
+        sources = {"policeworks": new_database()}
+        if request.param == "mariadb":
+            sources["legacy"] = new_database()
+    generate_estate(
+        EstateOptions(
+            out=out,
+            persons=400,
+            seed=5,
+            processes=1,
+            legacy_url=sources.get("legacy"),
+            policeworks_url=sources.get("policeworks"),
+        )
+    )
+    info = json.loads((out / "estate.json").read_text())
+    yield (
+        out,
+        {"legacy": info["databases"]["legacy"], "policeworks": info["databases"]["policeworks"]},
+    )
+
+
+def test_a_row_level_failure_quarantines_exactly_those_rows(
+    estate_on: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    estate, sources = estate_on
+    target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
+    project = project_with(estate, target, tmp_path / "p", GENDER_SUITES, sources)
+    summary = run_wave(project, "all")
+
+    unknown = {
+        ("policeworks", "pw_person"): {
+            r[0]
+            for r in rows(
+                sources["policeworks"], "SELECT person_id FROM pw_person WHERE gender = 'U'"
+            )
+        },
+        ("legacy", "NOMINAL"): {
+            r[0] for r in rows(sources["legacy"], "SELECT NOMINAL_REF FROM NOMINAL WHERE SEX = 'U'")
+        },
+    }
+    assert all(unknown.values()), "the estate has persons of unknown gender"
+    for (system, table), keys in unknown.items():
+        quarantined = {
+            k: reason
+            for k, reason in rows(
+                target,
+                "SELECT source_key, reason FROM migration_quarantine "
+                f"WHERE source_system = '{system}' AND source_table = '{table}'",
+            )
+        }
+        by_validation = {k for k, r in quarantined.items() if r.startswith("validation:")}
+        assert by_validation == keys
+        reason = quarantined[next(iter(keys))]
+        assert "expect_column_values_to_be_in_set" in reason and ".yml:" in reason
+        migrated = {
+            r[0]
+            for r in rows(
+                target,
+                "SELECT source_key FROM migration_crosswalk "
+                f"WHERE source_system = '{system}' AND source_table = '{table}'",
+            )
+        }
+        assert not migrated & keys
+        assert migrated, "the rest of the table migrates"
+    assert summary.validation["source"]["quarantined_rows"] == sum(map(len, unknown.values()))
+    ledger = AuditLedger(project.ledger)
+    try:
+        (entry,) = [e for e in ledger.entries("validation") if e.payload["side"] == "source"]
+    finally:
+        ledger.close()
+    assert entry.run_id == summary.run_id
+    assert entry.payload["counts"]["quarantined_rows"] == sum(map(len, unknown.values()))
+    stored = rows(project.ledger, "SELECT source_table, record_key FROM validation_unexpected")
+    assert {(t, json.loads(k)[0]) for t, k in stored} == {
+        (table, key) for (_, table), keys in unknown.items() for key in keys
+    }
+
+
+def test_a_table_level_critical_failure_stops_the_wave_with_nothing_loaded(
+    small_estate: Path, tmp_path: Path
+) -> None:
+    suite = GENDER_SUITES["legacy.yml"].replace(
+        "  - expect: expect_column_values_to_be_in_set\n    column: SEX\n"
+        "    value_set: [M, F]\n    severity: quarantine\n",
+        "  - expect: expect_table_row_count_to_be_between\n    max_value: 10\n"
+        "    severity: critical\n",
+    )
+    target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
+    project = project_with(small_estate, target, tmp_path / "p", {"legacy.yml": suite})
+    with pytest.raises(ValidationError) as caught:
+        run_wave(project, "all")
+    message = str(caught.value)
+    assert "stopped before loading" in message
+    assert "legacy.yml:7: expect_table_row_count_to_be_between on NOMINAL failed" in message
+    for table in ("person", "event", "migration_crosswalk", "migration_quarantine"):
+        assert rows(target, f"SELECT COUNT(*) FROM {table}") == [(0,)]
+    ledger = AuditLedger(project.ledger)
+    try:
+        kinds = [e.kind for e in ledger.entries()]
+        (entry,) = list(ledger.entries("validation"))
+    finally:
+        ledger.close()
+    assert kinds == ["validation"]  # no run started
+    assert entry.payload["ok"] is False
+
+
+def test_a_critical_failure_on_the_target_fails_the_run(small_estate: Path, tmp_path: Path) -> None:
+    suite = """\
+version: 1
+side: target
+table: person
+key: [person_id]
+expectations:
+  - expect: expect_table_row_count_to_be_between
+    max_value: 10
+    severity: critical
+"""
+    target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
+    folder = tmp_path / "p"
+    project_with(small_estate, target, folder, {"target.yml": suite})
+    result = CliRunner().invoke(
+        main,
+        ["run", "all", "-p", str(folder), "--no-search-index"],
+        env=env(small_estate, target),
+    )
+    assert result.exit_code == 1, result.output
+    assert "run failed: target validation:" in result.output
+    assert rows(target, "SELECT COUNT(*) FROM person")[0][0] > 10  # loaded, but failed
+    project = load_project(folder, env(small_estate, target))
+    ledger = AuditLedger(project.ledger)
+    try:
+        (finished,) = list(ledger.entries("run-finished"))
+    finally:
+        ledger.close()
+    assert finished.payload["failed"].startswith("target validation:")
+    # --no-validate skips the suites: the same run passes
+    result = CliRunner().invoke(
+        main,
+        ["run", "all", "-p", str(folder), "--no-search-index", "--no-validate"],
+        env=env(small_estate, target),
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_validate_passes_the_ideal_target_and_fails_the_damaged_one(
+    small_estate: Path, tmp_path: Path
+) -> None:
+    ideal = f"sqlite:///{small_estate / 'target.sqlite'}"
+    damaged = f"sqlite:///{small_estate / 'target_defects.sqlite'}"
+    folder = tmp_path / "p"
+    project_with(small_estate, ideal, folder)
+    runner = CliRunner()
+    good = runner.invoke(
+        main,
+        ["validate", "-p", str(folder), "--json", str(tmp_path / "v.json")],
+        env=env(small_estate, ideal),
+    )
+    assert good.exit_code == 0, good.output
+    assert "Result: OK" in good.output
+    found = json.loads((tmp_path / "v.json").read_text())
+    # the estate's quirks are expected warnings
+    warned = {
+        (f["table"], f["expectation"]) for f in found["source"]["findings"] if not f["success"]
+    }
+    assert ("NOMINAL", "expect_column_values_to_match_regex") in warned  # PNC placeholders
+    assert all(
+        f["severity"] == "warning"
+        for s in found.values()
+        for f in s["findings"]
+        if not f["success"]
+    )
+    bad = runner.invoke(
+        main,
+        ["validate", "-p", str(folder), "--side", "target", "--target", damaged],
+        env=env(small_estate, ideal),
+    )
+    assert bad.exit_code == 1, bad.output
+    assert (
+        "FAILED  critical   event.crime_reference: expect_column_values_to_be_unique" in bad.output
+    )
+    project = load_project(folder, env(small_estate, ideal))
+    ledger = AuditLedger(project.ledger)
+    try:
+        entries = list(ledger.entries("validation"))
+    finally:
+        ledger.close()
+    assert [(e.payload["side"], e.payload["ok"]) for e in entries] == [
+        ("source", True),
+        ("target", True),
+        ("target", False),
+    ]
+    unexpected = sum(
+        f["unexpected_count"] or 0
+        for f in found["source"]["findings"] + found["target"]["findings"]
+        if f["row_level"] and not f["success"]
+    )
+    stored = rows(
+        project.ledger,
+        "SELECT COUNT(*) FROM validation_unexpected "
+        f"WHERE validation_id IN ('{entries[0].payload['validation_id']}', "
+        f"'{entries[1].payload['validation_id']}')",
+    )
+    assert stored == [(unexpected,)]
+
+
+def test_profile_shows_formats_placeholders_and_codes(small_estate: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    ideal = f"sqlite:///{small_estate / 'target.sqlite'}"
+    project_with(small_estate, ideal, folder)
+    out = tmp_path / "profile.json"
+    result = CliRunner().invoke(
+        main,
+        [
+            "validate",
+            "-p",
+            str(folder),
+            "--profile",
+            "legacy",
+            "--table",
+            "NOMINAL",
+            "--json",
+            str(out),
+        ],
+        env=env(small_estate, ideal),
+    )
+    assert result.exit_code == 0, result.output
+    (table,) = json.loads(out.read_text())
+    columns = {c["column"]: c for c in table["columns"]}
+    assert (
+        table["rows"]
+        == rows(f"sqlite:///{small_estate / 'legacy.sqlite'}", "SELECT COUNT(*) FROM NOMINAL")[0][0]
+    )
+    assert {"99/99/99", "99-AAA-9999"} <= set(columns["DOB"]["shapes"])
+    assert "UNKNOWN" in columns["PNC_ID"]["placeholders"]
+    assert set(columns["SEX"]["coded_values"]) == {"M", "F", "U"}
+    assert "DOB" in result.output and "placeholders" in result.output

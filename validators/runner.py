@@ -1,0 +1,203 @@
+"""Running suites: compile them against GX (every problem at once), then validate each table.
+
+A suite's table is read by its own database (a SQL source or the target: GX turns each
+expectation into queries), or, for a source that is not a database, batch by batch as in-flight
+rows, where only row-level expectations make sense and their counts are summed.
+
+Nothing here knows a project: the caller says where each suite's data is
+(:class:`Data`, by :func:`validate`'s ``locate``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from continuity.domain.errors import ValidationError
+from continuity.domain.yamlsource import raise_all
+from validators import gx
+from validators.model import Finding, Outcome, ValidationResult
+from validators.suite import ExpectationSpec, Suite
+
+
+@dataclass(frozen=True)
+class Data:
+    """Where a suite's rows are: a table (or query) of a database, or batches of rows."""
+
+    url: str | None = None
+    table: str | None = None
+    query: str | None = None
+    columns: Sequence[str] = ()
+    batches: Callable[[], Iterable[Sequence[tuple[Any, ...]]]] | None = None
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A suite with its expectations built (GX objects, opaque outside :mod:`validators.gx`)."""
+
+    suite: Suite
+    expectations: tuple[tuple[ExpectationSpec, Any, bool], ...]  # spec, GX object, row level
+
+
+def compile_suites(suites: Sequence[Suite]) -> list[Compiled]:
+    """Build every expectation of every suite; raise ValidationError naming each unknown
+    expectation and bad argument with its file and line, before any data is read."""
+    errors: list[str] = []
+    out = []
+    for suite in suites:
+        built = []
+        for i, spec in enumerate(suite.expectations):
+            where = f"{suite.file}:{spec.line}: expectations.{i}"
+            try:
+                cls = gx.expectation_class(spec.name)
+            except KeyError:
+                errors.append(f"{where}.expect: unknown expectation {spec.name!r}")
+                continue
+            try:
+                expectation = gx.build(spec.name, spec.arguments)
+            except ValueError as exc:
+                errors.append(f"{where}: {spec.name}: {exc}")
+                continue
+            row_level = gx.is_row_level(cls)
+            if spec.severity == "quarantine" and not row_level:
+                errors.append(
+                    f"{where}.severity: {spec.name} judges the whole table, not rows: "
+                    "it cannot quarantine (critical or warning)"
+                )
+            if spec.severity == "quarantine" and spec.result_format != "COMPLETE":
+                errors.append(
+                    f"{where}.result_format: quarantine needs the COMPLETE result format "
+                    "(the keys of every unexpected row)"
+                )
+            built.append((spec, expectation, row_level))
+        out.append(Compiled(suite, tuple(built)))
+    raise_all(errors, ValidationError)
+    return out
+
+
+def validate(
+    compiled: Sequence[Compiled],
+    locate: Callable[[Suite], Data],
+    side: str,
+    on_expectation: Callable[[Suite, ExpectationSpec], None] | None = None,
+    engine: gx.GX | None = None,
+) -> ValidationResult:
+    """Validate each suite's table; every expectation gives one finding."""
+    own = engine is None
+    engine = engine or gx.GX()
+    result = ValidationResult(side)
+    started = time.perf_counter()
+    try:
+        for c in compiled:
+            data = locate(c.suite)
+            if data.batches is not None:
+                found = _in_flight(engine, c, data, on_expectation)
+            else:
+                found = _in_database(engine, c, data, on_expectation)
+            result.findings += found
+    finally:
+        if own:
+            engine.close()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _finding(c: Compiled, spec: ExpectationSpec, row_level: bool, outcome: Outcome) -> Finding:
+    s = c.suite
+    return Finding(
+        suite=s.name,
+        file=str(s.file),
+        line=spec.line,
+        side=s.side,
+        source=s.source,
+        table=s.table,
+        expectation=spec.name,
+        column=spec.column,
+        severity=spec.severity,
+        row_level=row_level,
+        outcome=outcome,
+        notes=spec.notes,
+        key=s.key,
+    )
+
+
+def _in_database(
+    engine: gx.GX,
+    c: Compiled,
+    data: Data,
+    on_expectation: Callable[[Suite, ExpectationSpec], None] | None,
+) -> list[Finding]:
+    assert data.url is not None
+    try:
+        if data.query is not None:
+            batch = engine.query(data.url, data.query)
+        else:
+            batch = engine.table(data.url, data.table or c.suite.table)
+    except Exception as exc:  # GX checks the table exists: a table gone fails every expectation
+        missing = Outcome(False, error=f"cannot read {c.suite.table}: {gx.first_problem(exc)}")
+        return [_finding(c, spec, row, missing) for spec, _, row in c.expectations]
+    found = []
+    for spec, expectation, row_level in c.expectations:
+        if on_expectation is not None:
+            on_expectation(c.suite, spec)
+        outcome = engine.validate(batch, expectation, spec.result_format, c.suite.key)
+        found.append(_finding(c, spec, row_level, outcome))
+    return found
+
+
+def _in_flight(
+    engine: gx.GX,
+    c: Compiled,
+    data: Data,
+    on_expectation: Callable[[Suite, ExpectationSpec], None] | None,
+) -> list[Finding]:
+    """Row-level expectations batch by batch, their counts and keys summed; a table-level one
+    cannot be judged on part of a table and says so."""
+    assert data.batches is not None
+    totals: dict[int, dict[str, Any]] = {
+        i: {"elements": 0, "unexpected": 0, "missing": 0, "keys": [], "examples": [], "error": None}
+        for i in range(len(c.expectations))
+    }
+    for rows in data.batches():
+        batch = engine.frame(data.columns, rows)
+        for i, (spec, expectation, row_level) in enumerate(c.expectations):
+            t = totals[i]
+            if not row_level or t["error"]:
+                continue
+            o = engine.validate(batch, expectation, spec.result_format, c.suite.key)
+            if o.error:
+                t["error"] = o.error
+                continue
+            t["elements"] += o.element_count or 0
+            t["unexpected"] += o.unexpected_count or 0
+            t["missing"] += o.missing_count or 0
+            t["keys"] += list(o.keys or ())
+            t["examples"] += list(o.examples)[: 10 - len(t["examples"])]
+    found = []
+    for i, (spec, _, row_level) in enumerate(c.expectations):
+        if on_expectation is not None:
+            on_expectation(c.suite, spec)
+        t = totals[i]
+        if not row_level:
+            outcome = Outcome(
+                False, error="a table-level expectation needs a SQL source (rows arrive in batches)"
+            )
+        elif t["error"]:
+            outcome = Outcome(False, error=t["error"])
+        else:
+            elements, unexpected = t["elements"], t["unexpected"]
+            mostly = float(spec.arguments.get("mostly", 1.0))
+            judged = elements - t["missing"]
+            ok = unexpected == 0 or (judged > 0 and (judged - unexpected) / judged >= mostly)
+            outcome = Outcome(
+                ok,
+                element_count=elements,
+                unexpected_count=unexpected,
+                missing_count=t["missing"],
+                examples=tuple(t["examples"]),
+                keys=tuple(t["keys"]) if spec.result_format == "COMPLETE" else None,
+            )
+        found.append(_finding(c, spec, row_level, outcome))
+    return found
