@@ -66,7 +66,7 @@ def rehearsals(ledger: AuditLedger, wave: str) -> list[Rehearsal]:
     for r in runs(ledger):
         if r.wave != wave or r.rolled_back is not None or r.ended is None:
             continue
-        if r.ended.kind != "run-finished":
+        if r.ended.kind != "run-finished" or r.ended.payload.get("failed"):
             continue
         p = r.ended.payload
         found.append(

@@ -29,6 +29,10 @@ class RunRecord:
             return "interrupted (or running)"
         if self.ended.kind == "run-recovered":
             return f"{self.ended.payload.get('state', 'finished')} (recovered)"
+        if self.ended.kind == "run-refused":
+            return "refused (validation)"
+        if self.ended.kind == "run-finished" and self.ended.payload.get("failed"):
+            return "loaded, failed validation"
         return "finished" if self.ended.kind == "run-finished" else "failed"
 
     @property
@@ -53,7 +57,11 @@ def runs(ledger: AuditLedger) -> list[RunRecord]:
         record = found.get(entry.run_id)
         if record is not None:
             record.last_seq = entry.seq
-        if entry.kind == "run-started":
+        if entry.kind == "run-refused" and record is None:  # stopped before it started
+            found[entry.run_id] = RunRecord(
+                entry.run_id, entry.wave or "", entry, ended=entry, last_seq=entry.seq
+            )
+        elif entry.kind == "run-started":
             if record is None:
                 found[entry.run_id] = RunRecord(
                     entry.run_id, entry.wave or "", entry, last_seq=entry.seq
@@ -91,8 +99,10 @@ def wave_status(project: Project) -> str:
             f"{record.started.operator} at {when} UTC"
             + (f", resumed {len(record.resumes)}x" if record.resumes else "")
         )
-        if record.ended is not None and record.ended.kind == "run-failed":
+        if record.ended is not None and record.ended.kind in ("run-failed", "run-refused"):
             lines.append(f"    error: {record.ended.payload.get('error')}")
+        elif record.ended is not None and record.ended.payload.get("failed"):
+            lines.append(f"    failed: {record.ended.payload.get('failed')}")
         for entity, c in record.counts.items():
             lines.append(
                 f"    {entity:<22} read {c.get('read', 0):>9,}  loaded {c.get('loaded', 0):>9,}"

@@ -75,19 +75,48 @@ def project_suites(project: Project, side: str | None = None) -> list[Suite]:
     return suites
 
 
-def _locator(project: Project, target_url: str | None) -> Callable[[Suite], Data]:
-    def locate(suite: Suite) -> Data:
+def _reachable(project: Project, suites: Sequence[Suite], target_url: str | None) -> None:
+    """Every database the suites read answers (an ExtractError naming it otherwise): a
+    validation that cannot read its data must fail, not report findings that say so."""
+    checked: set[str] = set()
+    for suite in suites:
         if suite.side == "target":
             if target_url is None:
                 raise ConfigError(f"{suite.file}: the target is not a database: cannot validate")
+            if "target" not in checked:
+                checked.add("target")
+                extractor = open_extractor("sql", "target", target_url, {})
+                try:
+                    extractor.check()
+                finally:
+                    extractor.close()
+        elif suite.source not in checked:
+            assert suite.source is not None
+            checked.add(suite.source)
+            cfg = project.sources[suite.source]
+            extractor = open_extractor(cfg.kind, cfg.name, cfg.location, cfg.options)
+            try:
+                extractor.check()
+            finally:
+                extractor.close()
+
+
+def _locator(project: Project, target_url: str | None) -> Callable[[Suite], Data]:
+    def locate(suite: Suite) -> Data:
+        if suite.side == "target":
+            assert target_url is not None
             return Data(url=target_url, table=suite.table)
         assert suite.source is not None
         cfg = project.sources[suite.source]
         if cfg.kind == "sql":
-            return Data(url=cfg.location, table=suite.table)
+            return Data(url=cfg.location, table=suite.table, schema=cfg.options.get("schema"))
         extractor = open_extractor(cfg.kind, cfg.name, cfg.location, cfg.options)
         selection = Selection(table=suite.table)
-        columns = extractor.columns(selection)
+        try:
+            columns = extractor.columns(selection)
+        except BaseException:
+            extractor.close()
+            raise
 
         def batches() -> Iterator[list[tuple[Any, ...]]]:
             try:
@@ -122,9 +151,11 @@ def run_validation(
     chosen = [s for s in chosen if s.side == side]
     if not chosen:
         return None
-    compiled = compile_suites(chosen)
+    in_flight = {name for name, cfg in project.sources.items() if cfg.kind != "sql"}
+    compiled = compile_suites(chosen, in_flight)
     if target_url is None and project.target.loader == "sql":
         target_url = project.target.location
+    _reachable(project, chosen, target_url)
     result = validate(compiled, _locator(project, target_url), side, on_expectation)
     validation = Validation(str(uuid.uuid4()), result, len(chosen), suites_digest(chosen))
     if ledger:
@@ -167,11 +198,10 @@ def record(project: Project, validation: Validation, run_id: str | None, wave: s
             if batch:
                 conn.execute(insert(validation_unexpected), batch)
     except SQLAlchemyError as exc:
+        engine.dispose()
         raise LedgerError(
             f"ledger {redact(project.ledger)}: cannot write validation keys: {driver_message(exc)}"
         ) from exc
-    finally:
-        engine.dispose()
     result = validation.result
     payload = {
         "validation_id": validation.validation_id,
@@ -190,8 +220,18 @@ def record(project: Project, validation: Validation, run_id: str | None, wave: s
     audit = AuditLedger(project.ledger)
     try:
         audit.append("validation", payload, run_id, wave)
+    except LedgerError:
+        # keys without the entry that vouches for them are not evidence: take them back
+        with engine.begin() as conn:
+            conn.execute(
+                validation_unexpected.delete().where(
+                    validation_unexpected.c.validation_id == validation.validation_id
+                )
+            )
+        raise
     finally:
         audit.close()
+        engine.dispose()
 
 
 def stop_message(result: ValidationResult) -> str:

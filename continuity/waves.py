@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 import time
 import uuid
 from collections import Counter
@@ -457,6 +458,7 @@ class WaveRunner:
         self._stale_pairs: set[tuple[str, str]] = set()
         self._problems: dict[Any, Any] = {}
         self._summary = RunSummary("", self.wave.name, False, False)
+        self._suites = self._wave_suites() if self.validate else []
 
     # -- pieces ------------------------------------------------------------------------------
 
@@ -952,6 +954,8 @@ class WaveRunner:
                         )
                         if self.fingerprints:  # the baseline moves with the finished wave
                             changes.promote(tx, run_id, self.wave.name)
+                if self.validate and not dry_run and target.loader == "sql":
+                    self._validate_target(summary, run_id)
             except BaseException as exc:
                 if ledger is not None:
                     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -962,8 +966,6 @@ class WaveRunner:
                         self.wave.name,
                     )
                 raise
-            if self.validate and not dry_run and target.loader == "sql":
-                self._validate_target(summary, run_id)
             summary.seconds = time.perf_counter() - started
             if ledger is not None:
                 ledger.append("run-finished", summary.as_dict(), run_id, self.wave.name)
@@ -976,22 +978,81 @@ class WaveRunner:
                 ledger.close()
             self.close()
 
+    def _wave_suites(self) -> list[Any]:
+        """The project's suites this wave uses, checked now (a bad suite fails the run before
+        anything is read): target suites, and source suites of tables the wave reads. A
+        quarantine suite must name its table by a key some mapping reads it with, or the rows
+        it names could not be held back."""
+        from continuity.validation import project_suites
+
+        reads: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+        for step in self.steps:
+            m = step.mapping
+            reads.setdefault((m.source, m.table or m.as_table), set()).add(tuple(m.key))
+        chosen = []
+        for suite in project_suites(self.project):
+            if suite.side == "target":
+                chosen.append(suite)
+                continue
+            keys = reads.get((suite.source or "", suite.table))
+            if keys is None:
+                continue  # a table this wave does not read
+            quarantines = [e for e in suite.expectations if e.severity == "quarantine"]
+            if quarantines and tuple(suite.key) not in keys:
+                known = " or ".join(str(list(k)) for k in sorted(keys))
+                raise ConfigError(
+                    f"{suite.file}:{suite.lines.get('key', 1)}: key: {list(suite.key)} is not "
+                    f"how the mappings key {suite.source}.{suite.table} ({known}): its "
+                    "quarantine could not name their rows"
+                )
+            chosen.append(suite)
+        return chosen
+
+    def _suites_digest(self, quarantine_only: bool = False) -> str | None:
+        if not self._suites:
+            return None
+        h = hashlib.sha256()
+        for s in self._suites:
+            for e in s.expectations:
+                if quarantine_only and (s.side != "source" or e.severity != "quarantine"):
+                    continue
+                args = json.dumps(dict(e.arguments), sort_keys=True, default=str)
+                h.update(f"{s.source}|{s.table}|{s.key}|{e.name}|{e.severity}|{args}\n".encode())
+        return h.hexdigest()
+
     def _validate_sources(self, run_id: str, dry_run: bool) -> dict[str, Any]:
         """Validate the sources; raise ValidationError (nothing loaded) on a critical failure,
         else remember the rows to quarantine. The ledger records it (not in a dry run)."""
         from continuity.validation import run_validation, stop_message
 
         done = run_validation(
-            self.project, "source", run_id=run_id, wave=self.wave.name, ledger=not dry_run
+            self.project,
+            "source",
+            run_id=run_id,
+            wave=self.wave.name,
+            ledger=not dry_run,
+            suites=self._suites,
         )
         if done is None:
             return {}
         result = done.result
         if not result.ok:
-            raise ValidationError(
+            message = (
                 f"wave {self.wave.name} stopped before loading: {stop_message(result)} "
                 "(continuity validate --side source lists every finding)"
             )
+            if not dry_run:
+                ledger = AuditLedger(self.project.ledger)
+                try:
+                    ledger.append(
+                        "run-refused",
+                        {"error": message, "validation_id": done.validation_id},
+                        run_id,
+                        self.wave.name,
+                    )
+                finally:
+                    ledger.close()
+            raise ValidationError(message)
         self._invalid = result.quarantine()
         return {"ok": True, **result.counts(), "validation_id": done.validation_id}
 
@@ -999,7 +1060,9 @@ class WaveRunner:
         """Validate the target after the wave: a critical failure marks the run failed."""
         from continuity.validation import run_validation, stop_message
 
-        done = run_validation(self.project, "target", run_id=run_id, wave=self.wave.name)
+        done = run_validation(
+            self.project, "target", run_id=run_id, wave=self.wave.name, suites=self._suites
+        )
         if done is None:
             return
         result = done.result
@@ -1017,7 +1080,9 @@ class WaveRunner:
         either changed migrates every record again (as a full run would)."""
         mappings = self._settings()["mappings"]
         dated = any("$as_of" in spec.file.read_text(encoding="utf-8") for spec in self.specs)
-        text = f"{mappings}|{self.as_of.isoformat() if dated else ''}"
+        # the expectations that hold rows back decide, like the mappings, what a record becomes
+        held = self._suites_digest(quarantine_only=True) or ""
+        text = f"{mappings}|{self.as_of.isoformat() if dated else ''}{'|' + held if held else ''}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def pending_changes(self, progress: Progress | None = None) -> dict[str, dict[str, int]]:
@@ -1130,6 +1195,8 @@ class WaveRunner:
             "delta": self.delta,
             "project": self.project.digest,
             "mappings": mappings,
+            "validate": self.validate,
+            "suites": self._suites_digest(),
             "decisions": decisions_digest(
                 {
                     (f"{entity}|{a}", b): d
@@ -1143,7 +1210,16 @@ class WaveRunner:
         """A resumed run goes on as it began: same date, journal, project and mappings."""
         changed = [
             name
-            for name in ("as_of", "journal", "delta", "project", "mappings", "decisions")
+            for name in (
+                "as_of",
+                "journal",
+                "delta",
+                "project",
+                "mappings",
+                "decisions",
+                "validate",
+                "suites",
+            )
             if name in previous and previous[name] != now[name]
         ]
         if changed:

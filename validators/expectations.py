@@ -83,6 +83,16 @@ def read_code_list(
 _TRUE = {"1", "true", "t", "y", "yes"}
 
 
+def _flag_set(value: Any) -> bool:
+    """A flag as files and frames carry it: True, 1, or text such as "Y" or "true" (never a
+    non-empty string that merely says no, as Python's bool() would have it)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return False
+    if isinstance(value, str):
+        return value.strip().lower() in _TRUE
+    return bool(value)
+
+
 class ExpectColumnValuesToBeUkPostcodes(ExpectColumnValuesToMatchRegex):
     """Expect column values to be UK postcodes in Royal Mail's form (``M3 7BE``, ``BL2 8NL``).
 
@@ -152,8 +162,8 @@ class PlausibleDateOfBirth(MulticolumnMapMetricProvider):
         in_range = (dob >= pd.Timestamp(earliest)) & (dob <= pd.Timestamp(latest))
         ok = missing | in_range
         if column_list.shape[1] > 1:
-            flag = column_list.iloc[:, 1]
-            ok &= ~(missing & flag.fillna(False).astype(bool))
+            flag = column_list.iloc[:, 1].map(_flag_set)
+            ok &= ~(missing & flag)
         return ok
 
     @multicolumn_condition_partial(engine=SqlAlchemyExecutionEngine)
@@ -212,7 +222,8 @@ class WarningMarkerValid(MulticolumnMapMetricProvider):
     @multicolumn_condition_partial(engine=SqlAlchemyExecutionEngine)
     def _sqlalchemy(cls, column_list: list[Any], codes: list[str], **_: Any) -> Any:
         code, start, review, end = column_list
-        parts = [code.in_(codes)]
+        # a NULL code must fail, not vanish: NULL IN (...) is NULL, neither true nor false
+        parts = [code.is_not(None), code.in_(codes)]
         for a, b in ((start, review), (review, end), (start, end)):
             parts.append(sa.or_(a.is_(None), b.is_(None), a <= b))
         return sa.and_(*parts)
@@ -243,9 +254,10 @@ class ReferencesExistingRow(ColumnMapMetricProvider):
     def _sqlalchemy(
         cls, column: Any, referenced_table: str, referenced_column: str, **_: Any
     ) -> Any:
-        target: Any = sa.select(sa.column(referenced_column))
-        target = target.select_from(sa.table(referenced_table))
-        return column.in_(target)
+        referenced: Any = sa.column(referenced_column)
+        # one NULL among the referenced values would make every unmatched IN NULL (not false)
+        target: Any = sa.select(referenced).select_from(sa.table(referenced_table))
+        return column.in_(target.where(referenced.is_not(None)))
 
 
 class ExpectColumnValuesToReferenceExistingRows(ColumnMapExpectation):
@@ -285,12 +297,19 @@ class HasVictim(MulticolumnMapMetricProvider):
         **_: Any,
     ) -> Any:
         key, offence = column_list
+        link: Any = sa.column(link_column)
         victims: Any = (
-            sa.select(sa.column(link_column))
+            sa.select(link)
             .select_from(sa.table(link_table))
-            .where(sa.column(role_column).in_(victim_roles))
+            .where(sa.column(role_column).in_(victim_roles), link.is_not(None))
         )
-        return sa.or_(offence.is_(None), offence.not_in(offence_codes), key.in_(victims))
+        # every branch is true or false, never NULL (a NULL condition is neither expected nor
+        # unexpected to GX: the row would vanish from the count)
+        return sa.or_(
+            offence.is_(None),
+            offence.not_in(offence_codes),
+            sa.and_(key.is_not(None), key.in_(victims)),
+        )
 
 
 class ExpectOffencesNeedingAVictimToHaveOne(MulticolumnMapExpectation):

@@ -146,9 +146,15 @@ class GX:
         self._assets += 1
         return f"asset{self._assets}"
 
-    def table(self, url: str, table: str) -> Any:
+    def table(self, url: str, table: str, schema: str | None = None) -> Any:
         """A batch of a whole table of the database at ``url`` (read by the database)."""
-        asset = self._source(url).add_table_asset(name=self._asset_name(), table_name=table)
+        extra = {"schema_name": schema} if schema else {}
+        with warnings.catch_warnings():
+            # GX would have the schema in the connection; a source names it as an option
+            warnings.simplefilter("ignore", DeprecationWarning)
+            asset = self._source(url).add_table_asset(
+                name=self._asset_name(), table_name=table, **extra
+            )
         return asset.add_batch_definition_whole_table("whole").get_batch()
 
     def query(self, url: str, query: str) -> Any:

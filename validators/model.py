@@ -97,14 +97,18 @@ class ValidationResult:
 
     @property
     def stops(self) -> list[Finding]:
-        """Critical failures: a wave stops before loading (source), a run fails (target)."""
-        return [f for f in self.failed if f.severity == "critical"]
+        """What stops a wave before loading (source) or fails a run (target): a critical
+        failure, and a quarantine expectation that could not be computed (a column gone): the
+        rows it should quarantine cannot be named, and must not load unjudged."""
+        return [
+            f
+            for f in self.failed
+            if f.severity == "critical" or (f.severity == "quarantine" and f.outcome.error)
+        ]
 
     @property
     def ok(self) -> bool:
-        """No critical failure, and on the target no quarantine-severity failure either."""
-        bad = ("critical",) if self.side == "source" else ("critical", "quarantine")
-        return not any(f.severity in bad for f in self.failed)
+        return not self.stops
 
     def quarantine(
         self,

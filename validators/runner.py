@@ -11,7 +11,7 @@ Nothing here knows a project: the caller says where each suite's data is
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ class Data:
 
     url: str | None = None
     table: str | None = None
+    schema: str | None = None
     query: str | None = None
     columns: Sequence[str] = ()
     batches: Callable[[], Iterable[Sequence[tuple[Any, ...]]]] | None = None
@@ -41,9 +42,27 @@ class Compiled:
     expectations: tuple[tuple[ExpectationSpec, Any, bool], ...]  # spec, GX object, row level
 
 
-def compile_suites(suites: Sequence[Suite]) -> list[Compiled]:
+#: Expectations that judge rows against each other: on rows arriving in batches they would
+#: judge each batch alone.
+_ACROSS_ROWS = frozenset(
+    {
+        "expect_column_values_to_be_unique",
+        "expect_compound_columns_to_be_unique",
+        "expect_select_column_values_to_be_unique_within_record",
+    }
+)
+
+
+def compile_suites(
+    suites: Sequence[Suite], in_flight: Collection[str] = frozenset()
+) -> list[Compiled]:
     """Build every expectation of every suite; raise ValidationError naming each unknown
-    expectation and bad argument with its file and line, before any data is read."""
+    expectation and bad argument with its file and line, before any data is read.
+
+    Args:
+        in_flight: source systems whose rows arrive in batches (files): only expectations
+            that judge a row on its own apply to them.
+    """
     errors: list[str] = []
     out = []
     for suite in suites:
@@ -61,6 +80,16 @@ def compile_suites(suites: Sequence[Suite]) -> list[Compiled]:
                 errors.append(f"{where}: {spec.name}: {exc}")
                 continue
             row_level = gx.is_row_level(cls)
+            if suite.source in in_flight and (not row_level or spec.name in _ACROSS_ROWS):
+                errors.append(
+                    f"{where}.expect: {spec.name} judges the table as a whole: source "
+                    f"{suite.source!r} is read in batches (files); validate it in a database"
+                )
+            if spec.severity == "quarantine" and "mostly" in spec.arguments:
+                errors.append(
+                    f"{where}.mostly: a quarantine expectation judges every row: rows it finds "
+                    "unexpected are quarantined whatever their share (no mostly)"
+                )
             if spec.severity == "quarantine" and not row_level:
                 errors.append(
                     f"{where}.severity: {spec.name} judges the whole table, not rows: "
@@ -134,7 +163,7 @@ def _in_database(
         if data.query is not None:
             batch = engine.query(data.url, data.query)
         else:
-            batch = engine.table(data.url, data.table or c.suite.table)
+            batch = engine.table(data.url, data.table or c.suite.table, data.schema)
     except Exception as exc:  # GX checks the table exists: a table gone fails every expectation
         missing = Outcome(False, error=f"cannot read {c.suite.table}: {gx.first_problem(exc)}")
         return [_finding(c, spec, row, missing) for spec, _, row in c.expectations]

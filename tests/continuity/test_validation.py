@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, text
 from continuity import target_schema
 from continuity.cli import main
 from continuity.db import create_tables
-from continuity.domain.errors import ValidationError
+from continuity.domain.errors import ConfigError, ValidationError
 from continuity.ledger import AuditLedger
 from continuity.project import Project, load_project
 from continuity.waves import run_wave
@@ -221,7 +221,11 @@ def test_a_table_level_critical_failure_stops_the_wave_with_nothing_loaded(
         (entry,) = list(ledger.entries("validation"))
     finally:
         ledger.close()
-    assert kinds == ["validation"]  # no run started
+    assert kinds == ["validation", "run-refused"]  # no run started
+    from continuity.runs import wave_status
+
+    status = wave_status(project)
+    assert "refused (validation)" in status and "stopped before loading" in status
     assert entry.payload["ok"] is False
 
 
@@ -254,6 +258,9 @@ expectations:
     finally:
         ledger.close()
     assert finished.payload["failed"].startswith("target validation:")
+    from continuity.runs import wave_status
+
+    assert "loaded, failed validation" in wave_status(project)
     # --no-validate skips the suites: the same run passes
     result = CliRunner().invoke(
         main,
@@ -355,3 +362,41 @@ def test_profile_shows_formats_placeholders_and_codes(small_estate: Path, tmp_pa
     assert "UNKNOWN" in columns["PNC_ID"]["placeholders"]
     assert set(columns["SEX"]["coded_values"]) == {"M", "F", "U"}
     assert "DOB" in result.output and "placeholders" in result.output
+
+
+def test_a_quarantine_expectation_that_cannot_run_stops_the_wave(
+    small_estate: Path, tmp_path: Path
+) -> None:
+    """A column gone: the rows it should quarantine cannot be named, so none may load."""
+    suite = GENDER_SUITES["legacy.yml"].replace("column: SEX", "column: SEXX")
+    target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
+    project = project_with(small_estate, target, tmp_path / "p", {"legacy.yml": suite})
+    with pytest.raises(ValidationError, match=r"stopped before loading: .*SEXX"):
+        run_wave(project, "all")
+    assert rows(target, "SELECT COUNT(*) FROM person") == [(0,)]
+
+
+def test_a_quarantine_suite_keyed_unlike_the_mappings_is_refused(
+    small_estate: Path, tmp_path: Path
+) -> None:
+    suite = GENDER_SUITES["legacy.yml"].replace("key: [NOMINAL_REF]", "key: [SURNAME]")
+    target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
+    project = project_with(small_estate, target, tmp_path / "p", {"legacy.yml": suite})
+    with pytest.raises(ConfigError, match=r"legacy.yml:5: key: \['SURNAME'\] is not how"):
+        run_wave(project, "all")
+
+
+def test_an_unreachable_database_is_an_error_not_a_finding(
+    small_estate: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "p"
+    ideal = f"sqlite:///{small_estate / 'target.sqlite'}"
+    project_with(small_estate, ideal, folder)
+    environment = {
+        **env(small_estate, ideal),
+        "CONTINUITY_LEGACY_URL": f"sqlite:///{tmp_path / 'nowhere.sqlite'}",
+    }
+    result = CliRunner().invoke(main, ["validate", "-p", str(folder)], env=environment)
+    assert result.exit_code == 2, result.output
+    assert "nowhere.sqlite" in result.output
+    assert not (tmp_path / "nowhere.sqlite").exists()

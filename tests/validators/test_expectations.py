@@ -7,7 +7,11 @@ The fixture's planted rows (every other row is good):
 - ``crimes``: c2 reference ``CRI-21-1``; c3 offence ``ZZ`` (not a Home Office code); c4 legacy
   code ``77/7`` (not in the crosswalk); c5 offence 8N (needs a victim) with only a witness.
 - ``links``: the link to p9, who does not exist.
-- ``warnings``: w2 code ``XX``; w3 reviewed before it started; w4 ended before its review.
+- ``warnings``: w2 code ``XX``; w3 reviewed before it started; w4 ended before its review; w6 has
+  no code at all.
+
+NULLs that SQL's three-valued logic would let through are planted too: a person with no id
+(so ``person_id IN (...)`` meets a NULL), a victim link with no crime.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ ROWS: dict[Table, list[dict[str, Any]]] = {
         {"person_id": "p5", "dob": D(1971, 1, 1), "dob_estimated": True, "postcode": "BL280NL"},
         {"person_id": "p6", "dob": D(1990, 6, 30), "dob_estimated": None, "postcode": "m3 7be"},
         {"person_id": "p7", "dob": None, "dob_estimated": False, "postcode": None},
+        {"person_id": None, "dob": D(1975, 3, 3), "dob_estimated": False, "postcode": "M2 2BB"},
     ],
     crimes: [
         {"crime_id": "c1", "crime_ref": "CRI/21/00000001", "offence": "8N", "legacy_code": "8/1"},
@@ -90,6 +95,7 @@ ROWS: dict[Table, list[dict[str, Any]]] = {
         {"link_id": "l2", "crime_id": "c5", "person_id": "p1", "role": "WITNESS"},
         {"link_id": "l3", "crime_id": "c6", "person_id": "p9", "role": "SUSPECT"},
         {"link_id": "l4", "crime_id": "c6", "person_id": None, "role": "REPORTER"},
+        {"link_id": "l5", "crime_id": None, "person_id": "p1", "role": "VICTIM"},
     ],
     warnings_: [
         {
@@ -123,6 +129,13 @@ ROWS: dict[Table, list[dict[str, Any]]] = {
         {
             "warning_id": "w5",
             "code": "WEAPONS",
+            "start_date": D(2019, 1, 1),
+            "review_date": None,
+            "end_date": None,
+        },
+        {
+            "warning_id": "w6",
+            "code": None,
             "start_date": D(2019, 1, 1),
             "review_date": None,
             "end_date": None,
@@ -240,7 +253,7 @@ def cases(codes: Path) -> list[tuple[str, str, str, dict[str, Any], set[str]]]:
                 "column_list": ["code", "start_date", "review_date", "end_date"],
                 "codes": ["FIREARMS", "VIOLENT", "WEAPONS"],
             },
-            {"w2", "w3", "w4"},
+            {"w2", "w3", "w4", "w6"},
         ),
     ]
 
@@ -306,7 +319,7 @@ def test_row_level_library_works_on_in_flight_rows(engine: gx.GX) -> None:
         },
     )
     found = engine.validate(batch, markers, "COMPLETE", ["warning_id"])
-    assert {k[0] for k in found.keys or ()} == {"w2", "w3", "w4"}
+    assert {k[0] for k in found.keys or ()} == {"w2", "w3", "w4", "w6"}
 
 
 def test_a_missing_column_is_an_error_not_a_pass(engine: gx.GX, url: str) -> None:

@@ -98,8 +98,19 @@ def test_a_bad_suite_is_one_line_naming_file_and_line(
             "    code_list: nowhere.csv\n    severity: warning\n",
             "nowhere.csv",
         ),
+        (
+            "  - expect: expect_column_values_to_not_be_null\n    column: X\n    mostly: 0.9\n"
+            "    severity: quarantine\n",
+            "judges every row",
+        ),
     ],
-    ids=["unknown-expectation", "missing-argument", "table-level-quarantine", "code-list"],
+    ids=[
+        "unknown-expectation",
+        "missing-argument",
+        "table-level-quarantine",
+        "code-list",
+        "quarantine-mostly",
+    ],
 )
 def test_expectations_are_checked_against_gx_before_any_data(
     tmp_path: Path, entry: str, words: str
@@ -134,3 +145,19 @@ def test_the_bundled_suites_compile() -> None:
     compiled = compile_suites(load_suites(folder))
     assert {c.suite.side for c in compiled} == {"source", "target"}
     assert sum(len(c.expectations) for c in compiled) >= 40
+
+
+def test_a_file_source_refuses_what_needs_the_whole_table(tmp_path: Path) -> None:
+    """Rows of a file arrive in batches: uniqueness and table-level expectations would judge
+    each batch alone, so they are refused for it, with the suite's file and line."""
+    entry = (
+        "  - expect: expect_column_values_to_be_unique\n    column: NOMINAL_REF\n"
+        "    severity: critical\n"
+    )
+    path = write(tmp_path, "s.yml", GOOD + entry)
+    suites = load_suites(tmp_path)
+    compile_suites(suites)  # a database source may
+    with pytest.raises(ValidationError) as caught:
+        compile_suites(suites, in_flight={"legacy"})
+    assert f"{path}:10:" in str(caught.value)
+    assert "read in batches" in str(caught.value)
