@@ -198,21 +198,23 @@ def test_a_row_level_failure_quarantines_exactly_those_rows(
 
 
 def test_a_table_level_critical_failure_stops_the_wave_with_nothing_loaded(
-    small_estate: Path, tmp_path: Path
+    estate_on: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
-    suite = GENDER_SUITES["legacy.yml"].replace(
-        "  - expect: expect_column_values_to_be_in_set\n    column: SEX\n"
+    """PoliceWorks' persons are on the parameter's database: its count stops the wave."""
+    estate, sources = estate_on
+    suite = GENDER_SUITES["pw.yml"].replace(
+        "  - expect: expect_column_values_to_be_in_set\n    column: gender\n"
         "    value_set: [M, F]\n    severity: quarantine\n",
         "  - expect: expect_table_row_count_to_be_between\n    max_value: 10\n"
         "    severity: critical\n",
     )
     target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
-    project = project_with(small_estate, target, tmp_path / "p", {"legacy.yml": suite})
+    project = project_with(estate, target, tmp_path / "p", {"pw.yml": suite}, sources)
     with pytest.raises(ValidationError) as caught:
         run_wave(project, "all")
     message = str(caught.value)
     assert "stopped before loading" in message
-    assert "legacy.yml:7: expect_table_row_count_to_be_between on NOMINAL failed" in message
+    assert "pw.yml:7: expect_table_row_count_to_be_between on pw_person failed" in message
     for table in ("person", "event", "migration_crosswalk", "migration_quarantine"):
         assert rows(target, f"SELECT COUNT(*) FROM {table}") == [(0,)]
     ledger = AuditLedger(project.ledger)
