@@ -17,6 +17,11 @@ WAVE_ENV = CONTINUITY_ESTATE=$(abspath $(OUT))/estate \
 .PHONY: setup demo test test-slow lint bench clean
 
 $(STAMP): setup.cfg pyproject.toml
+	@# Debian's Chromium renders, tests and prints the reports (docs/reports.md); no browser is
+	@# downloaded by a test tool.
+	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } || \
+	  echo "warning: could not install Debian's chromium (as root: apt-get install chromium)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet -e '.[test,postgres,mariadb]'
@@ -56,12 +61,19 @@ demo: setup
 	@echo "is migrated, and the whole estate reconciles clean again (DELETED_AT_SOURCE: deleted duplicates)."
 	$(BIN)/continuity estate evolve $(OUT)/estate --days 30
 	$(WAVE_ENV) $(BIN)/continuity run all --project examples/gmp --delta --no-search-index --json $(OUT)/delta.json
-	$(BIN)/continuity reconcile --estate $(OUT)/estate --target sqlite:///$(abspath $(OUT))/product.sqlite --show 0
+	$(BIN)/continuity reconcile --estate $(OUT)/estate --target sqlite:///$(abspath $(OUT))/product.sqlite --show 0 \
+	  --store sqlite:///$(abspath $(OUT))/ledger.sqlite
+	@echo
+	@echo "The evidence a data owner signs (docs/reports.md): JSON, masked HTML, PDF and CSVs."
+	$(WAVE_ENV) $(BIN)/continuity report --project examples/gmp --out $(OUT) --pdf
+	$(WAVE_ENV) $(BIN)/continuity verify $(OUT)/report.json --project examples/gmp
 	@echo
 	@echo "Done. $(OUT)/estate holds the legacy and PoliceWorks databases, gazetteer.csv, the ideal"
 	@echo "target, its damaged copy with defects.json and the ground truth; $(OUT)/product.sqlite is"
 	@echo "the migrated product ($(OUT)/run.json: the run's counts), $(OUT)/ledger.sqlite the audit"
 	@echo "ledger; $(OUT)/reconciliation.json holds every finding of the damaged run."
+	@echo "The report: $(OUT)/report.html (open it in a browser), $(OUT)/report.json (the evidence),"
+	@echo "$(OUT)/report.pdf and $(OUT)/exceptions/*.csv."
 
 lint: setup
 	$(BIN)/ruff check .

@@ -79,10 +79,18 @@ def continuity(*args: str, env: dict[str, str] | None = None) -> Measurement:
     return run([sys.executable, "-m", "continuity.cli", *args], env=env)
 
 
-def generate_estate(out: Path, persons: int) -> bool:
+def generate_estate(out: Path, persons: int, defects: bool = False) -> bool:
     """Generate the benchmarks' estate (seed 1) into ``out``; say why and return False if not."""
     made = continuity(
-        "estate", "generate", "--out", str(out), "--persons", str(persons), "--seed", "1"
+        "estate",
+        "generate",
+        "--out",
+        str(out),
+        "--persons",
+        str(persons),
+        "--seed",
+        "1",
+        *(["--defects"] if defects else []),
     )
     if made.returncode != 0:
         print(made.output[-2000:])

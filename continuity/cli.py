@@ -774,6 +774,132 @@ class ExpectationProgress:
             sys.stderr.flush()
 
 
+@main.command("report")
+@_project_option
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("out"),
+    show_default=True,
+    help="Folder for report.json (the evidence), report.html, report.pdf and exceptions/*.csv.",
+)
+@click.option("--store", help="The work store holding the reconciliation (default: the ledger).")
+@click.option("--wave", help="The wave (or cut-over) the report is for.")
+@click.option("--cutover", is_flag=True, help="A cut-over report: names the freeze in force.")
+@click.option("--run", "run_id", type=int, help="This reconciliation run (default: the latest).")
+@click.option(
+    "--unmasked",
+    is_flag=True,
+    help="The owner's copy: names, dates of birth and addresses shown (recorded in the ledger).",
+)
+@click.option("--pdf", is_flag=True, help="Also print report.pdf with headless Chromium.")
+def report_command(
+    project_path: Path | None,
+    out: Path,
+    store: str | None,
+    wave: str | None,
+    cutover: bool,
+    run_id: int | None,
+    unmasked: bool,
+    pdf: bool,
+) -> None:
+    """Write the evidence a data owner reads and signs: the latest reconciliation in the work
+    store, with both identities per class, every exception and its acceptance, validation
+    results and sign-offs so far. JSON is the evidence (its SHA-256 goes to the audit ledger);
+    the HTML (self-contained, masked by default), the CSVs and the PDF render from it.
+    """
+    from continuity.project import load_project
+    from continuity.reporting import build, write
+
+    project = load_project(project_path)
+    document = build(
+        project,
+        store=store,
+        wave=wave,
+        kind="cutover" if cutover else "wave",
+        masked=not unmasked,
+        run_id=run_id,
+    )
+    written = write(project, document, out, pdf=pdf)
+    s = document["summary"]
+    click.echo(
+        f"Report of reconciliation {document['checked']['reconcile_run']}: {s['state']} "
+        f"({s['clean']} of {s['classes']} classes clean, {s['blocked']} blocked, "
+        f"{s['exceptions_open']:,} open exceptions){'' if document['masked'] else ', UNMASKED'}"
+    )
+    click.echo(f"SHA-256 {written.digest} (recorded in the audit ledger)")
+    for path in written.files:
+        click.echo(f"  {path}")
+
+
+@main.command("keygen")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("."),
+    show_default=True,
+    help="Folder for NAME.key (private: keep it on your machine) and NAME.pub.",
+)
+@click.option("--name", required=True, help="The owner's key in the project file (e.g. firearms).")
+def keygen_command(out: Path, name: str) -> None:
+    """Create an owner's Ed25519 key pair, on the owner's own machine. Register the public key
+    for the owner's classes in the project file (owners.NAME.public_key)."""
+    from reports.signing import generate
+
+    private, public, text = generate(out, name)
+    click.echo(f"wrote {private} (private: never share it) and {public}")
+    click.echo(f"In continuity.yml, under owners.{name}:\n  public_key: {text}")
+
+
+@main.command("signoff")
+@_project_option
+@click.argument("report", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--class", "cls", required=True, help="The class of record signed off.")
+@click.option(
+    "--key",
+    "key_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Your private key (continuity keygen).",
+)
+@click.option("--decision", type=click.Choice(["approve", "reject"]), required=True)
+@click.option("--comment", default="", help="Why (recorded and signed).")
+def signoff_command(
+    project_path: Path | None, report: Path, cls: str, key_file: Path, decision: str, comment: str
+) -> None:
+    """Sign off one class of a report with your own key: your decision, bound to the report's
+    digest, class and time, is signed and appended to the audit ledger. Refused with a key not
+    registered for the class, and approval refused while the class has unaccepted critical
+    exceptions."""
+    from continuity.project import load_project
+    from continuity.reporting import signoff
+
+    entry = signoff(load_project(project_path), report, cls, key_file, decision, comment)
+    click.echo(
+        f"{decision} of {cls} signed by {entry.payload['owner']} and recorded "
+        f"(ledger entry {entry.seq})"
+    )
+
+
+@main.command("verify")
+@_project_option
+@click.argument("report", type=click.Path(path_type=Path, dir_okay=False))
+def verify_command(project_path: Path | None, report: Path) -> None:
+    """Check REPORT against the ledger: its digest, the hash chain, every sign-off's signature
+    and that each signing key is the one registered for its class. Exits 1 naming what differs."""
+    from continuity.project import load_project
+    from continuity.reporting import verify
+
+    found = verify(load_project(project_path), report)
+    for line in found.checks:
+        click.echo(f"ok       {line}")
+    for line in found.problems:
+        click.echo(f"PROBLEM  {line}")
+    click.echo("VERIFIED" if found.ok else "NOT VERIFIED")
+    if not found.ok:
+        sys.exit(1)
+
+
 @main.group(cls=ContinuityGroup)
 def cutover() -> None:
     """Cut-over: freeze the sources, run the final delta, decide go or no-go.

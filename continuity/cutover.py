@@ -99,6 +99,26 @@ def predict(history: list[Rehearsal], pending: int) -> float | None:
     return last.seconds * max(1.0, pending / last.changes if last.changes else 1.0)
 
 
+def _approved_since(project: Project, ledger: AuditLedger, frozen: Entry | None) -> set[str]:
+    """Classes whose latest sign-off since the freeze approves, signed by the key registered
+    for the class (a rejection, a bad signature or another key does not count)."""
+    from reports.signing import valid
+
+    if frozen is None:
+        return set()
+    registered = {c: o.public_key for o in project.owners.values() for c in o.classes}
+    latest: dict[str, bool] = {}
+    for e in ledger.entries(SIGN_OFF):
+        if e.seq <= frozen.seq:
+            continue
+        p = e.payload
+        cls = str(p.get("class"))
+        key = p.get("public_key", "")
+        good = key == registered.get(cls) and valid(key, p.get("signature", ""), p)
+        latest[cls] = good and p.get("decision") == "approve"
+    return {cls for cls, approved in latest.items() if approved}
+
+
 def freeze_in_force(ledger: AuditLedger, wave: str) -> Entry | None:
     """The wave's freeze, if one was recorded and not lifted since."""
     current = None
@@ -279,11 +299,7 @@ def verify(
         frozen = freeze_in_force(ledger, wave)
         deltas = [e for e in ledger.entries(DELTA, wave) if frozen and e.seq > frozen.seq]
         history = rehearsals(ledger, wave)
-        signed = {
-            str(e.payload.get("class"))
-            for e in ledger.entries(SIGN_OFF)
-            if frozen is not None and e.seq > frozen.seq
-        }
+        signed = _approved_since(project, ledger, frozen)
     finally:
         ledger.close()
     delta = deltas[-1] if deltas else None

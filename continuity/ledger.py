@@ -224,6 +224,16 @@ class AuditLedger:
             ) from exc
         return Entry(seq, at, kind, run_id, wave, who, version, dict(payload), prev, digest)
 
+    def head(self) -> tuple[int, str]:
+        """The last entry's sequence number and hash ((0, GENESIS) for an empty ledger)."""
+        with self.engine.connect() as conn:
+            last = conn.execute(
+                select(audit_entry.c.seq, audit_entry.c.hash)
+                .order_by(audit_entry.c.seq.desc())
+                .limit(1)
+            ).first()
+        return (int(last[0]), str(last[1])) if last else (0, GENESIS)
+
     def entries(self, kind: str | None = None, wave: str | None = None) -> Iterator[Entry]:
         """Entries in order, optionally of one kind or wave."""
         query = select(audit_entry).order_by(audit_entry.c.seq)

@@ -65,6 +65,7 @@ reconcile_finding = Table(
     Column("reason", Text),
     Column("target_key", String(200)),
     Column("signature", String(400), nullable=False),
+    Column("candidates", Text),  # JSON: target records a MISSING person may be
 )
 acceptance = Table(
     "acceptance",
@@ -205,10 +206,14 @@ class WorkStore:
         """Write one run and all its findings in a single transaction; return its id."""
         summary = {
             c.name: {
+                "title": c.title,
+                "owner": c.owner,
+                "severity": c.severity,
                 "spec_digest": c.spec_digest,
                 "source_identity": [s.to_dict() for s in c.sources],
                 "target_identity": c.target.to_dict(),
                 "clean": c.clean(accepted),
+                "exceptions": len(c.exceptions(accepted)),
             }
             for c in result.classes
         }
@@ -243,6 +248,7 @@ class WorkStore:
                         "reason": f.reason,
                         "target_key": f.target_key,
                         "signature": f.signature,
+                        "candidates": json.dumps(list(f.candidates)) if f.candidates else None,
                     }
                     for c in result.classes
                     for f in c.findings

@@ -62,12 +62,31 @@ def _cli(base: Path, *args: str) -> tuple[int, str]:
 
 
 def _sign_everything(base: Path) -> None:
-    ledger = AuditLedger(_env(base)["CONTINUITY_LEDGER"])
-    try:
-        for spec in (EXAMPLE.parents[1] / "reconcile" / "specs").glob("*.yml"):
-            ledger.append("sign-off", {"class": spec.stem})
-    finally:
-        ledger.close()
+    """Every owner makes a key, registers it, and approves each of their classes in the
+    cut-over report (built from the reconciliation verify recorded)."""
+    import re
+
+    from continuity import reporting
+    from reports.signing import generate
+
+    folder, keys = base / "project", base / "keys"
+    text = (folder / "continuity.yml").read_text()
+    project = _project(base)
+    for owner in project.owners:
+        _, _, public = generate(keys, owner)
+        text = re.sub(
+            rf"(\n  {owner}:\n    name: [^\n]*\n)", rf"\1    public_key: {public}\n", text
+        )
+    (folder / "continuity.yml").write_text(text)
+    project = _project(base)
+    document = reporting.build(project, wave="all", kind="cutover")
+    assert document["checked"]["freeze"] is not None
+    reporting.write(project, document, base / "report")
+    for owner in project.owners.values():
+        for cls in owner.classes:
+            reporting.signoff(
+                project, base / "report" / "report.json", cls, keys / f"{owner.key}.key", "approve"
+            )
 
 
 def test_the_plan_shows_each_rehearsal_what_changed_since_and_a_prediction(
@@ -120,6 +139,15 @@ def test_go_needs_the_freeze_held_the_estate_clean_and_every_class_signed(
     assert "no sign-off since the freeze" in out
     assert "x the rehearsal deltas'" in out
 
+    ledger = AuditLedger(_env(rehearsed)["CONTINUITY_LEDGER"])
+    try:  # a sign-off entry nobody signed is no sign-off
+        for spec in (EXAMPLE.parents[1] / "reconcile" / "specs").glob("*.yml"):
+            ledger.append("sign-off", {"class": spec.stem, "decision": "approve"})
+    finally:
+        ledger.close()
+    code, out = _cli(rehearsed, "verify")
+    assert code == 1 and "no sign-off since the freeze" in out
+
     _sign_everything(rehearsed)
     code, out = _cli(rehearsed, "verify")
     assert code == 0, out
@@ -130,7 +158,7 @@ def test_go_needs_the_freeze_held_the_estate_clean_and_every_class_signed(
         history = cutover.rehearsals(ledger, "all")
     finally:
         ledger.close()
-    assert decisions == ["NO-GO", "NO-GO", "GO"]
+    assert decisions == ["NO-GO", "NO-GO", "NO-GO", "GO"]
     assert [r.kind for r in history] == ["full", "delta", "cut-over delta"]
 
     # A write to the sources after the delta breaks the freeze: no-go.

@@ -1,0 +1,41 @@
+"""Masking: a report circulated beyond its owner shows no name, date of birth or address.
+
+A masked report keeps every key, placement, integrity, field *name* and count (what an owner
+needs to see that a record was lost or damaged, and which one), and hides the values of personal
+fields and the detail of reasons (which can quote a value). The owner's own copy
+(``--unmasked``) shows them, and making one is recorded in the audit ledger.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+#: Field names whose values are personal data (names, dates of birth, addresses).
+PERSONAL_FIELD = re.compile(
+    r"name|forename|surname|alias|dob|birth|address|line[0-9]|postcode|street|building|"
+    r"locality|town|premises|summary|mo_text|conditions",
+    re.IGNORECASE,
+)
+
+MASK = "•••"
+
+
+def is_personal(field_name: str) -> bool:
+    return PERSONAL_FIELD.search(field_name) is not None
+
+
+def mask_diffs(diffs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Field diffs with the values of personal fields hidden (the field names stay)."""
+    return [
+        {**d, "source": MASK, "target": MASK} if is_personal(str(d.get("field", ""))) else d
+        for d in diffs
+    ]
+
+
+def mask_reason(reason: str | None) -> str | None:
+    """A reason's rule, without the detail after its first colon (which may quote a value)."""
+    if reason is None:
+        return None
+    rule, sep, _ = reason.partition(":")
+    return f"{rule}: {MASK}" if sep else rule
