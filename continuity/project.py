@@ -81,6 +81,17 @@ class OwnerConfig:
 
 
 @dataclass(frozen=True)
+class RestrictedRecords:
+    """Records a masked report redacts: rows of a source table (or, with no source, of the
+    target) matching a SQL condition, named by their key."""
+
+    source: str | None
+    table: str
+    key: tuple[str, ...]
+    where: str
+
+
+@dataclass(frozen=True)
 class Project:
     """A parsed, checked project file."""
 
@@ -97,6 +108,7 @@ class Project:
     owners: Mapping[str, OwnerConfig]
     digest: str
     as_of: dt.date | None = None
+    restricted: tuple[RestrictedRecords, ...] = ()
 
     @property
     def folder(self) -> Path:
@@ -269,6 +281,13 @@ class _Builder:
             owners[key] = OwnerConfig(
                 key, o["name"], o.get("title", ""), tuple(o["classes"]), o.get("public_key")
             )
+        restricted = []
+        for i, r in enumerate(data.get("restricted", [])):
+            if r.get("source") is not None and r["source"] not in sources:
+                self.error(("restricted", i, "source"), f"no source {r['source']!r}")
+            restricted.append(
+                RestrictedRecords(r.get("source"), r["table"], tuple(r["key"]), r["where"])
+            )
         ledger = data.get("ledger", "sqlite:///.continuity/ledger.sqlite")
         specs = data.get("specs")
         as_of = None
@@ -291,6 +310,7 @@ class _Builder:
             owners=owners,
             digest=digest,
             as_of=as_of,
+            restricted=tuple(restricted),
         )
 
     def _default(self, ledger: str) -> str:

@@ -118,6 +118,39 @@ def _trend(work: WorkStore, target: str) -> list[dict[str, Any]]:
         return out
 
 
+def _restricted_keys(project: Project, target: str) -> dict[str, frozenset[str]]:
+    """Keys of the project's restricted records (``restricted:``), per source system ("" for
+    the target), read from the databases; a masked report redacts findings about them."""
+    from sqlalchemy import text
+
+    from continuity.domain.connect import engine_for, redact
+    from continuity.domain.errors import ExtractError, driver_message
+
+    found: dict[str, set[str]] = {}
+    for r in project.restricted:
+        if r.source is None:
+            url = project.target.location if project.target.loader == "sql" else target
+        else:
+            url = project.sources[r.source].location
+        engine = engine_for(url)
+        quote = engine.dialect.identifier_preparer.quote
+        columns = ", ".join(quote(k) for k in r.key)
+        sql = text(f"SELECT {columns} FROM {quote(r.table)} WHERE {r.where}")
+        keys = found.setdefault(r.source or "", set())
+        try:
+            with engine.connect() as conn:
+                for row in conn.execute(sql):
+                    keys.add("|".join("" if v is None else str(v) for v in row))
+        except Exception as exc:
+            raise ExtractError(
+                f"{project.file}: restricted {r.source or 'target'}.{r.table}: "
+                f"{redact(url)}: {driver_message(exc)}"
+            ) from exc
+        finally:
+            engine.dispose()
+    return {system: frozenset(keys) for system, keys in found.items()}
+
+
 def _from_ledger(ledger: AuditLedger, wave: str | None, kind: str) -> dict[str, Any]:
     """Digests of the mappings and suites last used, the latest validation of each side, the
     freeze (a cut-over), and every sign-off so far."""
@@ -195,6 +228,7 @@ def build(
                 validation=found["validation"],
                 trend=_trend(work, run["target"]),
                 signoffs=found["signoffs"],
+                restricted=_restricted_keys(project, run["target"]) if masked else {},
             )
         )
     finally:

@@ -40,6 +40,24 @@ class ReportInputs:
     validation: list[dict[str, Any]] = field(default_factory=list)
     trend: list[dict[str, Any]] = field(default_factory=list)
     signoffs: list[dict[str, Any]] = field(default_factory=list)
+    #: keys of restricted records, by source system ("" for the target): redacted when masked
+    restricted: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
+def _restricted(f: Finding, restricted: Mapping[str, frozenset[str]]) -> bool:
+    """A finding about a restricted record: its key (or a part of a composite key: a link of a
+    restricted nominal) is restricted in its system, or its target record is."""
+    if not restricted:
+        return False
+    mine = restricted.get(f.system or "", frozenset())
+    target = restricted.get("", frozenset())
+    parts = set(f.key.split("|"))
+    if f.system is None:
+        return bool(parts & target)
+    return bool(parts & mine) or bool(f.target_key and set(f.target_key.split("|")) & target)
+
+
+REDACTED = "[restricted]"
 
 
 def finding_of(row: Mapping[str, Any]) -> Finding:
@@ -67,6 +85,7 @@ def build_report(inputs: ReportInputs) -> Report:
     critical = {name: s.get("severity") == "critical" for name, s in summary.items()}
     open_: Counter[str] = Counter()
     accepted_n: Counter[str] = Counter()
+    redacted: Counter[str] = Counter()
     rows: list[list[Any]] = []
     for row in inputs.findings:
         cls = row["class"]
@@ -80,6 +99,25 @@ def build_report(inputs: ReportInputs) -> Report:
         else:
             accepted_n[cls] += 1
         diffs = [d.to_dict() for d in f.diffs]
+        if inputs.masked and _restricted(f, inputs.restricted):
+            redacted[cls] += 1
+            rows.append(
+                [
+                    cls,
+                    f.system,
+                    f.table,
+                    REDACTED,
+                    f.placement.value,
+                    f.integrity.value if f.integrity else None,
+                    [],
+                    REDACTED,
+                    None,
+                    [],
+                    acceptance is not None,
+                    {**(_acceptance(acceptance) or {}), "reason": REDACTED} if acceptance else None,
+                ]
+            )
+            continue
         rows.append(
             [
                 cls,
@@ -93,12 +131,13 @@ def build_report(inputs: ReportInputs) -> Report:
                 f.target_key,
                 list(f.candidates),
                 acceptance is not None,
-                _acceptance(acceptance, inputs.masked),
+                _acceptance(acceptance),
             ]
         )
     rows.sort(key=lambda r: (r[10], r[0], r[4], r[1] or "", r[3]))  # open ones first
     classes = [
-        _class(name, s, inputs.owners, open_[name], accepted_n[name]) for name, s in summary.items()
+        _class(name, s, inputs.owners, open_[name], accepted_n[name], redacted[name])
+        for name, s in summary.items()
     ]
     run = inputs.run
     checked = {
@@ -132,7 +171,7 @@ def build_report(inputs: ReportInputs) -> Report:
     )
 
 
-def _acceptance(acceptance: Acceptance | None, masked: bool) -> dict[str, Any] | None:
+def _acceptance(acceptance: Acceptance | None) -> dict[str, Any] | None:
     if acceptance is None:
         return None
     return {
@@ -148,6 +187,7 @@ def _class(
     owners: Mapping[str, tuple[str, str]],
     open_: int,
     accepted: int,
+    redacted: int,
 ) -> ClassReport:
     sources = list(s.get("source_identity", []))
     target = dict(s.get("target_identity", {}))
@@ -173,6 +213,7 @@ def _class(
         exceptions_open=open_,
         exceptions_accepted=accepted,
         balanced=bool(balanced),
+        redacted=redacted,
     )
 
 

@@ -53,6 +53,7 @@ class ClassReport:
     exceptions_open: int
     exceptions_accepted: int
     balanced: bool
+    redacted: int = 0  # exceptions about restricted records, shown without their details
 
     @property
     def state(self) -> str:
@@ -79,6 +80,7 @@ class ClassReport:
             "dispositions": self.dispositions,
             "exceptions_open": self.exceptions_open,
             "exceptions_accepted": self.exceptions_accepted,
+            "redacted": self.redacted,
         }
 
 

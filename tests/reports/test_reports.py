@@ -358,3 +358,34 @@ def test_signed_decisions_verify_and_tampering_is_detected(
     found = cli("verify", str(report), "-p", p, env=tampered)
     assert found.exit_code == 1
     assert "entry 2 is missing" in found.output
+
+
+def test_restricted_records_are_redacted_in_a_masked_copy(setup: dict[str, Any]) -> None:
+    """A record the project declares restricted keeps its row (the counts add up) but loses its
+    key and details in a masked copy; the owner's copy shows it."""
+    from continuity import reporting
+
+    owner = document(setup["work"] / "owner" / "report.json")
+    at = {c: i for i, c in enumerate(owner["exceptions"]["columns"])}
+    row = next(r for r in owner["exceptions"]["rows"] if r[at["table"]] == "pw_person")
+    folder = setup["folder"]
+    original = (folder / "continuity.yml").read_text()
+    declared = original.replace(
+        "restricted:\n",
+        "restricted:\n  - {source: policeworks, table: pw_person, key: [person_id], "
+        f"where: \"person_id = '{row[at['key']]}'\"}}\n",
+    )
+    assert declared != original
+    (folder / "continuity.yml").write_text(declared)
+    try:
+        project = load_project(folder, setup["env"])
+        masked = reporting.build(project)
+        unmasked = reporting.build(project, masked=False)
+    finally:
+        (folder / "continuity.yml").write_text(original)
+    text = json.dumps(masked)
+    assert row[at["key"]] not in text
+    persons = {c["class"]: c for c in masked["classes"]}["persons"]
+    assert persons["redacted"] >= 1
+    assert len(masked["exceptions"]["rows"]) == len(unmasked["exceptions"]["rows"])
+    assert row[at["key"]] in json.dumps(unmasked)
