@@ -790,7 +790,14 @@ class ExpectationProgress:
 @click.option(
     "--unmasked",
     is_flag=True,
-    help="The owner's copy: names, dates of birth and addresses shown (recorded in the ledger).",
+    help="The owner's copy: names, dates of birth and addresses shown. Needs --key: an owner's "
+    "registered key (recorded in the ledger with the owner).",
+)
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="With --unmasked: your private key (continuity keygen).",
 )
 @click.option("--pdf", is_flag=True, help="Also print report.pdf with headless Chromium.")
 def report_command(
@@ -801,6 +808,7 @@ def report_command(
     cutover: bool,
     run_id: int | None,
     unmasked: bool,
+    key_file: Path | None,
     pdf: bool,
 ) -> None:
     """Write the evidence a data owner reads and signs: the latest reconciliation in the work
@@ -809,9 +817,14 @@ def report_command(
     the HTML (self-contained, masked by default), the CSVs and the PDF render from it.
     """
     from continuity.project import load_project
-    from continuity.reporting import build, write
+    from continuity.reporting import build, owner_of_key, write
 
     project = load_project(project_path)
+    owner = None
+    if unmasked:
+        if key_file is None:
+            raise ConfigError("--unmasked is the owner's copy: give your key (--key FILE)")
+        owner = owner_of_key(project, key_file)
     document = build(
         project,
         store=store,
@@ -820,7 +833,7 @@ def report_command(
         masked=not unmasked,
         run_id=run_id,
     )
-    written = write(project, document, out, pdf=pdf)
+    written = write(project, document, out, pdf=pdf, owner=owner)
     s = document["summary"]
     click.echo(
         f"Report of reconciliation {document['checked']['reconcile_run']}: {s['state']} "
@@ -879,18 +892,29 @@ def signoff_command(
         f"{decision} of {cls} signed by {entry.payload['owner']} and recorded "
         f"(ledger entry {entry.seq})"
     )
+    click.echo(
+        f"Receipt (keep it: continuity verify --receipt proves the entry is still there): "
+        f"{entry.seq}:{entry.hash}"
+    )
 
 
 @main.command("verify")
 @_project_option
 @click.argument("report", type=click.Path(path_type=Path, dir_okay=False))
-def verify_command(project_path: Path | None, report: Path) -> None:
+@click.option(
+    "--receipt",
+    "receipts",
+    multiple=True,
+    metavar="SEQ:HASH",
+    help="A sign-off's receipt: the entry must still be in the ledger as it was (repeatable).",
+)
+def verify_command(project_path: Path | None, report: Path, receipts: tuple[str, ...]) -> None:
     """Check REPORT against the ledger: its digest, the hash chain, every sign-off's signature
     and that each signing key is the one registered for its class. Exits 1 naming what differs."""
     from continuity.project import load_project
     from continuity.reporting import verify
 
-    found = verify(load_project(project_path), report)
+    found = verify(load_project(project_path), report, receipts)
     for line in found.checks:
         click.echo(f"ok       {line}")
     for line in found.problems:

@@ -100,21 +100,41 @@ def predict(history: list[Rehearsal], pending: int) -> float | None:
 
 
 def _approved_since(project: Project, ledger: AuditLedger, frozen: Entry | None) -> set[str]:
-    """Classes whose latest sign-off since the freeze approves, signed by the key registered
-    for the class (a rejection, a bad signature or another key does not count)."""
+    """Classes whose latest sign-off since the freeze approves a cut-over report of this wave
+    made since the freeze, signed after it by the key registered for the class. A rejection, a
+    bad signature, another key, a report of another wave or from before the freeze, or a
+    signature seen before (an old approval appended again) does not count."""
     from reports.signing import valid
 
     if frozen is None:
         return set()
     registered = {c: o.public_key for o in project.owners.values() for c in o.classes}
+    frozen_at = frozen.at.isoformat()
+    reports: set[str] = set()
+    seen: set[str] = set()
     latest: dict[str, bool] = {}
-    for e in ledger.entries(SIGN_OFF):
+    for e in ledger.entries():
+        p = e.payload
+        if e.kind == "report" and e.seq > frozen.seq and e.wave == frozen.wave:
+            if p.get("kind") == "cutover":
+                reports.add(str(p.get("digest")))
+            continue
+        if e.kind != SIGN_OFF:
+            continue
+        signature = str(p.get("signature", ""))
+        replayed = signature in seen
+        seen.add(signature)
         if e.seq <= frozen.seq:
             continue
-        p = e.payload
         cls = str(p.get("class"))
         key = p.get("public_key", "")
-        good = key == registered.get(cls) and valid(key, p.get("signature", ""), p)
+        good = (
+            not replayed
+            and key == registered.get(cls)
+            and valid(key, signature, p)
+            and p.get("report_digest") in reports
+            and str(p.get("signed_at", "")).replace("Z", "") >= frozen_at
+        )
         latest[cls] = good and p.get("decision") == "approve"
     return {cls for cls, approved in latest.items() if approved}
 

@@ -243,6 +243,12 @@ class AuditLedger:
             query = query.where(audit_entry.c.wave == wave)
         with self.engine.connect() as conn:
             for r in conn.execute(query):
+                try:
+                    payload = json.loads(r.payload)
+                except (TypeError, ValueError):
+                    raise LedgerError(
+                        f"audit ledger: entry {r.seq}: its payload is not JSON (it was altered)"
+                    ) from None
                 yield Entry(
                     r.seq,
                     r.at,
@@ -251,7 +257,7 @@ class AuditLedger:
                     r.wave,
                     r.operator,
                     r.tool_version,
-                    json.loads(r.payload),
+                    payload,
                     r.prev_hash,
                     r.hash,
                 )

@@ -54,11 +54,15 @@ def _owners(project: Project) -> dict[str, tuple[str, str]]:
     return {c: (o.key, o.name) for o in project.owners.values() for c in o.classes}
 
 
-def _latest_run(work: WorkStore, run_id: int | None) -> dict[str, Any]:
+def _latest_run(work: WorkStore, run_id: int | None, wave: str | None) -> dict[str, Any]:
+    """The reconciliation reported: ``run_id``, else the latest of the wave or of the whole
+    estate (a whole-estate reconciliation covers every wave)."""
     with work.engine.connect() as conn:
         query = select(reconcile_run).order_by(reconcile_run.c.run_id.desc())
         if run_id is not None:
             query = select(reconcile_run).where(reconcile_run.c.run_id == run_id)
+        elif wave is not None:
+            query = query.where((reconcile_run.c.wave == wave) | reconcile_run.c.wave.is_(None))
         row = conn.execute(query).first()
     if row is None:
         which = f"reconciliation run {run_id}" if run_id else "reconciliation"
@@ -129,7 +133,9 @@ def _restricted_keys(project: Project, target: str) -> dict[str, frozenset[str]]
     found: dict[str, set[str]] = {}
     for r in project.restricted:
         if r.source is None:
-            url = project.target.location if project.target.loader == "sql" else target
+            if project.target.loader != "sql":
+                continue  # the target is files a vendor applies: nothing to read here
+            url = project.target.location
         else:
             url = project.sources[r.source].location
         engine = engine_for(url)
@@ -209,11 +215,21 @@ def build(
         ledger.verify()
         head = _head(ledger)
         found = _from_ledger(ledger, wave, kind)
-        run = _latest_run(work, run_id)
+        run = _latest_run(work, run_id, wave)
         report = build_report(
             ReportInputs(
                 kind=kind,
-                project={"name": project.name, "digest": project.digest},
+                project={
+                    "name": project.name,
+                    "digest": project.digest,
+                    # the keys registered when the report was made: the only ones that may
+                    # sign it (a key swapped into the project file later cannot)
+                    "signers": {
+                        c: {"owner": o.key, "public_key": o.public_key}
+                        for o in project.owners.values()
+                        for c in o.classes
+                    },
+                },
                 wave=wave,
                 generated_at=_now(),
                 operator=operator(),
@@ -237,7 +253,22 @@ def build(
     return report.to_dict()
 
 
-def write(project: Project, document: dict[str, Any], out: Path, pdf: bool = False) -> Written:
+def owner_of_key(project: Project, key_file: Path) -> str:
+    """The owner whose registered key ``key_file`` is (an owner's copy is theirs alone)."""
+    public = signing.public_text(signing.read_private(key_file).public_key())
+    for owner in project.owners.values():
+        if owner.public_key == public:
+            return owner.key
+    raise ConfigError(f"{key_file}: not the key of any owner registered in {project.file}")
+
+
+def write(
+    project: Project,
+    document: dict[str, Any],
+    out: Path,
+    pdf: bool = False,
+    owner: str | None = None,
+) -> Written:
     """Write the report's JSON, HTML, CSVs (and PDF) into ``out``; record its digest."""
     from reports.csv_export import write_csvs
     from reports.html import render_html
@@ -265,6 +296,7 @@ def write(project: Project, document: dict[str, Any], out: Path, pdf: bool = Fal
                 "reconcile_run": document["checked"]["reconcile_run"],
                 "state": document["summary"]["state"],
                 "ledger_head": document["ledger_head"],
+                **({"unmasked_for": owner} if owner else {}),
             },
             wave=document["wave"],
         )
@@ -321,9 +353,11 @@ def signoff(
         )
     key = signing.read_private(key_file)
     public = signing.public_text(key.public_key())
-    if public != owner.public_key:
+    recorded = document.get("project", {}).get("signers", {}).get(cls, {})
+    if public != owner.public_key or public != recorded.get("public_key"):
         raise ConfigError(
-            f"{key_file}: not the key registered for class {cls} (owner {owner.key}): refused"
+            f"{key_file}: not the key registered for class {cls} (owner {owner.key}) when "
+            "the report was made and now: refused"
         )
     if decision == "approve" and classes[cls]["state"] == BLOCKED:
         open_ = classes[cls]["exceptions_open"]
@@ -365,8 +399,14 @@ class Verification:
         return not self.problems
 
 
-def verify(project: Project, report: Path) -> Verification:
-    """Check ``report`` against the ledger: digest, chain, sign-offs, registered keys."""
+def verify(project: Project, report: Path, receipts: tuple[str, ...] = ()) -> Verification:
+    """Check ``report`` against the ledger: digest, chain, sign-offs, registered keys.
+
+    Args:
+        receipts: ``SEQ:HASH`` of entries the caller was given (a sign-off's receipt): each
+            must still be in the ledger as it was (the chain alone cannot tell that its last
+            entries were cut off).
+    """
     out = Verification()
     data, document = _read_report(report)
     digest = digest_of(data)
@@ -398,7 +438,17 @@ def verify(project: Project, report: Path) -> Verification:
             f"ledger entry {head.get('seq')} is not the one the report was built on "
             "(the ledger was rewritten)"
         )
+    for receipt in receipts:
+        seq_text, _, hash_ = receipt.partition(":")
+        if not seq_text.isdigit() or not hash_:
+            raise ConfigError(f"--receipt {receipt!r}: expected SEQ:HASH (as signoff printed it)")
+        kept = entries.get(int(seq_text))
+        if kept is None or kept.hash != hash_:
+            out.problems.append(f"ledger entry {seq_text} is not the one the receipt names")
+        else:
+            out.checks.append(f"receipt {seq_text}: the entry is in the ledger as it was")
     registered = {c: o for o in project.owners.values() for c in o.classes}
+    signers = document.get("project", {}).get("signers", {})
     for e in entries.values():
         if e.kind != SIGN_OFF:
             continue
@@ -414,6 +464,12 @@ def verify(project: Project, report: Path) -> Verification:
             out.problems.append(
                 f"{who}: signed with a key not registered for class {p.get('class')} in "
                 f"{project.file}"
+            )
+            continue
+        if signers.get(str(p.get("class")), {}).get("public_key") != p.get("public_key"):
+            out.problems.append(
+                f"{who}: signed with a key the report does not name for class {p.get('class')} "
+                "(the key was registered after the report was made)"
             )
             continue
         out.checks.append(f"{who}: signature valid, key registered")

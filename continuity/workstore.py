@@ -214,6 +214,14 @@ class WorkStore:
                 "target_identity": c.target.to_dict(),
                 "clean": c.clean(accepted),
                 "exceptions": len(c.exceptions(accepted)),
+                "warnings": [
+                    *c.warnings,
+                    *(
+                        f"{system} {year}: {n['expected']:,} expected in the target, "
+                        f"{n['target']:,} there"
+                        for system, year, n in c.years_differing()
+                    ),
+                ],
             }
             for c in result.classes
         }

@@ -55,7 +55,20 @@ def _run(args: list[str], timeout: float = 120.0) -> subprocess.CompletedProcess
             f"--user-data-dir={profile}",
             *args,
         ]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        try:
+            return subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise ConfigError(f"chromium did not finish in {timeout:.0f} s") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot run chromium ({argv[0]}): {exc.strerror}") from exc
+
+
+def _last_line(stderr: str) -> str:
+    """Chromium's last words, on one line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "no output"
 
 
 @dataclass(frozen=True)
@@ -74,11 +87,12 @@ def load(page: Path, budget_ms: int = 10_000) -> Loaded:
     seconds = time.perf_counter() - started
     console = [m.group("message") for m in _CONSOLE.finditer(done.stderr)]
     if done.returncode != 0 and not done.stdout:
-        raise ConfigError(f"chromium could not load {page}: {done.stderr.strip()[-300:]}")
+        raise ConfigError(f"chromium could not load {page}: {_last_line(done.stderr)}")
     return Loaded(done.stdout, console, seconds)
 
 
 def screenshot(page: Path, out: Path, width: int = 1280, height: int = 1800) -> Path:
+    out.unlink(missing_ok=True)  # a picture left by an earlier run is not this one
     done = _run(
         [
             f"--window-size={width},{height}",
@@ -87,15 +101,16 @@ def screenshot(page: Path, out: Path, width: int = 1280, height: int = 1800) -> 
         ]
     )
     if not out.exists():
-        raise ConfigError(f"chromium made no screenshot of {page}: {done.stderr.strip()[-300:]}")
+        raise ConfigError(f"chromium made no screenshot of {page}: {_last_line(done.stderr)}")
     return out
 
 
 def print_pdf(page: Path, out: Path) -> Path:
     """Print ``page`` to PDF (A4, as the page's print styles lay it out)."""
+    out.unlink(missing_ok=True)  # a PDF left by an earlier run is not this one
     done = _run(
         ["--no-pdf-header-footer", f"--print-to-pdf={out.resolve()}", page.resolve().as_uri()]
     )
     if not out.exists():
-        raise ConfigError(f"chromium printed no PDF of {page}: {done.stderr.strip()[-300:]}")
+        raise ConfigError(f"chromium printed no PDF of {page}: {_last_line(done.stderr)}")
     return out

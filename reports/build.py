@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconcile.model import FieldDiff, Finding, Integrity, Placement
-from reports.masking import mask_diffs, mask_reason
+from reports.masking import MASK, mask_diffs, mask_reason
 from reports.model import ClassReport, Report
 
 Acceptance = Mapping[str, Any]  # reason, operator, accepted_at
@@ -82,16 +82,19 @@ def finding_of(row: Mapping[str, Any]) -> Finding:
 def build_report(inputs: ReportInputs) -> Report:
     """The report of one reconciliation run (see :class:`ReportInputs`)."""
     summary: dict[str, Any] = inputs.run["summary"]
-    critical = {name: s.get("severity") == "critical" for name, s in summary.items()}
+    # a run recorded before the summary named severities: its rows' critical flags say
+    critical = {name for name, s in summary.items() if s.get("severity") == "critical"}
     open_: Counter[str] = Counter()
     accepted_n: Counter[str] = Counter()
     redacted: Counter[str] = Counter()
     rows: list[list[Any]] = []
+    restricted_targets = inputs.restricted.get("", frozenset())
     for row in inputs.findings:
         cls = row["class"]
         f = finding_of(row)
-        is_critical = critical.get(cls, bool(row.get("critical")))
-        if not f.needs_acceptance(is_critical):
+        if row.get("critical"):
+            critical.add(cls)
+        if not f.needs_acceptance(cls in critical):
             continue
         acceptance = inputs.accepted.get((cls, f.system or "", f.key, f.signature))
         if acceptance is None:
@@ -114,7 +117,9 @@ def build_report(inputs: ReportInputs) -> Report:
                     None,
                     [],
                     acceptance is not None,
-                    {**(_acceptance(acceptance) or {}), "reason": REDACTED} if acceptance else None,
+                    {**(_acceptance(acceptance, True) or {}), "reason": REDACTED}
+                    if acceptance
+                    else None,
                 ]
             )
             continue
@@ -129,14 +134,25 @@ def build_report(inputs: ReportInputs) -> Report:
                 mask_diffs(diffs) if inputs.masked else diffs,
                 mask_reason(f.reason) if inputs.masked else f.reason,
                 f.target_key,
-                list(f.candidates),
+                [
+                    c
+                    for c in f.candidates
+                    if not inputs.masked or str(c.get("target_key")) not in restricted_targets
+                ],
                 acceptance is not None,
-                _acceptance(acceptance),
+                _acceptance(acceptance, inputs.masked),
             ]
         )
     rows.sort(key=lambda r: (r[10], r[0], r[4], r[1] or "", r[3]))  # open ones first
     classes = [
-        _class(name, s, inputs.owners, open_[name], accepted_n[name], redacted[name])
+        _class(
+            name,
+            {**s, "severity": "critical"} if name in critical else s,
+            inputs.owners,
+            open_[name],
+            accepted_n[name],
+            redacted[name],
+        )
         for name, s in summary.items()
     ]
     run = inputs.run
@@ -171,11 +187,12 @@ def build_report(inputs: ReportInputs) -> Report:
     )
 
 
-def _acceptance(acceptance: Acceptance | None) -> dict[str, Any] | None:
+def _acceptance(acceptance: Acceptance | None, masked: bool) -> dict[str, Any] | None:
+    """Who accepted and when; the reason (free text an owner wrote) only in the owner's copy."""
     if acceptance is None:
         return None
     return {
-        "reason": acceptance["reason"],
+        "reason": MASK if masked else acceptance["reason"],
         "operator": acceptance["operator"],
         "accepted_at": str(acceptance["accepted_at"]),
     }
@@ -214,6 +231,7 @@ def _class(
         exceptions_accepted=accepted,
         balanced=bool(balanced),
         redacted=redacted,
+        warnings=list(s.get("warnings", [])),
     )
 
 

@@ -23,6 +23,12 @@ HEADER = (
 )
 
 
+def _cell(value: str) -> str:
+    """A text cell a spreadsheet will not run: one starting =, +, -, @ (or a tab or carriage
+    return) is a formula to Excel and LibreOffice; a leading apostrophe makes it text."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 def write_csvs(document: dict[str, Any], folder: Path) -> list[Path]:
     """``folder/CLASS.DISPOSITION.csv`` for every class and disposition with exceptions (the
     placement, with ``-ALTERED`` when the record arrived altered: ``crimes.MIGRATED-ALTERED``)."""
@@ -49,7 +55,8 @@ def write_csvs(document: dict[str, Any], folder: Path) -> list[Path]:
                 writer.writerow(HEADER)
             acceptance = row[at["acceptance"]] or {}
             writer.writerow(
-                [
+                _cell(str(v))
+                for v in [
                     row[at["class"]],
                     row[at["system"]] or "target",
                     row[at["table"]],

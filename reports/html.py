@@ -96,9 +96,9 @@ def render_html(document: dict[str, Any], digest: str) -> str:
     signoffs: dict[str, Any] = {}
     for s in document.get("signoffs", []):
         signoffs[s["class"]] = s
-    data = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-    # inside <script>, "</" could end the element and "<!--" open a comment: escape both
-    data = data.replace("</", "<\\/").replace("<!--", "<\\!--")
+    # inside <script>, "</" could end the element and "<!--" open a comment: every "<" is
+    # written as the JSON escape \u003c, which JSON.parse reads back as "<"
+    data = json.dumps(document, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
     return (
         _environment()
         .get_template("report.html.j2")

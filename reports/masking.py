@@ -33,9 +33,18 @@ def mask_diffs(diffs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+#: A rule's words: lower case, as reconciliation and the mappings name their rules. Free text
+#: (a name, a date) does not look like this, and is hidden.
+_RULE = re.compile(r"^[a-z][a-z _/()'-]{0,80}$")
+
+
 def mask_reason(reason: str | None) -> str | None:
-    """A reason's rule, without the detail after its first colon (which may quote a value)."""
+    """A reason's rule, without the detail after its first colon (which may quote a value);
+    a reason that does not read as a rule's words is hidden whole."""
     if reason is None:
         return None
     rule, sep, _ = reason.partition(":")
+    rule = rule.strip()
+    if not _RULE.match(rule):
+        return MASK
     return f"{rule}: {MASK}" if sep else rule

@@ -54,6 +54,9 @@ class ClassReport:
     exceptions_accepted: int
     balanced: bool
     redacted: int = 0  # exceptions about restricted records, shown without their details
+    #: what reconciliation says an owner must know besides findings (a source that read
+    #: nothing, years whose counts differ): a class with any is not clean
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def state(self) -> str:
@@ -61,7 +64,7 @@ class ClassReport:
         exceptions: any other exception, open or accepted; clean: none, identities balanced."""
         if self.severity == "critical" and (self.exceptions_open or not self.balanced):
             return BLOCKED
-        if self.exceptions_open or self.exceptions_accepted or not self.balanced:
+        if self.exceptions_open or self.exceptions_accepted or not self.balanced or self.warnings:
             return EXCEPTIONS
         return CLEAN
 
@@ -81,6 +84,7 @@ class ClassReport:
             "exceptions_open": self.exceptions_open,
             "exceptions_accepted": self.exceptions_accepted,
             "redacted": self.redacted,
+            "warnings": self.warnings,
         }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -184,3 +185,44 @@ def test_the_prediction_follows_the_rehearsal_deltas() -> None:
     two = [*one, run(True, 40.0, 3000)]  # 10 s fixed + 10 ms a change
     assert cutover.predict(two, 5000) == pytest.approx(60.0)
     assert cutover.predict(two, 0) == pytest.approx(20.0)
+
+
+def test_an_approval_from_before_the_freeze_replayed_after_it_does_not_count(
+    tmp_path: Path,
+) -> None:
+    from types import SimpleNamespace
+
+    from continuity.project import OwnerConfig
+    from reports.signing import generate, read_private, sign
+
+    _, _, public = generate(tmp_path, "registrar")
+    key = read_private(tmp_path / "registrar.key")
+    project = SimpleNamespace(
+        owners={"registrar": OwnerConfig("registrar", "R", "", ("crimes",), public)}
+    )
+    ledger = AuditLedger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    try:
+
+        def approval(digest: str, at: str) -> dict[str, Any]:
+            fields = {
+                "project": "p",
+                "report_digest": digest,
+                "class": "crimes",
+                "owner": "registrar",
+                "decision": "approve",
+                "comment": "",
+                "signed_at": at,
+            }
+            return {**fields, "public_key": public, "signature": sign(key, fields)}
+
+        ledger.append("report", {"digest": "old", "kind": "cutover"}, wave="all")
+        old = approval("old", "2000-01-01T00:00:00Z")
+        ledger.append("sign-off", old, wave="all")
+        frozen = ledger.append(cutover.FREEZE, {"reason": "cut-over"}, wave="all")
+        ledger.append("sign-off", old, wave="all")  # replayed
+        assert cutover._approved_since(project, ledger, frozen) == set()  # type: ignore[arg-type]
+        ledger.append("report", {"digest": "new", "kind": "cutover"}, wave="all")
+        ledger.append("sign-off", approval("new", "2999-01-01T00:00:00Z"), wave="all")
+        assert cutover._approved_since(project, ledger, frozen) == {"crimes"}  # type: ignore[arg-type]
+    finally:
+        ledger.close()

@@ -82,7 +82,21 @@ def setup(small_estate: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
         store.engine.dispose()
     masked = cli("report", "-p", str(folder), "--out", str(work / "masked"), env=env)
     assert masked.exit_code == 0, masked.output
-    unmasked = cli("report", "-p", str(folder), "--out", str(work / "owner"), "--unmasked", env=env)
+    refused = CliRunner().invoke(
+        main, ["report", "-p", str(folder), "--out", str(work / "owner"), "--unmasked"], env=env
+    )
+    assert refused.exit_code == 2 and "give your key" in refused.output
+    unmasked = cli(
+        "report",
+        "-p",
+        str(folder),
+        "--out",
+        str(work / "owner"),
+        "--unmasked",
+        "--key",
+        str(keys / "information.key"),
+        env=env,
+    )
     assert unmasked.exit_code == 0, unmasked.output
     return {"work": work, "folder": folder, "keys": keys, "env": env, "project": project}
 
@@ -134,8 +148,11 @@ def test_the_masked_copy_holds_no_personal_value_the_owners_copy_shows(
     csvs = "".join(p.read_text() for p in (setup["work"] / "masked" / "exceptions").glob("*.csv"))
     assert not [v for v in personal if v in csvs]
     # making the owner's copy is on the record
-    entries = _ledger_rows(setup["project"], "report")
-    assert [json.loads(p)["masked"] for p in entries] == [True, False]
+    entries = [json.loads(p) for p in _ledger_rows(setup["project"], "report")]
+    assert [(e["masked"], e.get("unmasked_for")) for e in entries] == [
+        (True, None),
+        (False, "information"),
+    ]
 
 
 def test_csv_exception_lists_per_class_and_disposition(setup: dict[str, Any]) -> None:
@@ -389,3 +406,95 @@ def test_restricted_records_are_redacted_in_a_masked_copy(setup: dict[str, Any])
     assert persons["redacted"] >= 1
     assert len(masked["exceptions"]["rows"]) == len(unmasked["exceptions"]["rows"])
     assert row[at["key"]] in json.dumps(unmasked)
+
+
+def test_a_key_registered_after_the_report_cannot_sign_it(
+    setup: dict[str, Any], tmp_path: Path
+) -> None:
+    """The report names the keys registered when it was made: a key swapped into the project
+    file later (by whoever can edit it) signs nothing."""
+    keys, env, p = setup["keys"], setup["env"], str(setup["folder"])
+    report = setup["work"] / "masked" / "report.json"
+    other = tmp_path / "k"
+    cli("keygen", "--out", str(other), "--name", "registrar", env=env)
+    original = (setup["folder"] / "continuity.yml").read_text()
+    swapped = original.replace(
+        (keys / "registrar.pub").read_text().strip(), (other / "registrar.pub").read_text().strip()
+    )
+    (setup["folder"] / "continuity.yml").write_text(swapped)
+    try:
+        refused = CliRunner().invoke(
+            main,
+            [
+                "signoff",
+                str(report),
+                "-p",
+                p,
+                "--class",
+                "bail",
+                "--key",
+                str(other / "registrar.key"),
+                "--decision",
+                "approve",
+            ],
+            env=env,
+        )
+    finally:
+        (setup["folder"] / "continuity.yml").write_text(original)
+    assert refused.exit_code == 2
+    assert "when the report was made and now: refused" in refused.output
+
+
+def test_a_receipt_shows_the_ledger_was_cut_short(setup: dict[str, Any], tmp_path: Path) -> None:
+    keys, env, p = setup["keys"], setup["env"], str(setup["folder"])
+    report = setup["work"] / "masked" / "report.json"
+    done = cli(
+        "signoff",
+        str(report),
+        "-p",
+        p,
+        "--class",
+        "intelligence",
+        "--key",
+        str(keys / "intelligence.key"),
+        "--decision",
+        "approve",
+        env=env,
+    )
+    assert done.exit_code == 0, done.output
+    receipt = re.search(r"Receipt .*: (\d+:[0-9a-f]{64})", done.output)
+    assert receipt is not None
+    assert (
+        cli("verify", str(report), "-p", p, "--receipt", receipt.group(1), env=env).exit_code == 0
+    )
+    ledger = Path(env["CONTINUITY_LEDGER"].removeprefix("sqlite:///"))
+    copy = tmp_path / "ledger.sqlite"
+    shutil.copy(ledger, copy)
+    seq = int(receipt.group(1).split(":")[0])
+    with sqlite3.connect(copy) as conn:
+        conn.execute("DROP TRIGGER audit_entry_no_delete")
+        conn.execute("DELETE FROM audit_entry WHERE seq >= ?", (seq,))  # the tail: no gap
+    cut = {**env, "CONTINUITY_LEDGER": f"sqlite:///{copy}"}
+    found = cli("verify", str(report), "-p", p, "--receipt", receipt.group(1), env=cut)
+    assert found.exit_code == 1
+    assert f"ledger entry {seq} is not the one the receipt names" in found.output
+
+
+def test_data_that_looks_like_markup_stays_data(setup: dict[str, Any], tmp_path: Path) -> None:
+    """A reason holding </script> or <!-- neither ends the page's data nor breaks its table."""
+    _chromium()
+    from reports import browser
+    from reports.html import render_html
+
+    doc = document(setup["work"] / "owner" / "report.json")
+    first = doc["exceptions"]["rows"][0]
+    first[6], first[9] = [], []  # no diffs or candidates: the reason is what the row shows
+    first[7] = "x</script><!-- <b>bold</b> <script>alert(1)</script>"
+    page = tmp_path / "markup.html"
+    page.write_text(render_html(doc, "0" * 64), encoding="utf-8")
+    loaded = browser.load(page)
+    assert loaded.console == []
+    body = loaded.dom[loaded.dom.index('<tbody id="rows">') :]
+    body = body[: body.index("</tbody>")]
+    assert body.count("<tr>") == min(50, len(doc["exceptions"]["rows"]))
+    assert "&lt;b&gt;bold&lt;/b&gt;" in body and "<b>" not in body
