@@ -210,6 +210,8 @@ class WorkStore:
                 "owner": c.owner,
                 "severity": c.severity,
                 "spec_digest": c.spec_digest,
+                "source_digest": c.source_digest,
+                "target_digest": c.target_digest,
                 "source_identity": [s.to_dict() for s in c.sources],
                 "target_identity": c.target.to_dict(),
                 "clean": c.clean(accepted),

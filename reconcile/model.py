@@ -203,6 +203,9 @@ class ClassResult:
     warnings: list[str] = field(default_factory=list)
     #: system -> year -> {"source", "expected" (source less excluded/rejected/deferred), "target"}
     years: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    #: content digests of each side (keyed fingerprints of the compared values, by segment)
+    source_digest: str = ""
+    target_digest: str = ""
 
     def years_differing(self) -> list[tuple[str, str, dict[str, int]]]:
         """(system, year, counts) where the target does not hold what the source says it should."""

@@ -163,6 +163,10 @@ def build_report(inputs: ReportInputs) -> Report:
         "reconciled_wave": run.get("wave"),
         "target": run["target"],
         "spec_digests": {name: s.get("spec_digest") for name, s in summary.items()},
+        "content_digests": {
+            name: {"source": s.get("source_digest"), "target": s.get("target_digest")}
+            for name, s in summary.items()
+        },
         "source_rows": _source_rows(summary),
         "target_rows": {
             name: s.get("target_identity", {}).get("target", 0) for name, s in summary.items()

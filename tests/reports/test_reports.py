@@ -119,6 +119,11 @@ def test_the_report_validates_against_its_schema_and_says_what_was_found(
     assert sum(c["exceptions_open"] for c in doc["classes"]) == len(rows)
     placements = {(r[0], r[4]) for r in rows}
     assert ("crimes", "DUPLICATED") in placements
+    digests = doc["checked"]["content_digests"]
+    assert set(digests) == set(classes)
+    assert all(re.fullmatch(r"[0-9a-f]{64}", d[side]) for d in digests.values() for side in d)
+    # the damaged target differs from the sources in crimes: so do the two sides' digests
+    assert digests["crimes"]["source"] != digests["crimes"]["target"]
     assert doc["masked"] is True
     # built on the ledger as it was: the owner's copy, made next, sees the first report's entry
     owner = document(setup["work"] / "owner" / "report.json")
