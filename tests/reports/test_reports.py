@@ -503,3 +503,39 @@ def test_data_that_looks_like_markup_stays_data(setup: dict[str, Any], tmp_path:
     body = body[: body.index("</tbody>")]
     assert body.count("<tr>") == min(50, len(doc["exceptions"]["rows"]))
     assert "&lt;b&gt;bold&lt;/b&gt;" in body and "<b>" not in body
+
+
+def test_the_masked_copy_holds_no_name_dob_or_address_of_the_estate(
+    setup: dict[str, Any], small_estate: Path
+) -> None:
+    """Every human's full name and date of birth (ISO and the legacy DD/MM/YYYY), and every
+    gazetteer address (number and street, postcode), is absent from the masked JSON, HTML and
+    CSVs."""
+    import csv
+
+    with sqlite3.connect(small_estate / "truth.sqlite") as conn:
+        humans = conn.execute("SELECT forename, surname, dob FROM human").fetchall()
+    needles = set()
+    for forename, surname, dob in humans:
+        needles |= {f"{forename} {surname}".upper(), f"{surname}, {forename}".upper()}
+        if dob:
+            y, m, d = dob.split("-")
+            needles |= {dob, f"{d}/{m}/{y}"}
+    with open(small_estate / "gazetteer.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["building_number"]:
+                needles.add(f"{row['building_number']} {row['street']}".upper())
+            needles.add(row["postcode"].upper())
+    texts = [
+        (setup["work"] / "masked" / name).read_text(encoding="utf-8").upper()
+        for name in ("report.json", "report.html")
+    ]
+    texts += [
+        p.read_text(encoding="utf-8").upper()
+        for p in (setup["work"] / "masked" / "exceptions").glob("*.csv")
+    ]
+    leaked = sorted(n for n in needles if any(n in t for t in texts))
+    assert leaked == []
+    # the check can fail: the owner's copy shows some of them
+    owner = (setup["work"] / "owner" / "report.json").read_text(encoding="utf-8").upper()
+    assert any(n in owner for n in needles)
