@@ -82,6 +82,58 @@ def _chart(document: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _trend_chart(document: dict[str, Any]) -> str:
+    """Open exceptions at each reconciliation of this target, oldest first: all classes, and
+    each critical class on its own line."""
+    trend = document.get("trend", [])
+    if len(trend) < 2:
+        return ""
+    width, height, left, bottom = 760, 160, 48, 22
+    critical = [c["class"] for c in document["classes"] if c["severity"] == "critical"]
+    series = [
+        ("all classes", "#1d1d1f", [sum(v or 0 for v in t["exceptions"].values()) for t in trend])
+    ]
+    colours = ("#b00020", "#6a1b9a", "#ef6c00", "#00695c")
+    for i, name in enumerate(critical):
+        series.append(
+            (name, colours[i % len(colours)], [t["exceptions"].get(name) or 0 for t in trend])
+        )
+    top = max(1, *(v for _, _, values in series for v in values))
+    step = (width - left - 10) / (len(trend) - 1)
+
+    def point(i: int, v: int) -> tuple[float, float]:
+        return left + i * step, 8 + (height - bottom - 8) * (1 - v / top)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" aria-label="Open exceptions per reconciliation">',
+        f'<text x="0" y="14" font-size="11">{top:,}</text>',
+        f'<text x="0" y="{height - bottom}" font-size="11">0</text>',
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" '
+        'stroke="#d9d9de"/>',
+    ]
+    for i, t in enumerate(trend):
+        x, _ = point(i, 0)
+        parts.append(
+            f'<text x="{x:.1f}" y="{height - 6}" font-size="10" text-anchor="middle">'
+            f"{int(t['reconcile_run'])}</text>"
+        )
+    for name, colour, values in series:
+        points = " ".join(
+            f"{x:.1f},{y:.1f}" for x, y in (point(i, v) for i, v in enumerate(values))
+        )
+        parts.append(
+            f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}">'
+            f"<title>{_escape(name)}: {', '.join(f'{v:,}' for v in values)}</title></polyline>"
+        )
+    parts.append("</svg>")
+    legend = "".join(
+        f'<span><i style="background:{colour}"></i>{_escape(name)}</span>'
+        for name, colour, _ in series
+    )
+    return f'<div class="legend">{legend}</div>' + "".join(parts)
+
+
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -95,7 +147,7 @@ def render_html(document: dict[str, Any], digest: str) -> str:
     }.get(state, "Exceptions to review")
     signoffs: dict[str, Any] = {}
     for s in document.get("signoffs", []):
-        signoffs[s["class"]] = s
+        signoffs[str(s.get("class"))] = s
     # inside <script>, "</" could end the element and "<!--" open a comment: every "<" is
     # written as the JSON escape \u003c, which JSON.parse reads back as "<"
     data = json.dumps(document, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
@@ -107,6 +159,7 @@ def render_html(document: dict[str, Any], digest: str) -> str:
             digest=digest,
             verdict=verdict,
             chart=_chart(document),
+            trend_chart=_trend_chart(document),
             palette=PALETTE,
             terms=TERMS,
             placements=[p for p, _ in PALETTE if p != "MIGRATED"],

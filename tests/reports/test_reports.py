@@ -539,3 +539,23 @@ def test_the_masked_copy_holds_no_name_dob_or_address_of_the_estate(
     # the check can fail: the owner's copy shows some of them
     owner = (setup["work"] / "owner" / "report.json").read_text(encoding="utf-8").upper()
     assert any(n in owner for n in needles)
+
+
+def test_the_trend_across_reconciliations_is_drawn(setup: dict[str, Any]) -> None:
+    from reports.html import render_html
+
+    doc = document(setup["work"] / "masked" / "report.json")
+    doc["trend"] = [
+        {
+            "reconcile_run": n,
+            "at": "t",
+            "wave": None,
+            "exceptions": {"firearms_persons": v, "crimes": 2},
+        }
+        for n, v in ((1, 9), (2, 4), (3, 0))
+    ]
+    page = render_html(doc, "0" * 64)
+    critical = [c["class"] for c in doc["classes"] if c["severity"] == "critical"]
+    assert page.count("<polyline") == 1 + len(critical)
+    assert "<title>all classes: 11, 6, 2</title>" in page
+    assert "<title>firearms_persons: 9, 4, 0</title>" in page
