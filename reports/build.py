@@ -187,7 +187,11 @@ def build_report(inputs: ReportInputs) -> Report:
         exceptions=rows,
         validation=inputs.validation,
         trend=inputs.trend,
-        signoffs=inputs.signoffs,
+        # an owner's comment is free text: the owner's copy shows it
+        signoffs=[
+            {**s, "comment": MASK} if inputs.masked and s.get("comment") else s
+            for s in inputs.signoffs
+        ],
     )
 
 
