@@ -726,6 +726,12 @@ def validate_command(
             f"{project.file}: no suites declared (suites: FOLDER; docs/validators.md)"
         )
     sides = ["source", "target"] if side == "both" else [side]
+    if side == "both" and target_url is None and project.target.loader != "sql":
+        click.echo(
+            f"The target is written by the {project.target.loader!r} loader, not a database: "
+            "its suites need --target URL (the database the vendor loaded)."
+        )
+        sides = ["source"]
     found = {}
     ok = True
     for one in sides:

@@ -402,3 +402,24 @@ def test_an_unreachable_database_is_an_error_not_a_finding(
     assert result.exit_code == 2, result.output
     assert "nowhere.sqlite" in result.output
     assert not (tmp_path / "nowhere.sqlite").exists()
+
+
+def test_validate_with_a_staging_target_validates_the_sources_and_says_why_not_the_target(
+    small_estate: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "p"
+    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns(".continuity"))
+    text = (folder / "continuity.yml").read_text()
+    (folder / "continuity.yml").write_text(
+        text.replace(
+            "  loader: sql\n  url: ${CONTINUITY_TARGET:-sqlite:///../../out/product.sqlite}",
+            "  loader: staging\n  path: staging",
+        )
+    )
+    result = CliRunner().invoke(
+        main, ["validate", "-p", str(folder)], env={"CONTINUITY_ESTATE": str(small_estate)}
+    )
+    assert result.exit_code == 0, result.output
+    assert "its suites need --target URL" in result.output
+    assert "Validation of the source" in result.output
+    assert "Validation of the target" not in result.output
