@@ -61,8 +61,7 @@ demo: setup
 	@echo "is migrated, and the whole estate reconciles clean again (DELETED_AT_SOURCE: deleted duplicates)."
 	$(BIN)/continuity estate evolve $(OUT)/estate --days 30
 	$(WAVE_ENV) $(BIN)/continuity run all --project examples/gmp --delta --no-search-index --json $(OUT)/delta.json
-	$(BIN)/continuity reconcile --estate $(OUT)/estate --target sqlite:///$(abspath $(OUT))/product.sqlite --show 0 \
-	  --store sqlite:///$(abspath $(OUT))/ledger.sqlite
+	$(WAVE_ENV) $(BIN)/continuity reconcile --project examples/gmp --show 0
 	@echo
 	@echo "The evidence a data owner signs (docs/reports.md): JSON, masked HTML, PDF and CSVs."
 	$(WAVE_ENV) $(BIN)/continuity report --project examples/gmp --out $(OUT) --pdf

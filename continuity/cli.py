@@ -357,6 +357,14 @@ def _store_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @main.command("reconcile")
 @_store_options
 @click.option(
+    "--project",
+    "-p",
+    "project_path",
+    type=click.Path(path_type=Path),
+    help="Reconcile a project's load: its SQL sources, target, specs and as-of date, with the "
+    "findings in its ledger's work store (what `continuity report` reads).",
+)
+@click.option(
     "--damaged", is_flag=True, help="With --estate: reconcile its damaged target (--defects)."
 )
 @click.option(
@@ -397,6 +405,7 @@ def _store_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def reconcile_command(
     estate: Path | None,
     store: str | None,
+    project_path: Path | None,
     damaged: bool,
     sources: tuple[str, ...],
     target_url: str | None,
@@ -430,7 +439,19 @@ def reconcile_command(
     # A polite kill (SIGTERM) unwinds like an error: temporary spill files, which hold personal
     # data, are removed and the work store is left as it was.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    setting = resolve(estate, damaged, sources, target_url, as_of.date() if as_of else None, store)
+    if project_path is not None:
+        from continuity.project import load_project
+        from continuity.reconciliation import from_project
+
+        project = load_project(project_path)
+        setting = from_project(
+            project, estate, damaged, sources, target_url, as_of.date() if as_of else None, store
+        )
+        specs = specs or project.specs
+    else:
+        setting = resolve(
+            estate, damaged, sources, target_url, as_of.date() if as_of else None, store
+        )
     loaded = load_specs(spec_files(specs or bundled_specs_dir()))
     work = WorkStore(setting.store_url)
     accepted = work.accepted(setting.connections.target)
@@ -472,6 +493,14 @@ def reconcile_command(
     envvar="CONTINUITY_LEDGER",
     help="The audit ledger the acceptance is written to first (a project's `ledger`).",
 )
+@click.option(
+    "--project",
+    "-p",
+    "project_path",
+    type=click.Path(path_type=Path),
+    help="A project: its ledger is both the work store and the audit ledger (as "
+    "`reconcile --project` and `report` use them).",
+)
 def accept_command(
     estate: Path | None,
     store: str | None,
@@ -480,6 +509,7 @@ def accept_command(
     reason: str,
     system: str | None,
     ledger: str | None,
+    project_path: Path | None,
 ) -> None:
     """Accept one exception of a critical class (firearms warnings), with a reason.
 
@@ -491,6 +521,11 @@ def accept_command(
     from continuity.ledger import AuditLedger
     from continuity.workstore import WorkStore
 
+    if project_path is not None:
+        from continuity.project import load_project
+
+        project = load_project(project_path)
+        store, ledger = store or project.ledger, ledger or project.ledger
     work = WorkStore(store or f"sqlite:///{(estate or Path('.')) / 'work.sqlite'}")
     found = work.last_findings(cls, key)
     if found and not found[0]["critical"]:

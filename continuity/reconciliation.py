@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from continuity.domain.errors import ConfigError
+from continuity.project import Project
 from reconcile.engine import Connections
 from reconcile.model import SOURCE_TERMS, ClassResult, Reconciliation
 
@@ -56,6 +57,40 @@ def resolve(
     if store is None:
         store = f"sqlite:///{(estate or Path('.')) / 'work.sqlite'}"
     return Setting(Connections(urls, target), as_of or estate_as_of or dt.date.today(), store)
+
+
+def from_project(
+    project: Project,
+    estate: Path | None,
+    damaged: bool,
+    sources: tuple[str, ...],
+    target: str | None,
+    as_of: dt.date | None,
+    store: str | None,
+) -> Setting:
+    """Where to reconcile a project's load: its SQL sources and target, its as-of date, and its
+    ledger as the work store (so `continuity report` finds the findings); explicit options (and
+    ``--estate``'s databases) still win."""
+    named = dict(item.split("=", 1) for item in sources if "=" in item)
+    if estate is not None:
+        base = resolve(estate, damaged, (), target, as_of, store or project.ledger)
+        urls = {**base.connections.sources, **named}
+        return Setting(Connections(urls, base.connections.target), base.as_of, base.store_url)
+    urls = {n: cfg.location for n, cfg in project.sources.items() if cfg.kind == "sql"}
+    if target is None and project.target.loader != "sql":
+        raise ConfigError(
+            f"{project.file}: the target is written by the {project.target.loader!r} loader: "
+            "give --target URL (the database it was applied to)"
+        )
+    setting = resolve(
+        None,
+        damaged,
+        tuple(f"{n}={u}" for n, u in {**urls, **named}.items()),
+        target or project.target.location,
+        as_of or project.as_of,
+        store or project.ledger,
+    )
+    return setting
 
 
 def identity_table(result: Reconciliation, accepted: frozenset[tuple[str, str, str, str]]) -> str:

@@ -559,3 +559,53 @@ def test_the_trend_across_reconciliations_is_drawn(setup: dict[str, Any]) -> Non
     assert page.count("<polyline") == 1 + len(critical)
     assert "<title>all classes: 11, 6, 2</title>" in page
     assert "<title>firearms_persons: 9, 4, 0</title>" in page
+
+
+def test_reconcile_a_project_then_report_it(small_estate: Path, tmp_path: Path) -> None:
+    """`reconcile --project` reads the project's sources and target and writes its findings to
+    the project's ledger, where `report` finds them: a clean load reports clean."""
+    folder = tmp_path / "p"
+    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns(".continuity"))
+    env = {
+        "CONTINUITY_ESTATE": str(small_estate),
+        "CONTINUITY_TARGET": f"sqlite:///{small_estate / 'target.sqlite'}",
+        "CONTINUITY_LEDGER": f"sqlite:///{tmp_path / 'ledger.sqlite'}",
+    }
+    done = CliRunner().invoke(main, ["reconcile", "--project", str(folder), "--show", "0"], env=env)
+    assert done.exit_code == 0, done.output
+    made = cli("report", "-p", str(folder), "--out", str(tmp_path / "out"), env=env)
+    assert made.exit_code == 0, made.output
+    doc = document(tmp_path / "out" / "report.json")
+    assert doc["summary"]["state"] == "clean"
+    assert doc["checked"]["as_of"] == "2026-06-30"  # the project's as_of
+    assert doc["checked"]["target"].endswith("target.sqlite")
+
+    # the damaged target: a firearms exception accepted with --project, then reported accepted
+    damaged = {**env, "CONTINUITY_TARGET": f"sqlite:///{small_estate / 'target_defects.sqlite'}"}
+    found = CliRunner().invoke(main, ["reconcile", "-p", str(folder), "--show", "0"], env=damaged)
+    assert found.exit_code == 1
+    cli("report", "-p", str(folder), "--out", str(tmp_path / "d"), env=damaged)
+    doc = document(tmp_path / "d" / "report.json")
+    at = {c: i for i, c in enumerate(doc["exceptions"]["columns"])}
+    row = next(r for r in doc["exceptions"]["rows"] if r[at["class"]] == "firearms_persons")
+    accepted = CliRunner().invoke(
+        main,
+        [
+            "accept",
+            "firearms_persons",
+            row[at["key"]],
+            "--system",
+            row[at["system"]] or "target",
+            "--reason",
+            "checked with licensing",
+            "-p",
+            str(folder),
+        ],
+        env=damaged,
+    )
+    assert accepted.exit_code == 0, accepted.output
+    CliRunner().invoke(main, ["reconcile", "-p", str(folder), "--show", "0"], env=damaged)
+    cli("report", "-p", str(folder), "--out", str(tmp_path / "e"), env=damaged)
+    again = {c["class"]: c for c in document(tmp_path / "e" / "report.json")["classes"]}
+    assert again["firearms_persons"]["exceptions_accepted"] == 1
+    assert len(doc["trend"]) + 1 == len(document(tmp_path / "e" / "report.json")["trend"])
