@@ -18,10 +18,11 @@ WAVE_ENV = CONTINUITY_ESTATE=$(abspath $(OUT))/estate \
 
 $(STAMP): setup.cfg pyproject.toml
 	@# Debian's Chromium renders, tests and prints the reports (docs/reports.md); no browser is
-	@# downloaded by a test tool.
-	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } || \
-	  echo "warning: could not install Debian's chromium (as root: apt-get install chromium)"
+	@# downloaded by a test tool. poppler-utils' pdftotext lets the tests read the printed PDF.
+	{ command -v chromium && command -v pdftotext; } >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	  chromium poppler-utils; } || \
+	  echo "warning: could not install Debian's chromium and poppler-utils (as root: apt-get install)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet -e '.[test,postgres,mariadb]'

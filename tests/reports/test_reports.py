@@ -213,6 +213,17 @@ def test_chromium_shows_the_jsons_numbers_and_prints(setup: dict[str, Any]) -> N
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     pdf = browser.print_pdf(folder / "report.html", folder / "report.pdf")
     assert pdf.read_bytes()[:5] == b"%PDF-"
+    # the printed copy carries the chain head and the report's digest
+    if shutil.which("pdftotext") is None:
+        if IN_CI:
+            pytest.fail("pdftotext is not installed (make setup installs poppler-utils)")
+        return
+    import subprocess
+
+    printed = subprocess.run(
+        ["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout.replace("\n", "")
+    assert doc["ledger_head"]["hash"] in printed
 
 
 def test_a_page_of_a_large_exception_list(tmp_path: Path, setup: dict[str, Any]) -> None:
