@@ -280,7 +280,15 @@ class _Builder:
         sources = tuple(
             self.source(("sources", i), s, codes) for i, s in enumerate(data["sources"])
         )
-        digest_input = {"mapping": data, "codes": {n: c.version for n, c in codes.items()}}
+        # a code table's content, not only its declared version: a code remapped without a
+        # new version still changes what records become (and a delta must migrate them again)
+        digest_input = {
+            "mapping": data,
+            "codes": {
+                n: [c.version, sorted(c.codes.items()), sorted(c.excluded)]
+                for n, c in codes.items()
+            },
+        }
         digest = hashlib.sha256(
             json.dumps(_text_keys(digest_input), sort_keys=True, default=str).encode("utf-8")
         ).hexdigest()

@@ -504,3 +504,17 @@ def test_the_digest_follows_the_mapping_and_its_code_table_versions(write: Write
     ]
     assert digests[0] == digests[1]
     assert len(set(digests)) == 3
+
+
+def test_the_digest_follows_a_code_tables_content_too(write: Write) -> None:
+    """A code remapped in the CSV without a new version still changes the digest (the delta
+    migrates the records it touches again, a resumed run refuses the change)."""
+    write("offence.csv", OFFENCES)
+    before = load_mappings([write("a.yml", BASE)])[0].digest
+    lines = OFFENCES.splitlines()
+    write("offence.csv", "\n".join([lines[0], *reversed(lines[1:])]) + "\n")  # same codes
+    assert load_mappings([write("a.yml", BASE)])[0].digest == before
+    first = lines[1].split(",")
+    first[1] = first[1] + "X"
+    write("offence.csv", "\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n")
+    assert load_mappings([write("a.yml", BASE)])[0].digest != before
