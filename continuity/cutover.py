@@ -108,7 +108,7 @@ def _approved_since(project: Project, ledger: AuditLedger, frozen: Entry | None)
 
     if frozen is None:
         return set()
-    registered = {c: o.public_key for o in project.owners.values() for c in o.classes}
+    registered = {c: o.public_key for c, o in project.class_owners().items()}
     frozen_at = frozen.at.isoformat()
     reports: set[str] = set()
     seen: set[str] = set()

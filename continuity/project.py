@@ -114,6 +114,10 @@ class Project:
     def folder(self) -> Path:
         return self.file.parent
 
+    def class_owners(self) -> dict[str, OwnerConfig]:
+        """Each class of record's owner (a class has at most one: the file is checked)."""
+        return {cls: owner for owner in self.owners.values() for cls in owner.classes}
+
     def wave(self, name: str) -> WaveConfig:
         """The wave called ``name``; an unknown one is an error listing those declared."""
         try:

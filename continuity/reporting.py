@@ -51,7 +51,7 @@ def _head(ledger: AuditLedger) -> dict[str, Any]:
 
 
 def _owners(project: Project) -> dict[str, tuple[str, str]]:
-    return {c: (o.key, o.name) for o in project.owners.values() for c in o.classes}
+    return {c: (o.key, o.name) for c, o in project.class_owners().items()}
 
 
 def _latest_run(work: WorkStore, run_id: int | None, wave: str | None) -> dict[str, Any]:
@@ -226,8 +226,7 @@ def build(
                     # sign it (a key swapped into the project file later cannot)
                     "signers": {
                         c: {"owner": o.key, "public_key": o.public_key}
-                        for o in project.owners.values()
-                        for c in o.classes
+                        for c, o in project.class_owners().items()
                     },
                 },
                 wave=wave,
@@ -343,7 +342,7 @@ def signoff(
     classes = {c["class"]: c for c in document["classes"]}
     if cls not in classes:
         raise ConfigError(f"{report}: no class {cls!r} (classes: {', '.join(sorted(classes))})")
-    owner = next((o for o in project.owners.values() if cls in o.classes), None)
+    owner = project.class_owners().get(cls)
     if owner is None:
         raise ConfigError(f"{project.file}: no owner declares class {cls!r}")
     if not owner.public_key:
@@ -447,7 +446,7 @@ def verify(project: Project, report: Path, receipts: tuple[str, ...] = ()) -> Ve
             out.problems.append(f"ledger entry {seq_text} is not the one the receipt names")
         else:
             out.checks.append(f"receipt {seq_text}: the entry is in the ledger as it was")
-    registered = {c: o for o in project.owners.values() for c in o.classes}
+    registered = project.class_owners()
     signers = document.get("project", {}).get("signers", {})
     for e in entries.values():
         if e.kind != SIGN_OFF:

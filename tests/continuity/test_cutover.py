@@ -197,9 +197,8 @@ def test_an_approval_from_before_the_freeze_replayed_after_it_does_not_count(
 
     _, _, public = generate(tmp_path, "registrar")
     key = read_private(tmp_path / "registrar.key")
-    project = SimpleNamespace(
-        owners={"registrar": OwnerConfig("registrar", "R", "", ("crimes",), public)}
-    )
+    owner = OwnerConfig("registrar", "R", "", ("crimes",), public)
+    project = SimpleNamespace(owners={"registrar": owner}, class_owners=lambda: {"crimes": owner})
     ledger = AuditLedger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
     try:
 
