@@ -70,27 +70,24 @@ def from_project(
 ) -> Setting:
     """Where to reconcile a project's load: its SQL sources and target, its as-of date, and its
     ledger as the work store (so `continuity report` finds the findings); explicit options (and
-    ``--estate``'s databases) still win."""
-    named = dict(item.split("=", 1) for item in sources if "=" in item)
+    ``--estate``'s databases) still win. :func:`resolve` reads the ``--source`` items after the
+    project's, so a later one names a system's database."""
     if estate is not None:
-        base = resolve(estate, damaged, (), target, as_of, store or project.ledger)
-        urls = {**base.connections.sources, **named}
-        return Setting(Connections(urls, base.connections.target), base.as_of, base.store_url)
-    urls = {n: cfg.location for n, cfg in project.sources.items() if cfg.kind == "sql"}
+        return resolve(estate, damaged, sources, target, as_of, store or project.ledger)
     if target is None and project.target.loader != "sql":
         raise ConfigError(
             f"{project.file}: the target is written by the {project.target.loader!r} loader: "
             "give --target URL (the database it was applied to)"
         )
-    setting = resolve(
+    own = tuple(f"{n}={cfg.location}" for n, cfg in project.sources.items() if cfg.kind == "sql")
+    return resolve(
         None,
         damaged,
-        tuple(f"{n}={u}" for n, u in {**urls, **named}.items()),
+        (*own, *sources),
         target or project.target.location,
         as_of or project.as_of,
         store or project.ledger,
     )
-    return setting
 
 
 def identity_table(result: Reconciliation, accepted: frozenset[tuple[str, str, str, str]]) -> str:

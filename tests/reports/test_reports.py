@@ -620,3 +620,16 @@ def test_reconcile_a_project_then_report_it(small_estate: Path, tmp_path: Path) 
     again = {c["class"]: c for c in document(tmp_path / "e" / "report.json")["classes"]}
     assert again["firearms_persons"]["exceptions_accepted"] == 1
     assert len(doc["trend"]) + 1 == len(document(tmp_path / "e" / "report.json")["trend"])
+
+
+def test_reconcile_project_refuses_a_malformed_source(small_estate: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns(".continuity"))
+    env = {
+        "CONTINUITY_ESTATE": str(small_estate),
+        "CONTINUITY_TARGET": f"sqlite:///{small_estate / 'target.sqlite'}",
+        "CONTINUITY_LEDGER": f"sqlite:///{tmp_path / 'ledger.sqlite'}",
+    }
+    done = CliRunner().invoke(main, ["reconcile", "-p", str(folder), "--source", "legacy"], env=env)
+    assert done.exit_code == 2
+    assert "expected SYSTEM=URL" in done.output
