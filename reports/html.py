@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from functools import cache
+from html import escape
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -66,7 +67,9 @@ def _chart(document: dict[str, Any]) -> str:
         y = gap + i * (bar + gap)
         counts = c["dispositions"]
         total = sum(counts.get(p, 0) for p, _ in PALETTE) or 1
-        parts.append(f'<text x="0" y="{y + bar - 4}" font-size="12">{_escape(c["class"])}</text>')
+        parts.append(
+            f'<text x="0" y="{y + bar - 4}" font-size="12">{escape(c["class"], quote=False)}</text>'
+        )
         x = float(label)
         for placement, colour in PALETTE:
             n = counts.get(placement, 0)
@@ -124,18 +127,15 @@ def _trend_chart(document: dict[str, Any]) -> str:
         )
         parts.append(
             f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}">'
-            f"<title>{_escape(name)}: {', '.join(f'{v:,}' for v in values)}</title></polyline>"
+            f"<title>{escape(name, quote=False)}: {', '.join(f'{v:,}' for v in values)}"
+            "</title></polyline>"
         )
     parts.append("</svg>")
     legend = "".join(
-        f'<span><i style="background:{colour}"></i>{_escape(name)}</span>'
+        f'<span><i style="background:{colour}"></i>{escape(name, quote=False)}</span>'
         for name, colour, _ in series
     )
     return f'<div class="legend">{legend}</div>' + "".join(parts)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def render_html(document: dict[str, Any], digest: str) -> str:

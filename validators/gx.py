@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from continuity.domain.errors import driver_message
 from validators.model import Outcome
 
 #: Result formats a suite may name (GX's).
@@ -85,7 +86,7 @@ def first_problem(exc: Exception) -> str:
             first = found[0]
             where = ".".join(str(p) for p in first.get("loc", ()))
             return f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return driver_message(exc)
 
 
 class GX:
