@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from measure import continuity, generate_estate, run_bundled
+from measure import bundled_env, continuity, generate_estate, run_bundled
 
 TARGET_RATIO = 0.10
 DAYS = 30
@@ -33,9 +33,7 @@ def main() -> int:
             return 1
         target = f"sqlite:///{work / 'product.sqlite'}"
         env = {
-            "CONTINUITY_ESTATE": str(estate),
-            "CONTINUITY_TARGET": target,
-            "CONTINUITY_LEDGER": f"sqlite:///{work / 'ledger.sqlite'}",
+            **bundled_env(estate, target, work / "ledger.sqlite"),
             "CONTINUITY_FINGERPRINT_KEY": "benchmark",
         }
         init = continuity("target", "init", target)

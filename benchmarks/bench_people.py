@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from measure import PROJECT, generate_estate
+from measure import PROJECT, bundled_env, generate_estate
 
 TARGET_PRECISION = 0.995
 TARGET_RECALL = 0.95
@@ -172,11 +172,7 @@ def main() -> int:
         estate = work / "estate"
         if not generate_estate(estate, persons):
             return 1
-        env = {
-            "CONTINUITY_ESTATE": str(estate),
-            "CONTINUITY_TARGET": f"sqlite:///{work / 'product.sqlite'}",
-            "CONTINUITY_LEDGER": f"sqlite:///{work / 'ledger.sqlite'}",
-        }
+        env = bundled_env(estate, f"sqlite:///{work / 'product.sqlite'}", work / "ledger.sqlite")
         truth_db = sqlite3.connect(estate / "truth.sqlite")
         truth = {
             f"{system}|{table}|{key}": human

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from measure import PROJECT, continuity, generate_estate
+from measure import PROJECT, bundled_env, continuity, generate_estate
 
 TARGET_BUILD_SECONDS = 30.0
 TARGET_OPEN_SECONDS = 3.0
@@ -49,11 +49,9 @@ def main() -> int:
         estate = work / "estate"
         if not generate_estate(estate, persons, defects=True):
             return 1
-        env = {
-            "CONTINUITY_ESTATE": str(estate),
-            "CONTINUITY_TARGET": f"sqlite:///{estate / 'target_defects.sqlite'}",
-            "CONTINUITY_LEDGER": f"sqlite:///{work / 'ledger.sqlite'}",
-        }
+        env = bundled_env(
+            estate, f"sqlite:///{estate / 'target_defects.sqlite'}", work / "ledger.sqlite"
+        )
         rec = continuity(
             "reconcile",
             "--estate",

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from measure import PROJECT, continuity, generate_estate
+from measure import PROJECT, bundled_env, continuity, generate_estate
 
 TARGET_P95_MS = 200.0
 TARGET_RECALL = 0.98
@@ -119,11 +119,7 @@ def main() -> int:
         estate = Path(given) if given else work / "estate"
         if not given and not generate_estate(estate, persons):
             return 1
-        env = {
-            "CONTINUITY_ESTATE": str(estate),
-            "CONTINUITY_TARGET": f"sqlite:///{estate / 'target.sqlite'}",
-            "CONTINUITY_LEDGER": f"sqlite:///{work / 'ledger.sqlite'}",
-        }
+        env = bundled_env(estate, f"sqlite:///{estate / 'target.sqlite'}", work / "ledger.sqlite")
         built = continuity("search", "--reindex", "--project", str(PROJECT), env=env)
         if built.returncode != 0:
             print(built.output[-2000:])

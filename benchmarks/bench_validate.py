@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from measure import PROJECT, continuity, generate_estate
+from measure import PROJECT, bundled_env, continuity, generate_estate
 
 TARGET_SECONDS = 120.0
 
@@ -31,11 +31,7 @@ def main() -> int:
         estate = work / "estate"
         if not generate_estate(estate, persons):
             return 1
-        env = {
-            "CONTINUITY_ESTATE": str(estate),
-            "CONTINUITY_TARGET": f"sqlite:///{estate / 'target.sqlite'}",
-            "CONTINUITY_LEDGER": f"sqlite:///{work / 'ledger.sqlite'}",
-        }
+        env = bundled_env(estate, f"sqlite:///{estate / 'target.sqlite'}", work / "ledger.sqlite")
         out = work / "validation.json"
         m = continuity("validate", "--project", str(PROJECT), "--json", str(out), env=env)
         if m.returncode != 0:

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from measure import continuity, generate_estate, run_bundled
+from measure import bundled_env, continuity, generate_estate, run_bundled
 
 TARGET_ROWS_PER_SECOND = 100_000.0
 TARGET_PEAK_MB = 1536.0
@@ -45,11 +45,7 @@ def _wave(estate: Path, target: str, work: Path, label: str, source_rows: int) -
     if init.returncode != 0:
         print(init.output)
         return None
-    env = {
-        "CONTINUITY_ESTATE": str(estate),
-        "CONTINUITY_TARGET": target,
-        "CONTINUITY_LEDGER": f"sqlite:///{work / f'ledger-{label}.sqlite'}",
-    }
+    env = bundled_env(estate, target, work / f"ledger-{label}.sqlite")
     m, run = run_bundled(work, env, f"run-{label}")
     if not run:
         return None

@@ -100,6 +100,16 @@ def generate_estate(out: Path, persons: int, defects: bool = False) -> bool:
 PROJECT = Path(__file__).resolve().parents[1] / "examples" / "gmp"
 
 
+def bundled_env(estate: Path, target: str, ledger: Path) -> dict[str, str]:
+    """What the bundled project reads from the environment: the estate, the target database
+    and the ledger (a SQLite file)."""
+    return {
+        "CONTINUITY_ESTATE": str(estate),
+        "CONTINUITY_TARGET": target,
+        "CONTINUITY_LEDGER": f"sqlite:///{ledger}",
+    }
+
+
 def run_bundled(
     work: Path, env: dict[str, str], label: str, *extra: str
 ) -> tuple[Measurement, dict[str, Any]]:
