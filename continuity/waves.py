@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import MetaData, select
+from sqlalchemy import MetaData, inspect, select
 
 from continuity import changes, target_schema
 from continuity.domain.connect import engine_for
@@ -731,11 +731,14 @@ class WaveRunner:
         anchor_of: dict[str, str] = {}
         engine = engine_for(self.project.target.location)
         try:
+            present = set(inspect(engine).get_table_names())
             with engine.connect() as conn:
                 for table, live in (
                     (target_schema.migration_crosswalk, True),
                     (target_schema.migration_deletion, False),
                 ):
+                    if table.name not in present:
+                        continue  # a target not made yet (resolve_people alone) holds nothing
                     c = table.c
                     rows = conn.execution_options(yield_per=50_000).execute(
                         select(
