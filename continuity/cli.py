@@ -453,24 +453,24 @@ def reconcile_command(
             estate, damaged, sources, target_url, as_of.date() if as_of else None, store
         )
     loaded = load_specs(spec_files(specs or bundled_specs_dir()))
-    work = WorkStore(setting.store_url)
-    accepted = work.accepted(setting.connections.target)
-    with Progress("Reconciling") as progress:
-        result = reconcile_all(
-            loaded,
-            setting.connections,
-            setting.as_of,
-            classes,
-            progress=lambda _name, done, total: progress(done, total),
-            wave=wave,
-        )
-    if not os.environ.get(KEY_VARIABLE):
-        click.echo(
-            f"warning: {KEY_VARIABLE} is not set: fingerprints use a development key that "
-            "anyone can reproduce (set it for real data)",
-            err=True,
-        )
-    work.record(result, setting.connections.target, accepted)
+    with WorkStore(setting.store_url) as work:
+        accepted = work.accepted(setting.connections.target)
+        with Progress("Reconciling") as progress:
+            result = reconcile_all(
+                loaded,
+                setting.connections,
+                setting.as_of,
+                classes,
+                progress=lambda _name, done, total: progress(done, total),
+                wave=wave,
+            )
+        if not os.environ.get(KEY_VARIABLE):
+            click.echo(
+                f"warning: {KEY_VARIABLE} is not set: fingerprints use a development key that "
+                "anyone can reproduce (set it for real data)",
+                err=True,
+            )
+        work.record(result, setting.connections.target, accepted)
     click.echo(identity_table(result, accepted))
     listing = exceptions_listing(result, accepted, show)
     if listing:
@@ -518,7 +518,6 @@ def accept_command(
     (who, when, why) is kept across runs, and with --ledger written first to the audit ledger
     (append-only, hash-chained). Other classes are made clean by fixing the load.
     """
-    from continuity.ledger import AuditLedger
     from continuity.workstore import WorkStore
 
     if project_path is not None:
@@ -526,7 +525,16 @@ def accept_command(
 
         project = load_project(project_path)
         store, ledger = store or project.ledger, ledger or project.ledger
-    work = WorkStore(store or f"sqlite:///{(estate or Path('.')) / 'work.sqlite'}")
+    with WorkStore(store or f"sqlite:///{(estate or Path('.')) / 'work.sqlite'}") as work:
+        _accept(work, cls, key, reason, system, ledger)
+
+
+def _accept(
+    work: Any, cls: str, key: str, reason: str, system: str | None, ledger: str | None
+) -> None:
+    """Accept one finding in ``work`` (a WorkStore), writing the ledger first if given."""
+    from continuity.ledger import AuditLedger
+
     found = work.last_findings(cls, key)
     if found and not found[0]["critical"]:
         raise ContinuityError(

@@ -351,7 +351,7 @@ def verify(
         )
         work.record(result, connections.target, accepted)
     finally:
-        work.engine.dispose()
+        work.close()
     verdict = Verdict(wave, False, reasons, frozen, delta, unchanged)
     for c in result.classes:
         open_ = c.exceptions(accepted)

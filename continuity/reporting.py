@@ -248,7 +248,7 @@ def build(
         )
     finally:
         ledger.close()
-        work.engine.dispose()
+        work.close()
     return report.to_dict()
 
 

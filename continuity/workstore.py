@@ -104,6 +104,16 @@ class WorkStore:
         except SQLAlchemyError as exc:
             raise LedgerError(f"work store {redact(url)}: {driver_message(exc)}") from exc
 
+    def close(self) -> None:
+        """Close the store's connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> WorkStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _check_layout(self) -> None:
         """A store written by an older Continuity lacks columns: say so rather than fail later."""
         from sqlalchemy import inspect
