@@ -633,3 +633,51 @@ def test_reconcile_project_refuses_a_malformed_source(small_estate: Path, tmp_pa
     done = CliRunner().invoke(main, ["reconcile", "-p", str(folder), "--source", "legacy"], env=env)
     assert done.exit_code == 2
     assert "expected SYSTEM=URL" in done.output
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        pytest.param("pg_database", marks=pytest.mark.postgres),
+        pytest.param("mariadb_database", marks=pytest.mark.mariadb),
+    ],
+)
+def test_report_sign_off_and_verify_with_the_ledger_on_a_server(
+    server: str, request: pytest.FixtureRequest, setup: dict[str, Any], tmp_path: Path
+) -> None:
+    """The project's ledger (work store and audit ledger) on PostgreSQL or MariaDB: reconcile,
+    report, sign, verify; a changed report byte is found; the ledger refuses an UPDATE."""
+    ledger_url = request.getfixturevalue(server)()
+    env = {**setup["env"], "CONTINUITY_LEDGER": ledger_url}
+    p, keys = str(setup["folder"]), setup["keys"]
+    done = CliRunner().invoke(main, ["reconcile", "-p", p, "--show", "0"], env=env)
+    assert done.exit_code == 1, done.output  # the damaged target
+    made = cli("report", "-p", p, "--out", str(tmp_path / "r"), env=env)
+    assert made.exit_code == 0, made.output
+    report = tmp_path / "r" / "report.json"
+    signed = cli(
+        "signoff",
+        str(report),
+        "-p",
+        p,
+        "--class",
+        "crimes",
+        "--key",
+        str(keys / "registrar.key"),
+        "--decision",
+        "approve",
+        env=env,
+    )
+    assert signed.exit_code == 0, signed.output
+    verified = cli("verify", str(report), "-p", p, env=env)
+    assert verified.exit_code == 0, verified.output
+    assert "signature valid, key registered" in verified.output
+    changed = tmp_path / "changed.json"
+    changed.write_bytes(report.read_bytes().replace(b'"operator":"', b'"operator":"x', 1))
+    assert cli("verify", str(changed), "-p", p, env=env).exit_code == 1
+    engine = create_engine(ledger_url)
+    try:
+        with pytest.raises(Exception, match="append-only"), engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE audit_entry SET kind = 'x' WHERE kind = 'sign-off'")
+    finally:
+        engine.dispose()
