@@ -272,14 +272,18 @@ def write(
     from reports.csv_export import write_csvs
     from reports.html import render_html
 
-    out.mkdir(parents=True, exist_ok=True)
     data = canonical_bytes(document)
     digest = digest_of(data)
-    json_path = out / "report.json"
-    json_path.write_bytes(data)
-    html_path = out / "report.html"
-    html_path.write_text(render_html(document, digest), encoding="utf-8")
-    files = [json_path, html_path, *write_csvs(document, out / "exceptions")]
+    json_path, html_path = out / "report.json", out / "report.html"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        json_path.write_bytes(data)
+        html_path.write_text(render_html(document, digest), encoding="utf-8")
+        files = [json_path, html_path, *write_csvs(document, out / "exceptions")]
+    except OSError as exc:
+        raise ConfigError(
+            f"{exc.filename or out}: cannot write the report: {exc.strerror}"
+        ) from exc
     if pdf:
         from reports.browser import print_pdf
 

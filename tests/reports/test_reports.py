@@ -681,3 +681,15 @@ def test_report_sign_off_and_verify_with_the_ledger_on_a_server(
             conn.exec_driver_sql("UPDATE audit_entry SET kind = 'x' WHERE kind = 'sign-off'")
     finally:
         engine.dispose()
+
+
+def test_a_report_that_cannot_be_written_is_one_line(setup: dict[str, Any], tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    result = CliRunner().invoke(
+        main,
+        ["report", "-p", str(setup["folder"]), "--out", str(blocked / "out")],
+        env=setup["env"],
+    )
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "cannot write the report" in result.output
