@@ -54,6 +54,7 @@ from reconcile.sides import (
     run_source_side,
     run_target_side,
     segment_of,
+    spill_target_segments,
     year_of,
 )
 from reconcile.spec import FieldSpec, SurvivalSpec
@@ -89,12 +90,16 @@ def reconcile_class(
     as_of: dt.date,
     key: bytes | None = None,
     parallel: bool = True,
+    pushdown: bool = True,
 ) -> ClassResult:
-    """Reconcile one class; return its identities and every finding."""
+    """Reconcile one class; return its identities and every finding.
+
+    ``pushdown`` lets a PostgreSQL target fingerprint its rows itself (:mod:`reconcile.pushdown`);
+    the result is the same either way."""
     started = time.perf_counter()
     urls = connections.for_spec(spec)
     with tempfile.TemporaryDirectory(prefix="continuity-reconcile-") as directory:
-        task = Task(spec, urls, as_of, key or fingerprint_key(), Path(directory))
+        task = Task(spec, urls, as_of, key or fingerprint_key(), Path(directory), pushdown)
         if parallel:
             context = multiprocessing.get_context(
                 "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
@@ -178,6 +183,8 @@ class _Comparison:
             if (self.src.counts[s], self.src.sums[s]) != (self.tgt.counts[s], self.tgt.sums[s])
         ]
         self.differing = set(differing)
+        if self.tgt.pushed:
+            spill_target_segments(self.task, self.tgt, differing)
         stale: list[tuple[str, str]] = []
         for s in differing:
             stale += self._segment(s)

@@ -3,7 +3,7 @@
 Each side streams its rows once, normalises the compared fields, and writes for every row a line
 ``match key, canonical fields, facts`` into one of ``segments`` spill files chosen by a hash of the
 match key. It also keeps, per segment, the count and the sum of the rows' keyed fingerprints
-(BLAKE2b in keyed mode, a MAC like HMAC and faster): the cheap aggregate that lets the comparison
+(HMAC-MD5): the cheap aggregate that lets the comparison
 skip every segment whose two sides agree, so that work and memory grow with the differences.
 
 Spill files live in a private temporary directory that is removed after the run.
@@ -12,11 +12,10 @@ Spill files live in a private temporary directory that is removed after the run.
 from __future__ import annotations
 
 import datetime as dt
-import zlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from hashlib import blake2b
+from hashlib import md5
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -56,7 +55,9 @@ def year_of(text: str) -> str:
 
 
 def segment_of(match_key: str, segments: int) -> int:
-    return zlib.crc32(match_key.encode("utf-8")) % segments
+    """The hash segment of a match key: the first four bytes of its MD5, modulo ``segments``
+    (a database computes the same, see :mod:`reconcile.pushdown`)."""
+    return int.from_bytes(md5(match_key.encode("utf-8")).digest()[:4]) % segments
 
 
 @dataclass
@@ -78,6 +79,9 @@ class SideSummary:
     #: source side: records declared deleted that the source still holds: (system, key)
     still_held: set[tuple[str, str]] = field(default_factory=set)
     target_total: int = 0
+    #: the target side's aggregates were computed in the database; its spill holds only the
+    #: segments :func:`spill_target_segments` was asked for
+    pushed: bool = False
     target_reached: int = 0  # target records some crosswalk entry of the class leads to
     reached_copies: set[str] = field(default_factory=set)  # of those, copies of another
     landed_twice: set[str] = field(default_factory=set)  # target keys of either copy
@@ -131,24 +135,49 @@ def read_spill(path: Path) -> list[list[str]]:
         return [line.rstrip("\n").split("\t") for line in fh]
 
 
+def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
+    """HMAC-MD5's inner and outer padded keys (RFC 2104), for a database to compute it too."""
+    if len(key) > 64:
+        key = md5(key).digest()
+    key = key.ljust(64, b"\x00")
+    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+
+
+def fingerprint_message(match_key: str, canon: str) -> bytes:
+    """What a row's fingerprint is taken of: match key and canonical fields. A NUL (the
+    wildcard's and unreadable values' marker) is written as 0x1D, which a database's text can
+    hold (PostgreSQL's cannot hold a NUL)."""
+    return (match_key + "\x1e" + canon).replace("\x00", "\x1d").encode("utf-8")
+
+
 class Fingerprinter:
-    """Per-segment counts and sums of the rows' keyed fingerprints (BLAKE2b of match key and
-    canonical fields, keyed): the aggregate each side hands to the comparison."""
+    """Per-segment counts and sums of the rows' keyed fingerprints (HMAC-MD5 of match key and
+    canonical fields, its first 64 bits): the aggregate each side hands to the comparison.
+
+    HMAC-MD5 rather than a faster MAC because a database can compute it in SQL with its own
+    ``md5`` (:mod:`reconcile.pushdown`), so a side need not read its rows out at all."""
 
     def __init__(self, key: bytes, segments: int) -> None:
         self.key = key
         self.segments = segments
         self.counts = [0] * segments
         self.sums = [0] * segments
+        inner, outer = hmac_pads(key)
+        self._inner, self._outer = md5(inner), md5(outer)
+
+    def value(self, match_key: str, canon: str) -> int:
+        """One row's fingerprint."""
+        h = self._inner.copy()
+        h.update(fingerprint_message(match_key, canon))
+        o = self._outer.copy()
+        o.update(h.digest())
+        return int.from_bytes(o.digest()[:8])
 
     def add(self, match_key: str, canon: str) -> int:
         """Count one row into its segment's aggregate; return the segment."""
-        mk = match_key.encode()
-        segment = zlib.crc32(mk) % self.segments
-        data = mk + b"\x1e" + canon.encode()
-        value = int.from_bytes(blake2b(data, key=self.key, digest_size=8).digest())
+        segment = segment_of(match_key, self.segments)
         self.counts[segment] += 1
-        self.sums[segment] = (self.sums[segment] + value) & MASK64
+        self.sums[segment] = (self.sums[segment] + self.value(match_key, canon)) & MASK64
         return segment
 
 
@@ -241,6 +270,8 @@ class Task:
     as_of: dt.date
     key: bytes
     directory: Path
+    #: fingerprint the target side inside the database where it can (:mod:`reconcile.pushdown`)
+    pushdown: bool = True
 
 
 def _of_sources(spec: SurvivalSpec, q: Quarantine, names: tuple[str, ...]) -> tuple[Any, Any]:
@@ -609,18 +640,62 @@ def run_target_side(task: Task) -> SideSummary:
     spec = task.spec
     engine = engine_for(task.urls["target"])
     fp = Fingerprinter(task.key, spec.segments)
-    spill = Spill(task.directory, "target", spec.segments)
     summary = SideSummary(fp.counts, fp.sums)
     try:
-        for source in spec.sources:
-            summary.read[source.system] = _read_target(
-                spec, source, engine, fp, spill, summary, task.as_of
-            )
+        if not (task.pushdown and _pushed_down(task, engine, summary)):
+            spill = Spill(task.directory, "target", spec.segments)
+            try:
+                for source in spec.sources:
+                    summary.read[source.system] = _read_target(
+                        spec, source, engine, fp, spill, summary, task.as_of
+                    )
+            finally:
+                spill.close()
         _unreached(spec, engine, summary)
+    finally:
+        engine.dispose()
+    return summary
+
+
+def _pushed_down(task: Task, engine: Engine, summary: SideSummary) -> bool:
+    """Fill the summary's aggregates, counts and merges in the database, if it can."""
+    from reconcile import pushdown
+
+    spec = task.spec
+    if not pushdown.applicable(spec, engine):
+        return False
+    try:
+        located = [(s, pushdown.Located(spec, s, engine)) for s in spec.sources]
+    except pushdown.NotPushable:
+        return False
+    for source, loc in located:
+        summary.read[source.system], merged = pushdown.aggregates(
+            spec, loc, engine, task.key, summary.counts, summary.sums, spec.locate.is_merge
+        )
+        summary.merged += merged
+    summary.pushed = True
+    return True
+
+
+def spill_target_segments(task: Task, summary: SideSummary, wanted: list[int]) -> None:
+    """Read the target rows of the ``wanted`` segments into the spill (after a pushdown), and
+    put their aggregates as Python computes them in ``summary``: segments the database poisoned
+    then hold what the Python side would have, and so does the class's content digest."""
+    if not wanted:
+        return
+    spec = task.spec
+    engine = engine_for(task.urls["target"])
+    fp = Fingerprinter(task.key, spec.segments)
+    scratch = SideSummary(fp.counts, fp.sums)  # aggregates and merges are the pushdown's
+    spill = Spill(task.directory, "target", spec.segments)
+    try:
+        for source in spec.sources:
+            _read_target(spec, source, engine, fp, spill, scratch, task.as_of, wanted)
     finally:
         spill.close()
         engine.dispose()
-    return summary
+    for segment in wanted:
+        summary.counts[segment], summary.sums[segment] = fp.counts[segment], fp.sums[segment]
 
 
 def _read_target(
@@ -631,8 +706,13 @@ def _read_target(
     spill: Spill,
     summary: SideSummary,
     as_of: dt.date,
+    wanted: list[int] | None = None,
 ) -> int:
     stmt, names = located_statement(spec, source)
+    if wanted is not None:
+        from reconcile.pushdown import only_segments
+
+        stmt = only_segments(stmt, names, source.system, spec.segments, wanted)
     pos = {n: i for i, n in enumerate(names)}
     fields = list(spec.fields.values())
     converters = []
@@ -758,7 +838,7 @@ def _unreached(spec: SurvivalSpec, engine: Engine, summary: SideSummary) -> None
     stmt = stmt.where(*conds)
     nk, nd = len(target.key_columns), len(target.duplicate_key)
     candidates: dict[tuple[Any, ...], list[str]] = {}
-    for rows in stream(engine, stmt):
+    for rows in stream(engine, stmt, server_side=False):
         for row in rows:
             key = "|".join(str(v) for v in row[:nk])
             flags = row[nk + nd :]
@@ -793,7 +873,7 @@ def _reached_duplicates(
     lhs = dup[0] if len(dup) == 1 else sa.tuple_(*dup)
     stmt = sa.select(*dup, *keys).select_from(rel.from_).where(*conds, lhs.in_(groups))
     by_value: dict[tuple[Any, ...], list[str]] = {}
-    for rows in stream(engine, stmt):
+    for rows in stream(engine, stmt, server_side=False):
         for row in rows:
             value = tuple(row[: len(dup)])
             by_value.setdefault(value, []).append("|".join(str(v) for v in row[len(dup) :]))

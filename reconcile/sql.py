@@ -120,8 +120,11 @@ def where(w: Any, col: Any) -> Any:
     return sa.and_(*parts)
 
 
-def stream(engine: Engine, statement: Any, batch: int = 20_000) -> Iterator[list[tuple[Any, ...]]]:
-    """Yield lists of row tuples through the driver, server-side where the driver allows."""
+def stream(
+    engine: Engine, statement: Any, batch: int = 20_000, server_side: bool = True
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Yield lists of row tuples through the driver, server-side where the driver allows (and
+    ``server_side``: PostgreSQL plans a server-side cursor's query without parallel workers)."""
     compiled = statement.compile(
         dialect=engine.dialect, compile_kwargs={"render_postcompile": True}
     )
@@ -135,7 +138,9 @@ def stream(engine: Engine, statement: Any, batch: int = 20_000) -> Iterator[list
     raw: Any = None
     try:
         raw = engine.raw_connection()
-        if backend == "postgresql":
+        if not server_side:
+            cursor = raw.cursor()
+        elif backend == "postgresql":
             cursor = raw.driver_connection.cursor(name=f"reconcile_{next(_cursor_names)}")
             cursor.itersize = batch
         elif backend in MYSQL_FAMILY:
@@ -164,5 +169,6 @@ def stream(engine: Engine, statement: Any, batch: int = 20_000) -> Iterator[list
 
 
 def fetch_all(engine: Engine, statement: Any) -> list[tuple[Any, ...]]:
-    """A small result (a drill-down batch, a count), read whole."""
-    return [row for rows in stream(engine, statement) for row in rows]
+    """A small result (a drill-down batch, a count, an aggregate), read whole: through a
+    client-side cursor, so that PostgreSQL may scan a large table for it in parallel."""
+    return [row for rows in stream(engine, statement, server_side=False) for row in rows]

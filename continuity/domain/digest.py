@@ -21,7 +21,7 @@ _DEV_KEY = b"continuity-development-key-not-secret"
 
 
 def fingerprint_key() -> bytes:
-    """The key of keyed fingerprints (BLAKE2b in keyed mode, a MAC like HMAC)."""
+    """The key of keyed fingerprints (reconciliation's HMAC-MD5, change detection's BLAKE2b)."""
     value = os.environ.get(KEY_VARIABLE)
     return value.encode("utf-8")[:64] if value else _DEV_KEY
 

@@ -172,6 +172,44 @@ def test_nothing_but_the_defects_is_reported(runs: Runs) -> None:
     assert not extra, extra
 
 
+@pytest.mark.postgres
+def test_pushdown_gives_the_python_sides_result(cross_runs: Runs) -> None:
+    """On a PostgreSQL target the pushable classes were fingerprinted in the database; reading
+    every row out instead gives the very same findings, identities and content digests."""
+    from continuity.domain.connect import engine_for
+    from reconcile import pushdown
+    from reconcile.engine import reconcile_class
+
+    info = json.loads((cross_runs.estate / "estate.json").read_text())
+    dbs = info["databases"]
+    conns = Connections(
+        {"legacy": dbs["legacy"], "policeworks": dbs["policeworks"]}, dbs["damaged"]
+    )
+    engine = engine_for(dbs["damaged"])
+    pushed = []
+    try:
+        for spec in load_specs(spec_files(bundled_specs_dir())):
+            if not pushdown.applicable(spec, engine):
+                continue
+            try:
+                for source in spec.sources:
+                    pushdown.Located(spec, source, engine)
+            except pushdown.NotPushable:
+                continue
+            pushed.append(spec.name)
+            with_pushdown = next(c for c in cross_runs.damaged.classes if c.name == spec.name)
+            python = reconcile_class(
+                spec, conns, dt.date.fromisoformat(info["as_of"]), pushdown=False
+            )
+            assert sorted(map(repr, python.findings)) == sorted(map(repr, with_pushdown.findings))
+            assert repr(python.sources) == repr(with_pushdown.sources), spec.name
+            assert repr(python.target) == repr(with_pushdown.target), spec.name
+            assert python.target_digest == with_pushdown.target_digest, spec.name
+    finally:
+        engine.dispose()
+    assert {"crimes", "intelligence", "safeguarding"} <= set(pushed)
+
+
 def test_the_case_and_whitespace_decoy_is_equal(sqlite_runs: Runs) -> None:
     manifest = json.loads((sqlite_runs.estate / "defects.json").read_text())
     decoy = next(d for d in manifest["decoys"] if d["kind"] == "case_and_whitespace")

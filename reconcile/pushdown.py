@@ -1,0 +1,333 @@
+"""The target side fingerprinted inside PostgreSQL: segment aggregates without reading rows.
+
+Reading a million target rows out through the driver and normalising them in Python is most of
+a reconciliation's time. PostgreSQL can instead compute, per hash segment, the count and the
+sum of the rows' keyed fingerprints itself, and send back one row per segment. The comparison
+then reads target rows only for the segments whose aggregates differ from the source's.
+
+This is exact, not an approximation, because of how the SQL is written:
+
+- Each compared field's target normaliser chain is translated to SQL for the column's type
+  (learnt from the located statement's result description, never from the schema). A chain or
+  type without a translation makes the whole class use the Python side.
+- Where PostgreSQL and Python could disagree (text that is not printable ASCII, whose case and
+  whitespace rules differ), the row's text becomes a *poison* text with one field separator
+  more than any canonical text can hold. The row's fingerprint then matches nothing: its segment is
+  opened and compared in Python. A translation can thus only ever cost time, never hide a
+  difference.
+- Segment and fingerprint are the same functions as :class:`reconcile.sides.Fingerprinter`'s:
+  the first four bytes of the match key's MD5, and HMAC-MD5 of match key and canonical fields
+  (its first 64 bits, summed modulo 2^64). The key is sent to the server as a bound parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.dialects.postgresql import BIT
+
+from reconcile.columns import SEP
+from reconcile.sides import MASK64, crosswalk_table, hmac_pads, located_statement
+from reconcile.spec import NormaliserSpec, SourceSpec, SurvivalSpec
+from reconcile.sql import fetch_all, stream
+
+WILDCARD_SQL = sa.literal("\x1d*")  # the wildcard as a fingerprint message writes it
+
+# PostgreSQL type OIDs the translation knows.
+_TEXT = {25, 1043, 1042, 19}  # text, varchar, bpchar, name
+_INT = {20, 21, 23}
+_BOOL = {16}
+_DATE = {1082}
+_TS = {1114}
+_TSTZ = {1184}
+
+
+class NotPushable(Exception):
+    """This class's target side cannot be fingerprinted in the database."""
+
+
+def applicable(spec: SurvivalSpec, engine: Engine) -> bool:
+    """Whether the target side may be pushed down at all (before any translation)."""
+    return engine.dialect.name == "postgresql" and spec.locate.crosswalk is not None
+
+
+# --- normalisers as SQL ------------------------------------------------------------------------
+
+
+def _ascii(expr: Any) -> Any:
+    """Printable ASCII: where Python's and PostgreSQL's case and whitespace rules agree."""
+    return expr.op("~")(sa.literal("^[ -~]*$"))
+
+
+class _Value:
+    """A value in a normaliser chain: its SQL and kind (text, int, bool, date, ts)."""
+
+    def __init__(self, sql: Any, kind: str) -> None:
+        self.sql, self.kind = sql, kind
+
+
+def _step(name: str, args: Any, v: _Value) -> _Value:
+    k = v.kind
+    if name == "trim":
+        if k != "text":
+            return v
+        trimmed = sa.func.btrim(v.sql)
+        collapsed = sa.case(
+            (sa.func.strpos(trimmed, "  ") > 0, sa.func.regexp_replace(trimmed, " +", " ", "g")),
+            else_=trimmed,
+        )
+        return _Value(sa.func.nullif(collapsed, ""), k)
+    if name in ("upper", "lower"):
+        if k != "text":
+            return v
+        fn = sa.func.upper if name == "upper" else sa.func.lower
+        return _Value(fn(v.sql), k)
+    if name == "null_if":
+        if k != "text":
+            return v
+        values = args if isinstance(args, list) else [] if args is None else [args]
+        blanks = sorted({str(x).strip().upper() for x in values})
+        stripped = sa.func.upper(sa.func.btrim(v.sql))
+        return _Value(
+            sa.case((stripped.in_(blanks), sa.null()), else_=v.sql),
+            k,
+        )
+    if name == "integer":
+        if k in ("int", "bool"):
+            return _Value(sa.cast(v.sql, sa.Integer) if k == "bool" else v.sql, "int")
+        raise NotPushable(f"integer of {k}")
+    if name == "boolean":
+        empty = (args or {}).get("empty")
+        if k == "bool":
+            sql = v.sql if empty is None else sa.func.coalesce(v.sql, sa.literal(bool(empty)))
+            return _Value(sql, "bool")
+        if k == "int":
+            sql = v.sql.op("<>")(0)
+            if empty is not None:
+                sql = sa.func.coalesce(sql, sa.literal(bool(empty)))
+            return _Value(sql, "bool")
+        raise NotPushable(f"boolean of {k}")
+    if name == "date":
+        if k == "date":
+            return v
+        if k == "ts":
+            return _Value(sa.cast(v.sql, sa.Date), "date")
+        raise NotPushable(f"date of {k}")
+    if name == "datetime":
+        if (args or {}).get("local"):
+            raise NotPushable("datetime with a local time zone")
+        if k == "ts":
+            return _Value(v.sql, "minute")
+        raise NotPushable(f"datetime of {k}")
+    if name == "text_digest":
+        if k != "text":
+            raise NotPushable(f"text_digest of {k}")
+        digest = sa.func.encode(sa.func.sha256(sa.func.convert_to(v.sql, "UTF8")), "hex")
+        sql = sa.func.length(v.sql).cast(sa.Text) + ":" + sa.func.substr(digest, 1, 16)
+        return _Value(sql, "digest")  # of any text: lengths and digests agree
+    raise NotPushable(f"normaliser {name}")
+
+
+def _canonical(v: _Value) -> Any:
+    """The value's canonical text (:func:`reconcile.columns.text`), poison where unsafe."""
+    k = v.kind
+    if k in ("text", "digest"):
+        sql = v.sql
+    elif k == "int":
+        sql = sa.cast(v.sql, sa.Text)
+    elif k == "bool":
+        sql = sa.case((v.sql, sa.literal("1")), else_=sa.literal("0"))
+        sql = sa.case((v.sql.is_(None), sa.null()), else_=sql)
+    elif k == "date":
+        sql = sa.func.to_char(v.sql, "YYYY-MM-DD")
+    elif k == "minute":
+        sql = sa.func.to_char(v.sql, "YYYY-MM-DD HH24:MI")
+    elif k == "ts":
+        sql = sa.func.to_char(v.sql, "YYYY-MM-DD HH24:MI:SS")
+    else:  # pragma: no cover - every kind is listed
+        raise NotPushable(k)
+    return sa.func.coalesce(sql, sa.literal("\\N"))
+
+
+def _kind(oid: int) -> str:
+    if oid in _TEXT:
+        return "text"
+    if oid in _INT:
+        return "int"
+    if oid in _BOOL:
+        return "bool"
+    if oid in _DATE:
+        return "date"
+    if oid in _TS:
+        return "ts"
+    raise NotPushable(f"column type {oid}")
+
+
+def field_sql(spec_: NormaliserSpec | None, column: Any, oid: int) -> tuple[Any, bool]:
+    """One compared field's canonical text in SQL: its normaliser chain over ``column``; and
+    whether it is exact only where the raw column is printable ASCII (see :class:`Located`)."""
+    v = _Value(column, _kind(oid))
+    for step in spec_.steps if spec_ is not None else ():
+        name, args = (step, None) if isinstance(step, str) else next(iter(step.items()))
+        if isinstance(args, dict) and any(str(a).startswith("$") for a in args.values()):
+            raise NotPushable("an argument resolved at run time")
+        v = _step(name, args, v)
+    # Text steps keep printable ASCII printable ASCII; on it Python's and PostgreSQL's case
+    # and whitespace rules agree, and Python writes it unescaped.
+    return _canonical(v), v.kind == "text"
+
+
+# --- the aggregate query -----------------------------------------------------------------------
+
+
+def segment_sql(match_key: Any, segments: int) -> Any:
+    """:func:`reconcile.sides.segment_of` in SQL."""
+    head = sa.func.substr(sa.func.md5(match_key), 1, 8)
+    return sa.cast(sa.cast(sa.literal("x") + head, BIT(32)), sa.BigInteger) % segments
+
+
+def fingerprint_sql(message: Any, key: bytes) -> Any:
+    """HMAC-MD5 of ``message`` (text), its first 64 bits as a signed bigint."""
+    inner, outer = hmac_pads(key)
+    msg = sa.func.convert_to(message, "UTF8")
+    inner_digest = sa.func.decode(
+        sa.func.md5(sa.literal(inner, sa.LargeBinary).op("||")(msg)), "hex"
+    )
+    outer_hex = sa.func.md5(sa.literal(outer, sa.LargeBinary).op("||")(inner_digest))
+    return sa.cast(
+        sa.cast(sa.literal("x") + sa.func.substr(outer_hex, 1, 16), BIT(64)),
+        sa.BigInteger,
+    )
+
+
+class Located:
+    """One source's located target rows as SQL: match key, canonical text, rule, target key."""
+
+    def __init__(self, spec: SurvivalSpec, source: SourceSpec, engine: Engine) -> None:
+        stmt, names = located_statement(spec, source)
+        pos = {n: i for i, n in enumerate(names)}
+        compare = source.newer_copy.compare if source.newer_copy else None
+        if compare is not None:
+            # Superseded (a newer copy leads to the same target record): one lookup per row.
+            located = stmt.subquery("located")
+            first = list(located.c)
+            copies = self._copies(spec, source)
+            key = first[next(i for n, i in pos.items() if n.startswith("key"))]
+            stmt = sa.select(
+                *first,
+                sa.case((copies.c.target_key.is_(None), 0), else_=1).label("superseded_pd"),
+            ).select_from(located.outerjoin(copies, copies.c.target_key == sa.cast(key, sa.String)))
+        sub = stmt.subquery("rows")
+        cols = list(sub.c)
+        with engine.connect() as conn:
+            description = conn.exec_driver_sql(_limit0(engine, stmt)).cursor.description
+            types: list[int] = [d[1] for d in description]  # type: ignore[misc]
+        texts = []
+        guarded = []  # raw text columns that must be printable ASCII
+        for f in spec.fields.values():
+            if f.translate:
+                i = pos[f"field:{f.name}"]
+            elif len(f.target) == 1:
+                i = pos[f"field:{f.name}:{f.target[0]}"]
+            else:
+                raise NotPushable("a field of several target columns")
+            norm = f.target_normaliser(source.fields[f.name])
+            text, ascii_only = field_sql(norm, cols[i], types[i])
+            if ascii_only:
+                guarded.append(cols[i])
+            if compare is not None and f.name not in compare:
+                text = sa.case((cols[-1] == 1, WILDCARD_SQL), else_=text)
+            texts.append(text)
+        key_idx = [i for i, n in enumerate(names) if n.startswith("key")]
+        if len(key_idx) != 1:
+            raise NotPushable("a composite target key")
+        self.match = sa.literal(source.system + SEP) + cols[pos["match"]]
+        canon = texts[0]
+        for t in texts[1:]:
+            canon = canon + sa.literal(SEP) + t
+        if guarded:
+            # One check per row, over every guarded column at once: a row with any other text
+            # is poisoned whole (its segment is then compared in Python).
+            raw = sa.func.concat_ws(sa.literal(" "), *guarded)
+            # Poison: as many separators as fields, where a canonical text has one fewer (a
+            # separator inside a value is written as a space), so it equals no canonical text.
+            poison = sa.literal(SEP * len(texts) + "pushdown")
+            canon = sa.case((_ascii(raw), canon), else_=poison)
+        self.canon = canon
+        self.rule = cols[pos["rule"]]
+        self.target_key = cols[key_idx[0]]
+        self.from_ = sub
+
+    @staticmethod
+    def _copies(spec: SurvivalSpec, source: SourceSpec) -> Any:
+        """Target keys the newer copy's system leads to (:func:`reconcile.sides.copied_targets`)."""
+        copy = source.newer_copy
+        assert copy is not None and spec.locate.crosswalk is not None
+        xc, c = crosswalk_table(spec, "xc_pd")
+        return (
+            sa.select(xc.c[c["target_key"]].label("target_key"))
+            .where(
+                xc.c[c["source_system"]] == copy.system,
+                xc.c[c["source_table"]] == copy.table,
+                xc.c[c["target_table"]] == spec.locate.crosswalk.target_table,
+            )
+            .distinct()
+            .subquery("copies")
+        )
+
+
+def _limit0(engine: Engine, stmt: Any) -> str:
+    """The statement with no rows, as literal SQL (for its result's column types)."""
+    compiled = stmt.limit(0).compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
+    return str(compiled)
+
+
+def aggregates(
+    spec: SurvivalSpec,
+    loc: Located,
+    engine: Engine,
+    key: bytes,
+    counts: list[int],
+    sums: list[int],
+    is_merge: Callable[[str | None], bool],
+) -> tuple[int, list[tuple[str, str, str]]]:
+    """Add one source's located target rows into ``counts`` and ``sums`` (per segment), in the
+    database; return how many rows there were and the merged ones (match key, target key, rule).
+    ``loc`` is made first for every source: it raises :class:`NotPushable` before any row is
+    read when the class cannot be pushed down."""
+    segment = segment_sql(loc.match, spec.segments).label("segment")
+    fp = fingerprint_sql(loc.match + sa.literal("\x1e") + loc.canon, key)
+    inner = sa.select(segment, fp.label("fp")).select_from(loc.from_).subquery("f")
+    stmt = sa.select(inner.c.segment, sa.func.count(), sa.func.sum(inner.c.fp)).group_by(
+        inner.c.segment
+    )
+    total = 0
+    for seg, n, s in fetch_all(engine, stmt):
+        total += int(n)
+        counts[int(seg)] += int(n)
+        sums[int(seg)] = (sums[int(seg)] + int(s)) & MASK64
+    rules = [r[0] for r in fetch_all(engine, sa.select(loc.rule).distinct().select_from(loc.from_))]
+    wanted = [r for r in rules if r is not None and is_merge(r)]
+    merged: list[tuple[str, str, str]] = []
+    if wanted:
+        stmt = (
+            sa.select(loc.match, loc.target_key, loc.rule)
+            .select_from(loc.from_)
+            .where(loc.rule.in_(wanted))
+        )
+        for rows in stream(engine, stmt):
+            merged += [(str(m), str(k), str(r)) for m, k, r in rows]
+    return total, merged
+
+
+def only_segments(
+    stmt: Any, names: list[str], system: str, segments: int, wanted: list[int]
+) -> Any:
+    """``stmt`` (a located statement) restricted to rows in the ``wanted`` segments."""
+    sub = stmt.subquery("located")
+    cols = list(sub.c)
+    match = sa.literal(system + SEP) + cols[names.index("match")]
+    return sa.select(*cols).where(segment_sql(match, segments).in_(wanted))
