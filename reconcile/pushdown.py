@@ -57,9 +57,14 @@ def applicable(spec: SurvivalSpec, engine: Engine) -> bool:
 # --- normalisers as SQL ------------------------------------------------------------------------
 
 
+_WORDS = "[!-~]+( [!-~]+)*"
+#: Fields (joined by the separator) of printable ASCII, where Python's and PostgreSQL's case
+#: rules agree, each single spaced with no space at either end, which trimming leaves alone.
+_PLAIN = f"^({_WORDS})?({SEP}({_WORDS})?)*$"
+
+
 def _ascii(expr: Any) -> Any:
-    """Printable ASCII: where Python's and PostgreSQL's case and whitespace rules agree."""
-    return expr.op("~")(sa.literal("^[ -~]*$"))
+    return expr.op("~")(sa.literal(_PLAIN))
 
 
 class _Value:
@@ -72,14 +77,9 @@ class _Value:
 def _step(name: str, args: Any, v: _Value) -> _Value:
     k = v.kind
     if name == "trim":
-        if k != "text":
-            return v
-        trimmed = sa.func.btrim(v.sql)
-        collapsed = sa.case(
-            (sa.func.strpos(trimmed, "  ") > 0, sa.func.regexp_replace(trimmed, " +", " ", "g")),
-            else_=trimmed,
-        )
-        return _Value(sa.func.nullif(collapsed, ""), k)
+        # The row's check (see Located) holds only text without leading, trailing or doubled
+        # spaces: there trimming only turns empty text into NULL.
+        return _Value(sa.func.nullif(v.sql, ""), k) if k == "text" else v
     if name in ("upper", "lower"):
         if k != "text":
             return v
@@ -90,7 +90,7 @@ def _step(name: str, args: Any, v: _Value) -> _Value:
             return v
         values = args if isinstance(args, list) else [] if args is None else [args]
         blanks = sorted({str(x).strip().upper() for x in values})
-        stripped = sa.func.upper(sa.func.btrim(v.sql))
+        stripped = sa.func.upper(v.sql)  # trimmed already (the row's check)
         return _Value(
             sa.case((stripped.in_(blanks), sa.null()), else_=v.sql),
             k,
@@ -249,9 +249,10 @@ class Located:
         for t in texts[1:]:
             canon = canon + sa.literal(SEP) + t
         if guarded:
-            # One check per row, over every guarded column at once: a row with any other text
-            # is poisoned whole (its segment is then compared in Python).
-            raw = sa.func.concat_ws(sa.literal(" "), *guarded)
+            # One check per row, over every text column at once: printable ASCII words single
+            # spaced, no space at either end. A row with any other text is poisoned whole (its
+            # segment is then compared in Python).
+            raw = sa.func.concat_ws(sa.literal(SEP), *guarded)
             # Poison: as many separators as fields, where a canonical text has one fewer (a
             # separator inside a value is written as a space), so it equals no canonical text.
             poison = sa.literal(SEP * len(texts) + "pushdown")
