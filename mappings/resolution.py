@@ -469,7 +469,7 @@ class Resolver:
                 choices[e] |= namesakes[(self._fore[e], self._sur[e])]
         for (i, j), (score, rule, reasons) in weak:
             ambiguous = any(
-                len({self._find(c) for c in choices.get(e, ())} - {self._find(e)}) > 1
+                self._torn_between(e, j if e == i else i, choices.get(e, ()))
                 for e in (i, j)
                 if self._vague(e)
             )
@@ -530,6 +530,27 @@ class Resolver:
                 ):
                     return True
         return False
+
+    def _torn_between(self, e: int, other: int, choices: Iterable[int]) -> bool:
+        """Whether the vague record ``e`` fits more than one person, so that joining it to
+        ``other``'s is a guess. Of several people an estimated DOB fits (same name, born
+        within a year), the one at ``e``'s home is no guess when no other is there. A record
+        with no DOB at all stays torn: a son at his father's home, his own records giving
+        none, would be taken for his father.
+        """
+        mine = self._find(e)
+        fits = {self._find(c) for c in choices} - {mine}
+        if len(fits) <= 1:
+            return False
+        home = self._home[e]
+        if not home or self._dob[e] is None:
+            return True
+        at_home = [
+            root
+            for root in fits
+            if any(self._home[k] == home for k in self._members.get(root, [root]))
+        ]
+        return at_home != [self._find(other)]
 
     def _vague(self, i: int) -> bool:
         """The record's DOB is estimated or unknown: weak evidence of who it is."""

@@ -227,6 +227,39 @@ def _datetime(pivot: int = 70, local: str | None = None) -> Normaliser:
         earlier, back = _HOUR_EARLIER[hhmm]
         return f"{before if back else iso} {earlier}"
 
+    def texts(values: Any, fallback: Callable[[Any], str]) -> list[str]:
+        """A column's canonical texts: the common case (a text timestamp of a date read
+        before, on a day without a clock change) inline, the rest through ``fallback``."""
+        out: list[str] = []
+        append = out.append
+        earlier_of = _HOUR_EARLIER
+        get = days.get
+        null = fallback(None)
+        for v in values:
+            if v is None:
+                append(null)
+                continue
+            if type(v) is str:
+                date_text, _, time_text = v.partition(" ")
+                hhmm = time_text[:5]
+                info = get(date_text)
+                if (
+                    info is not None
+                    and hhmm in earlier_of
+                    and (len(time_text) == 5 or time_text[5] == ":")
+                ):
+                    iso, before, kind = info
+                    if not local or kind == 0:
+                        append(f"{iso} {hhmm}")
+                        continue
+                    if kind == 1:
+                        earlier, back = earlier_of[hhmm]
+                        append(f"{before if back else iso} {earlier}")
+                        continue
+            append(fallback(v))
+        return out
+
+    datetime_.texts = texts  # type: ignore[attr-defined]
     return datetime_
 
 
@@ -415,6 +448,8 @@ def chain(steps: list[Normaliser]) -> Normaliser:
             except UnreadableValue:
                 return Unreadable(str(value))
 
+        if hasattr(step, "texts"):  # a whole column at once (see reconcile.columns)
+            one.texts = step.texts  # type: ignore[attr-defined]
         return one
 
     def apply(value: Any) -> Any:

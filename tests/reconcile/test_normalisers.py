@@ -56,6 +56,36 @@ def test_legacy_local_times_become_utc_to_the_minute(moment: dt.datetime) -> Non
     assert got == want.isoformat(" ", "minutes")
 
 
+_TIMESTAMP_TEXTS = st.one_of(
+    st.datetimes(dt.datetime(1972, 1, 1), dt.datetime(2037, 12, 31)).flatmap(
+        lambda m: st.sampled_from(
+            [
+                f"{m.day:02d}-{MONTHS[m.month - 1]}-{m.year} {m:%H:%M}",
+                f"{m:%d/%m/%y %H:%M}",
+                f"{m:%Y-%m-%d %H:%M:%S}",
+                f"{m:%Y-%m-%dT%H:%M}",
+                f" {m:%Y-%m-%d %H:%M} ",
+                f"{m:%Y-%m-%d}",
+                f"{m:%Y-%m-%d %H:%M}x",
+            ]
+        )
+    ),
+    st.sampled_from(["", "0000-00-00 00:00:00", "31/02/19 10:00", "2024-03-31 01:30", None]),
+    st.text(max_size=20),
+    st.datetimes(dt.datetime(1972, 1, 1), dt.datetime(2037, 12, 31)),
+)
+
+
+@given(st.lists(_TIMESTAMP_TEXTS, max_size=40), st.booleans())
+def test_a_column_of_timestamps_reads_as_one_value_at_a_time(values: list, local: bool) -> None:
+    """The column path (dates read before, inline) gives each value's own canonical text."""
+    one = norm({"datetime": {"local": "Europe/London"}} if local else "datetime")
+    want = [text(one(v)) for v in values]  # type: ignore[operator]
+    got = one.texts(values, lambda v: text(one(v)))  # type: ignore[attr-defined, operator]
+    assert got == want
+    assert one.texts(values, lambda v: text(one(v))) == want  # type: ignore[attr-defined, operator]
+
+
 def test_sqlite_text_timestamps_read_like_datetimes() -> None:
     read = norm("datetime")
     minute = "2020-03-01 10:15"
