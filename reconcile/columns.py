@@ -73,7 +73,7 @@ class ColumnText:
             norm = self.norm
             texts = getattr(norm, "texts", None)
             if texts is not None:
-                return texts(values, lambda v: text(norm(v)))  # type: ignore[no-any-return]
+                return texts(values, lambda v: text(norm(v)))
             return [text(norm(v)) for v in values]
         try:
             out = list(map(self.memo.__getitem__, values))
