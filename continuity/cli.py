@@ -1293,6 +1293,15 @@ def people_group() -> None:
     type=click.Choice(["merged", "near", "refused"]),
     help="Only merged pairs, near misses below the threshold, or pairs a rule refused.",
 )
+@click.option(
+    "--order",
+    type=click.Choice(["priority", "pair"]),
+    default="priority",
+    show_default=True,
+    help="priority: merges near the threshold first (weakest first), then refusals by a hard "
+    "rule, near misses, and pairs left apart for want of evidence; decided pairs last. "
+    "pair: by pair number.",
+)
 @click.option("--limit", default=50, show_default=True, help="Pairs shown (0: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print the pairs as JSON.")
 def people_review(
@@ -1300,10 +1309,11 @@ def people_review(
     entity: str,
     undecided: bool,
     state: str | None,
+    order: str,
     limit: int,
     as_json: bool,
 ) -> None:
-    """List the pairs the last run's resolution put near its threshold.
+    """List the pairs the last run's resolution put near its threshold, the riskiest first.
 
     \b
     Example:
@@ -1318,6 +1328,8 @@ def people_review(
 
     project = load_project(project_path)
     pairs = people.review(project.ledger, entity)
+    if order == "priority":
+        pairs.sort(key=people.priority)
     if undecided:
         pairs = [p for p in pairs if p["decision"] is None]
     if state is not None:

@@ -178,6 +178,22 @@ def state_of(pair: Mapping[str, Any]) -> str:
     return "refused" if pair["refused"] else "near"
 
 
+#: Bands of the review order: a merge near the threshold first (a wrong one puts one person's
+#: warnings and convictions on another), then a hard rule's refusal, then a near miss, then the
+#: bulk: pairs left apart for want of evidence (``ambiguous``, ``weak``).
+_BANDS = {"merged": 0, "refused": 1, "near": 2, "wanting": 3}
+
+
+def priority(pair: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Sort key of the review order: undecided before decided, then by band; merges weakest
+    first, the others strongest first (the likeliest to be one person)."""
+    state = state_of(pair)
+    if state == "refused" and pair["refused"] in ("ambiguous", "weak"):
+        state = "wanting"
+    score = pair["score"] if state == "merged" else -pair["score"]
+    return (pair["decision"] is not None, _BANDS[state], score, pair["pair"])
+
+
 def decide(
     url: str, entity: str, pair: int | tuple[str, str], decision: str, reason: str
 ) -> dict[str, Any]:

@@ -54,11 +54,37 @@ def test_a_wave_lists_pairs_near_the_threshold(
     for p in pairs:
         assert p["decision"] is None
         assert p["a"] != p["b"] and p["a_seen"] and p["b_seen"]
-    code, out = _cli("people", "review", "-p", str(folder), "--limit", "3")
+    code, out = _cli("people", "review", "-p", str(folder), "--limit", "3", "--order", "pair")
     assert code == 0 and f"3 of {len(pairs)} pairs shown" in out and "#1" in out
     assert "#4 " not in out
     code, out = _cli("people", "review", "-p", str(folder), "--state", "merged", "--json")
     assert code == 0 and all(p["merged"] for p in json.loads(out))
+
+
+def test_the_riskiest_pairs_come_first(
+    reviewed: tuple[Path, str, list[dict[str, object]]],
+) -> None:
+    """Merges near the threshold (weakest first), then a hard rule's refusals, near misses,
+    and last the bulk left apart for want of evidence."""
+    folder, _, _ = reviewed
+    code, out = _cli("people", "review", "-p", str(folder), "--json", "--limit", "0")
+    assert code == 0, out
+    pairs = json.loads(out)
+
+    def band(p: dict[str, object]) -> int:
+        if p["merged"]:
+            return 0
+        if p["refused"] in ("ambiguous", "weak"):
+            return 3
+        return 1 if p["refused"] else 2
+
+    bands = [band(p) for p in pairs]
+    assert bands == sorted(bands) and {0, 3} <= set(bands)
+    merged = [float(p["score"]) for p in pairs if band(p) == 0]  # type: ignore[arg-type]
+    assert merged == sorted(merged)  # the weakest merge first
+    code, out = _cli("people", "review", "-p", str(folder), "--limit", "1")
+    first = pairs[0]
+    assert code == 0 and f"#{first['pair']}" in out.splitlines()[0]
 
 
 def test_split_and_confirm_survive_reruns_and_reach_the_ledger(
