@@ -81,7 +81,10 @@ class ColumnText:
             self.memoised = False
             return self(columns, n)
         self.batches += 1
-        if self.batches == 1 and len(self.memo) > MEMO_SHARE * n and n >= 1000:
+        # A normaliser that reads a whole column inline (timestamps) beats the memo unless
+        # nearly every value repeats; another gains from it as long as a fair share does.
+        share = MEMO_SHARE if getattr(self.norm, "texts", None) is None else 1 - MEMO_SHARE
+        if self.batches == 1 and len(self.memo) > share * n and n >= 1000:
             self.memoised = False  # high cardinality: the memo would only cost
             self.memo.clear()
         return out
