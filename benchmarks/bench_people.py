@@ -14,7 +14,8 @@ Printed per tool: pairwise precision, recall and F1 over source records, wrong m
 estate's twins and father/son pairs, and the time. Targets (Continuity): precision >= 0.995,
 recall >= 0.95, no twin or father/son merged, and F1 at least Splink's.
 
-``BENCH_PEOPLE_PERSONS`` (default 100,000) sets the estate's size.
+``BENCH_PEOPLE_PERSONS`` (default 100,000) sets the estate's size; ``BENCH_SPLINK_MEMORY``
+(default 8GB) caps DuckDB's memory for Splink, which spills to disk beyond it.
 """
 
 from __future__ import annotations
@@ -102,11 +103,9 @@ def _score(
 
 
 def _splink(records: list[tuple[str, list[Any]]], postcodes: Mapping[str, str]) -> list[list[str]]:
-    import logging
-
+    import duckdb
     import pandas as pd
-    import splink.comparison_library as cl
-    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+    from splink import DuckDBAPI
 
     from continuity.domain.names import clean_name
 
@@ -122,7 +121,26 @@ def _splink(records: list[tuple[str, list[Any]]], postcodes: Mapping[str, str]) 
             }
         )
     frame = pd.DataFrame(rows)
-    db_api = DuckDBAPI()
+
+    # DuckDB takes most of the machine's memory by default, and at 1,000,000 persons Splink's
+    # comparisons then outgrew it (killed at 23 GB): capped, DuckDB spills to disk instead.
+    con = duckdb.connect()
+    spill = tempfile.mkdtemp(prefix="continuity-bench-splink-")
+    con.execute(f"SET memory_limit = '{os.environ.get('BENCH_SPLINK_MEMORY', '8GB')}'")
+    con.execute(f"SET temp_directory = '{spill}'")
+    try:
+        return _splink_clusters(DuckDBAPI(connection=con), frame)
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def _splink_clusters(db_api: Any, frame: Any) -> list[list[str]]:
+    import logging
+
+    import splink.comparison_library as cl
+    from splink import Linker, SettingsCreator, block_on
+
     table = db_api.register(frame, dataset_display_name="people")
     settings = SettingsCreator(
         link_type="dedupe_only",

@@ -54,7 +54,8 @@ ROLES = ("forename", "surname", "dob", "dob_estimated", "pnc", "gender", "middle
 
 
 #: Merges on weak evidence (an estimated DOB; no DOB but the same home): made after the others,
-#: only on the very same name, and only where one cluster fits.
+#: only on the very same name, and only where one cluster fits (for an estimate, of several that
+#: fit, the only one at the record's home: see ``Resolver._torn_between``).
 WEAK_RULES = frozenset({"name_dob_year", "name_home"})
 
 
