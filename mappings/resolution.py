@@ -540,8 +540,15 @@ class Resolver:
         none, would be taken for his father.
         """
         mine = self._find(e)
-        fits = {self._find(c) for c in choices} - {mine}
-        if len(fits) <= 1:
+        fitting = {self._find(c) for c in choices}
+        fits = fitting - {mine}
+        if not fits:
+            return False
+        if mine in fitting and len(self._members.get(mine, [mine])) > 1:
+            # ``e`` joined one of the people it fits already (the one at its home): joining
+            # another as well would make those two one person on ``e``'s word.
+            return True
+        if len(fits) == 1:
             return False
         home = self._home[e]
         if not home or self._dob[e] is None:

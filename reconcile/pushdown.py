@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql import BIT
 
-from reconcile.columns import SEP
+from reconcile.columns import ESCAPE, SEP
 from reconcile.sides import MASK64, crosswalk_table, hmac_pads, located_statement
 from reconcile.spec import NormaliserSpec, SourceSpec, SurvivalSpec
 from reconcile.sql import fetch_all, stream
@@ -37,7 +37,7 @@ from reconcile.sql import fetch_all, stream
 WILDCARD_SQL = sa.literal("\x1d*")  # the wildcard as a fingerprint message writes it
 
 # PostgreSQL type OIDs the translation knows.
-_TEXT = {25, 1043, 1042, 19}  # text, varchar, bpchar, name
+_TEXT = {25, 1043, 19}  # text, varchar, name (not char(n): its padding reads differently)
 _INT = {20, 21, 23}
 _BOOL = {16}
 _DATE = {1082}
@@ -76,6 +76,8 @@ class _Value:
 
 def _step(name: str, args: Any, v: _Value) -> _Value:
     k = v.kind
+    if k == "digest":
+        raise NotPushable(f"{name} after text_digest")
     if name == "trim":
         # The row's check (see Located) holds only text without leading, trailing or doubled
         # spaces: there trimming only turns empty text into NULL.
@@ -101,6 +103,8 @@ def _step(name: str, args: Any, v: _Value) -> _Value:
         raise NotPushable(f"integer of {k}")
     if name == "boolean":
         empty = (args or {}).get("empty")
+        if empty is not None and not isinstance(empty, bool):
+            raise NotPushable("boolean with an empty value that is not a boolean")
         if k == "bool":
             sql = v.sql if empty is None else sa.func.coalesce(v.sql, sa.literal(bool(empty)))
             return _Value(sql, "bool")
@@ -166,26 +170,54 @@ def _kind(oid: int) -> str:
     raise NotPushable(f"column type {oid}")
 
 
-def field_sql(spec_: NormaliserSpec | None, column: Any, oid: int) -> tuple[Any, bool]:
-    """One compared field's canonical text in SQL: its normaliser chain over ``column``; and
-    whether it is exact only where the raw column is printable ASCII (see :class:`Located`)."""
-    v = _Value(column, _kind(oid))
+def field_sql(spec_: NormaliserSpec | None, column: Any, oid: int) -> tuple[Any, bool, Any]:
+    """One compared field's canonical text in SQL: its normaliser chain over ``column``;
+    whether it is exact only where the raw column is plain text (printable ASCII, single
+    spaced, trimmed: see :class:`Located`); and a condition it is exact only under, or None."""
+    kind = _kind(oid)
+    v = _Value(column, kind)
+    text_steps = False
     for step in spec_.steps if spec_ is not None else ():
         name, args = (step, None) if isinstance(step, str) else next(iter(step.items()))
         if isinstance(args, dict) and any(str(a).startswith("$") for a in args.values()):
             raise NotPushable("an argument resolved at run time")
+        text_steps = text_steps or (v.kind == "text" and name in _TEXT_STEPS)
         v = _step(name, args, v)
-    # Text steps keep printable ASCII printable ASCII; on it Python's and PostgreSQL's case
-    # and whitespace rules agree, and Python writes it unescaped.
-    return _canonical(v), v.kind == "text"
+    # Text steps keep plain text plain; on it Python's and PostgreSQL's case and whitespace
+    # rules agree, and Python writes it unescaped. A digest of any text agrees as it is.
+    plain = v.kind == "text" or text_steps
+    exact = None
+    if kind in ("date", "ts"):
+        # PostgreSQL holds dates Python cannot (infinity, BC, years past 9999), and writes
+        # 1 BC as 0001: such a row is poisoned.
+        exact = sa.or_(
+            column.is_(None),
+            sa.and_(
+                sa.func.isfinite(column),
+                column >= sa.cast(sa.literal("0001-01-01"), sa.Date),
+                column < sa.cast(sa.literal("9999-12-31"), sa.Date),
+            ),
+        )
+    return _canonical(v), plain, exact
+
+
+_TEXT_STEPS = frozenset({"trim", "upper", "lower", "null_if"})
 
 
 # --- the aggregate query -----------------------------------------------------------------------
 
 
+def match_key(system: str, key: Any) -> Any:
+    """A match key as the Python side writes it: ``system SEP escaped(str(key))``."""
+    text: Any = sa.func.coalesce(sa.cast(key, sa.Text), sa.literal("None"))
+    for raw, written in ESCAPE.items():
+        text = sa.func.replace(text, sa.literal(chr(raw)), sa.literal(written))
+    return sa.literal(system + SEP) + text
+
+
 def segment_sql(match_key: Any, segments: int) -> Any:
     """:func:`reconcile.sides.segment_of` in SQL."""
-    head = sa.func.substr(sa.func.md5(match_key), 1, 8)
+    head = sa.func.substr(sa.func.md5(sa.func.convert_to(match_key, "UTF8")), 1, 8)
     return sa.cast(sa.cast(sa.literal("x") + head, BIT(32)), sa.BigInteger) % segments
 
 
@@ -226,7 +258,8 @@ class Located:
             description = conn.exec_driver_sql(_limit0(engine, stmt)).cursor.description
             types: list[int] = [d[1] for d in description]  # type: ignore[misc]
         texts = []
-        guarded = []  # raw text columns that must be printable ASCII
+        guarded = []  # raw text columns that must be plain text
+        conditions: list[Any] = []  # and other conditions a row must meet
         for f in spec.fields.values():
             if f.translate:
                 i = pos[f"field:{f.name}"]
@@ -235,16 +268,22 @@ class Located:
             else:
                 raise NotPushable("a field of several target columns")
             norm = f.target_normaliser(source.fields[f.name])
-            text, ascii_only = field_sql(norm, cols[i], types[i])
-            if ascii_only:
+            text, plain, exact = field_sql(norm, cols[i], types[i])
+            if plain:
                 guarded.append(cols[i])
+            if exact is not None:
+                conditions.append(exact)
             if compare is not None and f.name not in compare:
                 text = sa.case((cols[-1] == 1, WILDCARD_SQL), else_=text)
             texts.append(text)
         key_idx = [i for i, n in enumerate(names) if n.startswith("key")]
         if len(key_idx) != 1:
             raise NotPushable("a composite target key")
-        self.match = sa.literal(source.system + SEP) + cols[pos["match"]]
+        if types[pos["match"]] not in _TEXT | _INT:
+            raise NotPushable("a crosswalk key that is neither text nor a whole number")
+        self.match = match_key(source.system, cols[pos["match"]])
+        if not texts:
+            raise NotPushable("no compared fields")
         canon = texts[0]
         for t in texts[1:]:
             canon = canon + sa.literal(SEP) + t
@@ -252,11 +291,12 @@ class Located:
             # One check per row, over every text column at once: printable ASCII words single
             # spaced, no space at either end. A row with any other text is poisoned whole (its
             # segment is then compared in Python).
-            raw = sa.func.concat_ws(sa.literal(SEP), *guarded)
+            conditions.append(_ascii(sa.func.concat_ws(sa.literal(SEP), *guarded)))
+        if conditions:
             # Poison: as many separators as fields, where a canonical text has one fewer (a
             # separator inside a value is written as a space), so it equals no canonical text.
             poison = sa.literal(SEP * len(texts) + "pushdown")
-            canon = sa.case((_ascii(raw), canon), else_=poison)
+            canon = sa.case((sa.and_(*conditions), canon), else_=poison)
         self.canon = canon
         self.rule = cols[pos["rule"]]
         self.target_key = cols[key_idx[0]]
@@ -330,5 +370,5 @@ def only_segments(
     """``stmt`` (a located statement) restricted to rows in the ``wanted`` segments."""
     sub = stmt.subquery("located")
     cols = list(sub.c)
-    match = sa.literal(system + SEP) + cols[names.index("match")]
+    match = match_key(system, cols[names.index("match")])
     return sa.select(*cols).where(segment_sql(match, segments).in_(wanted))

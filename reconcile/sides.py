@@ -82,6 +82,9 @@ class SideSummary:
     #: the target side's aggregates were computed in the database; its spill holds only the
     #: segments :func:`spill_target_segments` was asked for
     pushed: bool = False
+    #: segments of rows read out for other segments (the database and Python disagreed on a
+    #: row's segment): the read-out cannot be trusted, and the comparison reads the target whole
+    stray: set[int] = field(default_factory=set)
     target_reached: int = 0  # target records some crosswalk entry of the class leads to
     reached_copies: set[str] = field(default_factory=set)  # of those, copies of another
     landed_twice: set[str] = field(default_factory=set)  # target keys of either copy
@@ -677,12 +680,15 @@ def _pushed_down(task: Task, engine: Engine, summary: SideSummary) -> bool:
     return True
 
 
-def spill_target_segments(task: Task, summary: SideSummary, wanted: list[int]) -> None:
+def spill_target_segments(task: Task, summary: SideSummary, wanted: list[int]) -> bool:
     """Read the target rows of the ``wanted`` segments into the spill (after a pushdown), and
     put their aggregates as Python computes them in ``summary``: segments the database poisoned
-    then hold what the Python side would have, and so does the class's content digest."""
+    then hold what the Python side would have, and so does the class's content digest.
+
+    Returns False if a row read out belongs, by Python's reckoning, to another segment: the
+    database placed it differently, and the pushdown's aggregates cannot be trusted."""
     if not wanted:
-        return
+        return True
     spec = task.spec
     engine = engine_for(task.urls["target"])
     fp = Fingerprinter(task.key, spec.segments)
@@ -694,8 +700,11 @@ def spill_target_segments(task: Task, summary: SideSummary, wanted: list[int]) -
     finally:
         spill.close()
         engine.dispose()
+    if scratch.stray:
+        return False
     for segment in wanted:
         summary.counts[segment], summary.sums[segment] = fp.counts[segment], fp.sums[segment]
+    return True
 
 
 def _read_target(
@@ -709,6 +718,7 @@ def _read_target(
     wanted: list[int] | None = None,
 ) -> int:
     stmt, names = located_statement(spec, source)
+    wanted_set = None if wanted is None else set(wanted)
     if wanted is not None:
         from reconcile.pushdown import only_segments
 
@@ -762,6 +772,8 @@ def _read_target(
             target_key = escaped(target_key)
             canon = subset[i] if superseded else canons[i]
             segment = fp.add(match_key, canon)
+            if wanted_set is not None and segment not in wanted_set:
+                summary.stray.add(segment)
             buffers[segment].append(
                 f"{match_key}\t{canon}\t{target_key}\t{rule or ''}\t{int(superseded)}\n"
             )
@@ -769,6 +781,12 @@ def _read_target(
                 summary.merged.append((match_key, target_key, rule))
         spill.flush_full()
     return n
+
+
+def _few_rows_server_side(engine: Engine) -> bool:
+    """For a query returning few rows from a large join: PostgreSQL runs it in parallel only
+    through a client-side cursor; elsewhere a server-side cursor costs nothing."""
+    return engine.dialect.name != "postgresql"
 
 
 def _unreached(spec: SurvivalSpec, engine: Engine, summary: SideSummary) -> None:
@@ -838,7 +856,7 @@ def _unreached(spec: SurvivalSpec, engine: Engine, summary: SideSummary) -> None
     stmt = stmt.where(*conds)
     nk, nd = len(target.key_columns), len(target.duplicate_key)
     candidates: dict[tuple[Any, ...], list[str]] = {}
-    for rows in stream(engine, stmt, server_side=False):
+    for rows in stream(engine, stmt, server_side=_few_rows_server_side(engine)):
         for row in rows:
             key = "|".join(str(v) for v in row[:nk])
             flags = row[nk + nd :]
@@ -873,7 +891,7 @@ def _reached_duplicates(
     lhs = dup[0] if len(dup) == 1 else sa.tuple_(*dup)
     stmt = sa.select(*dup, *keys).select_from(rel.from_).where(*conds, lhs.in_(groups))
     by_value: dict[tuple[Any, ...], list[str]] = {}
-    for rows in stream(engine, stmt, server_side=False):
+    for rows in stream(engine, stmt, server_side=_few_rows_server_side(engine)):
         for row in rows:
             value = tuple(row[: len(dup)])
             by_value.setdefault(value, []).append("|".join(str(v) for v in row[len(dup) :]))

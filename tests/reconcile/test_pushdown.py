@@ -202,3 +202,134 @@ def test_a_normaliser_without_translation_leaves_the_python_side(shapes, tmp_pat
     with pytest.raises(pushdown.NotPushable, match="name_key"):
         pushdown.Located(load_spec(other), load_spec(other).sources[0], engine)
     assert located_statement(spec, spec.sources[0])  # the Python side's statement still serves
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ("normalise: [lower]", "normalise: [trim, text_digest, upper]"),  # after a digest
+        ("normalise: [{boolean: {empty: false}}]", "normalise: [{boolean: {empty: 'N'}}]"),
+    ],
+)
+def test_chains_the_database_would_read_otherwise_are_not_pushed(
+    shapes, tmp_path: Path, change: str, why: str
+) -> None:  # type: ignore[no-untyped-def]
+    _, engine, _ = shapes
+    other = tmp_path / "other.yml"
+    other.write_text(SPEC.replace(change, why, 1), encoding="utf-8")
+    assert why in other.read_text()
+    spec = load_spec(other)
+    with pytest.raises(pushdown.NotPushable):
+        pushdown.Located(spec, spec.sources[0], engine)
+
+
+def test_what_python_reads_otherwise_is_poisoned(
+    pg_database: Callable[[], str], tmp_path: Path
+) -> None:
+    """Text trimmed before its digest, dates PostgreSQL holds and Python cannot, and a char(n)
+    column: each poisons its row or keeps the class in Python; a key with a tab is escaped."""
+    url = pg_database()
+    engine = engine_for(url)
+    with engine.begin() as c:
+        c.exec_driver_sql("CREATE TABLE shape (uid text PRIMARY KEY, m text, d date, p char(5))")
+        c.exec_driver_sql(
+            "CREATE TABLE xw (source_system text, source_table text, source_key text, "
+            "target_table text, target_key text, rule text)"
+        )
+        c.exec_driver_sql(
+            "INSERT INTO shape VALUES ('A', ' ab', '2020-01-01', 'x'), "
+            "('B', 'ab', 'infinity', 'x'), ('C', 'ab', '0001-01-01 BC', 'x'), "
+            "('D', 'ab', '2020-01-01', 'x')"
+        )
+        c.exec_driver_sql(
+            "INSERT INTO xw VALUES ('old', 'src', 'a', 'shape', 'A', 'm'), "
+            "('old', 'src', 'b', 'shape', 'B', 'm'), ('old', 'src', 'c', 'shape', 'C', 'm'), "
+            "('old', 'src', E'd\\tkey', 'shape', 'D', 'm')"
+        )
+    spec_text = """\
+version: 1
+class: more
+owner: Tester
+severity: normal
+segments: 8
+target: {table: shape, key: uid}
+locate:
+  crosswalk: {table: xw, target_table: shape}
+fields:
+  text: {target: m, normalise: [trim, text_digest]}
+  day: {target: d, normalise: [date]}
+sources:
+  - system: old
+    table: src
+    key: [k]
+    fields: {text: a, day: a}
+"""
+    (tmp_path / "more.yml").write_text(spec_text, encoding="utf-8")
+    spec = load_spec(tmp_path / "more.yml")
+    try:
+        loc = pushdown.Located(spec, spec.sources[0], engine)
+        rows = dict(fetch_all(engine, sa.select(loc.target_key, loc.canon).select_from(loc.from_)))
+        poisoned = {k for k, canon in rows.items() if canon.count(SEP) == len(spec.fields)}
+        assert poisoned == {"A", "B", "C"}  # untrimmed text, infinity, a BC date
+        (match,) = fetch_all(
+            engine,
+            sa.select(loc.match).select_from(loc.from_).where(loc.target_key == "D"),
+        )[0]
+        assert match == "old" + SEP + "d\\tkey"  # as the Python side escapes it
+        char = tmp_path / "char.yml"
+        char.write_text(spec_text.replace("target: m,", "target: p,"), encoding="utf-8")
+        with pytest.raises(pushdown.NotPushable, match="column type"):
+            pushdown.Located(load_spec(char), load_spec(char).sources[0], engine)
+    finally:
+        engine.dispose()
+
+
+def test_a_row_the_database_places_elsewhere_sends_the_class_to_python(
+    shapes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Should the database ever put a row in another segment than Python does, the read-out
+    notices and the target side is read whole: the result is Python's."""
+    _, _engine, url = shapes
+    many = tmp_path / "many.yml"  # many segments: a misplaced row lands outside those read
+    many.write_text(SPEC.replace("segments: 8", "segments: 4096"), encoding="utf-8")
+    spec = load_spec(many)
+    src = tmp_path / "src.db"
+    with sa.create_engine(f"sqlite:///{src}").begin() as c:
+        c.exec_driver_sql("CREATE TABLE src (k TEXT, a TEXT)")
+        c.exec_driver_sql("INSERT INTO src VALUES ('u1', 'x'), ('u3', 'y')")
+    conns = Connections({"old": f"sqlite:///{src}"}, url)
+    off = reconcile_class(spec, conns, AS_OF, b"k", parallel=False, pushdown=False)
+    real = pushdown.match_key
+    monkeypatch.setattr(
+        pushdown, "match_key", lambda system, key: real(system, key) + sa.literal("~")
+    )
+    import reconcile.engine as engine_module
+
+    read_whole = []
+    target_side = engine_module.run_target_side
+
+    def spy(task):  # type: ignore[no-untyped-def]
+        read_whole.append(task.pushdown)
+        return target_side(task)
+
+    monkeypatch.setattr(engine_module, "run_target_side", spy)
+    on = reconcile_class(spec, conns, AS_OF, b"k", parallel=False, pushdown=True)
+    assert read_whole == [True, False]  # pushed down, then read whole in Python
+    assert sorted(map(repr, on.findings)) == sorted(map(repr, off.findings))
+    assert repr(on.target) == repr(off.target) and on.target_digest == off.target_digest
+
+
+def test_sessions_get_their_work_mem(pg_database: Callable[[], str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    url = pg_database()
+
+    def shown(engine: sa.Engine) -> str:
+        try:
+            with engine.connect() as conn:
+                return str(conn.exec_driver_sql("SHOW work_mem").scalar())
+        finally:
+            engine.dispose()
+
+    server = shown(sa.create_engine(url))  # the server's own setting
+    assert shown(engine_for(url)) == "64MB" != server
+    monkeypatch.setenv("CONTINUITY_PG_WORK_MEM", "")
+    assert shown(engine_for(url)) == server
