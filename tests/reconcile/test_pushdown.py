@@ -179,14 +179,21 @@ def test_segment_and_fingerprint_are_pythons(shapes) -> None:  # type: ignore[no
         assert int(value) & ((1 << 64) - 1) == fp.value(match_key, canon)
 
 
+def _sources(tmp_path: Path, target: str, rows: list[tuple[str, str]]) -> Connections:
+    """The ``old`` system's ``src`` table (key, value) in SQLite, and the target's URL."""
+    src = tmp_path / "src.db"
+    engine = sa.create_engine(f"sqlite:///{src}")
+    with engine.begin() as c:
+        c.exec_driver_sql("CREATE TABLE src (k TEXT, a TEXT)")
+        c.execute(sa.text("INSERT INTO src VALUES (:k, :a)"), [{"k": k, "a": a} for k, a in rows])
+    engine.dispose()
+    return Connections({"old": f"sqlite:///{src}"}, target)
+
+
 def test_the_same_result_with_and_without_pushdown(shapes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     spec, _engine, url = shapes
-    src = tmp_path / "src.db"
-    with sa.create_engine(f"sqlite:///{src}").begin() as c:
-        c.exec_driver_sql("CREATE TABLE src (k TEXT, a TEXT)")
-        # u1 equal in every field but one; u2 absent from the target's crosswalk's system...
-        c.exec_driver_sql("INSERT INTO src VALUES ('u1', 'x'), ('u2', 'y'), ('u9', 'z')")
-    conns = Connections({"old": f"sqlite:///{src}"}, url)
+    # u1 and u2 differ from their target records; u9 has none
+    conns = _sources(tmp_path, url, [("u1", "x"), ("u2", "y"), ("u9", "z")])
     on = reconcile_class(spec, conns, AS_OF, b"k", parallel=False, pushdown=True)
     off = reconcile_class(spec, conns, AS_OF, b"k", parallel=False, pushdown=False)
     assert sorted(map(repr, on.findings)) == sorted(map(repr, off.findings))
@@ -293,11 +300,7 @@ def test_a_row_the_database_places_elsewhere_sends_the_class_to_python(
     many = tmp_path / "many.yml"  # many segments: a misplaced row lands outside those read
     many.write_text(SPEC.replace("segments: 8", "segments: 4096"), encoding="utf-8")
     spec = load_spec(many)
-    src = tmp_path / "src.db"
-    with sa.create_engine(f"sqlite:///{src}").begin() as c:
-        c.exec_driver_sql("CREATE TABLE src (k TEXT, a TEXT)")
-        c.exec_driver_sql("INSERT INTO src VALUES ('u1', 'x'), ('u3', 'y')")
-    conns = Connections({"old": f"sqlite:///{src}"}, url)
+    conns = _sources(tmp_path, url, [("u1", "x"), ("u3", "y")])
     off = reconcile_class(spec, conns, AS_OF, b"k", parallel=False, pushdown=False)
     real = pushdown.match_key
     monkeypatch.setattr(
