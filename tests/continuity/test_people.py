@@ -191,3 +191,49 @@ def test_a_lookup_reads_the_same_value_whatever_order_the_rows_come_in(
 ) -> None:
     forward = _home_of(small_estate, tmp_path, reverse=False)
     assert forward and forward == _home_of(small_estate, tmp_path, reverse=True)
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        pytest.param("pg_database", marks=pytest.mark.postgres),
+        pytest.param("mariadb_database", marks=pytest.mark.mariadb),
+    ],
+)
+def test_review_and_decisions_with_the_work_store_on_a_server(
+    request: pytest.FixtureRequest, server: str
+) -> None:
+    """The review list, a decision, its audit entry and the decisions a run applies, with the
+    ledger's database on PostgreSQL or MariaDB."""
+    from continuity import people
+    from mappings.resolution import Pair
+
+    url = request.getfixturevalue(server)()
+    pairs = [
+        Pair("s|t|1", "s|t|2", 0.95, "name_dob", ("jaro_winkler",), True, "", "A", "B"),
+        Pair("s|t|3", "s|t|4", 1.0, "name_dob_year", ("exact",), False, "ambiguous", "C", "D"),
+        Pair("s|t|6", "s|t|5", 0.9, "name_dob", ("phonetic",), False, "", "E", "F"),
+    ]
+    assert people.save_review(url, "person", "run-1", pairs) == 3
+    listed = people.review(url, "person")
+    assert [p["pair"] for p in listed] == [1, 2, 3]
+    assert [p["pair"] for p in sorted(listed, key=people.priority)] == [1, 3, 2]
+    people.decide(url, "person", 3, "split", "different custody photos")
+    people.decide(url, "person", ("s|t|4", "s|t|3"), "confirm", "same PNC on paper")
+    assert people.decisions(url, "person") == {
+        ("s|t|5", "s|t|6"): "split",
+        ("s|t|3", "s|t|4"): "confirm",
+    }
+    people.save_review(url, "person", "run-2", pairs[:2])  # a later run's list
+    assert people.decisions(url, "person")[("s|t|5", "s|t|6")] == "split"
+    with pytest.raises(people.ReviewError, match="no pair 9"):
+        people.decide(url, "person", 9, "split", "none such")
+    ledger = AuditLedger(url)
+    try:
+        assert [e.payload["decision"] for e in ledger.entries("people-decision")] == [
+            "split",
+            "confirm",
+        ]
+        ledger.verify()
+    finally:
+        ledger.close()
