@@ -18,9 +18,7 @@ from reconcile.normalisers import Normaliser, PartialDate, Unreadable
 from reconcile.spec import Rule
 
 SEP = "\x1f"  # between fields of the canonical text
-#: What a canonical text or key writes for the characters a spill line or a fingerprint message
-#: gives a meaning: line ends, tabs, the field separator, and 0x1D (a fingerprint's NUL).
-ESCAPE = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t", SEP: " ", "\x1d": "\\x1d"})
+ESCAPE = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t", SEP: " "})
 #: A column is memoised while it has at most this share of distinct values in its first batch
 #: (dates, about half distinct in a batch, still gain; timestamps and references do not).
 MEMO_SHARE = 0.8

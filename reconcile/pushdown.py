@@ -30,7 +30,7 @@ from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql import BIT
 
 from reconcile.columns import ESCAPE, SEP
-from reconcile.sides import MASK64, crosswalk_table, hmac_pads, located_statement
+from reconcile.sides import MASK64, crosswalk_table, escaped, hmac_pads, located_statement
 from reconcile.spec import NormaliserSpec, SourceSpec, SurvivalSpec
 from reconcile.sql import fetch_all, stream
 
@@ -195,7 +195,7 @@ def field_sql(spec_: NormaliserSpec | None, column: Any, oid: int) -> tuple[Any,
             sa.and_(
                 sa.func.isfinite(column),
                 column >= sa.cast(sa.literal("0001-01-01"), sa.Date),
-                column < sa.cast(sa.literal("9999-12-31"), sa.Date),
+                column < sa.cast(sa.literal("10000-01-01"), sa.Date),
             ),
         )
     return _canonical(v), plain, exact
@@ -360,7 +360,7 @@ def aggregates(
             .where(loc.rule.in_(wanted))
         )
         for rows in stream(engine, stmt):
-            merged += [(str(m), str(k), str(r)) for m, k, r in rows]
+            merged += [(str(m), escaped(str(k)), str(r)) for m, k, r in rows]
     return total, merged
 
 

@@ -23,7 +23,7 @@ def redact(url: str) -> str:
         return "<unparseable URL>"
 
 
-#: PostgreSQL's ``work_mem`` for Continuity's sessions (default 64MB; empty: the server's own).
+#: The least ``work_mem`` of Continuity's PostgreSQL sessions (default 64MB; empty: as set).
 WORK_MEM_VARIABLE = "CONTINUITY_PG_WORK_MEM"
 
 
@@ -48,12 +48,16 @@ def engine_for(url: str) -> Engine:
     work_mem = os.environ.get(WORK_MEM_VARIABLE, "64MB")
     if parsed.get_backend_name() == "postgresql" and work_mem:
         # Continuity's queries join million-row tables: with PostgreSQL's default 4 MB per hash
-        # a semi-join on a crosswalk becomes a probe per row (2.5 times slower). Set once per
-        # new connection (not as a startup option, which PGOPTIONS, service files and
-        # connection poolers would lose or refuse).
+        # a semi-join on a crosswalk becomes a probe per row (2.5 times slower). Raised (never
+        # lowered: a setting of the role, the database, PGOPTIONS or the URL stands) once per
+        # new connection, not as a startup option, which connection poolers refuse.
         def _tune(dbapi_connection: Any, _record: Any) -> None:
             with dbapi_connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('work_mem', %s, false)", (work_mem,))
+                cursor.execute(
+                    "SELECT set_config('work_mem', %s, false) WHERE "
+                    "pg_size_bytes(current_setting('work_mem')) < pg_size_bytes(%s)",
+                    (work_mem, work_mem),
+                )
             dbapi_connection.commit()
 
         event.listen(engine, "connect", _tune)

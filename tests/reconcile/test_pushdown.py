@@ -334,5 +334,7 @@ def test_sessions_get_their_work_mem(pg_database: Callable[[], str], monkeypatch
 
     server = shown(sa.create_engine(url))  # the server's own setting
     assert shown(engine_for(url)) == "64MB" != server
+    # Raised, never lowered: a session asking for more keeps it.
+    assert shown(engine_for(f"{url}?options=-c%20work_mem%3D1GB")) == "1GB"
     monkeypatch.setenv("CONTINUITY_PG_WORK_MEM", "")
     assert shown(engine_for(url)) == server
