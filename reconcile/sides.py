@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 
 from continuity.domain.connect import engine_for
 from continuity.domain.digest import canonical
+from continuity.domain.errors import ReconcileError
 from reconcile.columns import ESCAPE, SEP, ColumnText, RuleVerdicts, joined
 from reconcile.normalisers import Normaliser, PartialDate, Unreadable
 from reconcile.spec import (
@@ -671,11 +672,20 @@ def _pushed_down(task: Task, engine: Engine, summary: SideSummary) -> bool:
         located = [(s, pushdown.Located(spec, s, engine)) for s in spec.sources]
     except pushdown.NotPushable:
         return False
-    for source, loc in located:
-        summary.read[source.system], merged = pushdown.aggregates(
-            spec, loc, engine, task.key, summary.counts, summary.sums, spec.locate.is_merge
-        )
-        summary.merged += merged
+    try:
+        for source, loc in located:
+            summary.read[source.system], merged = pushdown.aggregates(
+                spec, loc, engine, task.key, summary.counts, summary.sums, spec.locate.is_merge
+            )
+            summary.merged += merged
+    except ReconcileError:
+        # The database refused the translated query (a vendor's type the translation did not
+        # foresee): forget what was added, and read the target side in Python.
+        summary.counts[:] = [0] * spec.segments
+        summary.sums[:] = [0] * spec.segments
+        summary.read.clear()
+        summary.merged.clear()
+        return False
     summary.pushed = True
     return True
 

@@ -338,3 +338,15 @@ def test_sessions_get_their_work_mem(pg_database: Callable[[], str], monkeypatch
     assert shown(engine_for(f"{url}?options=-c%20work_mem%3D1GB")) == "1GB"
     monkeypatch.setenv("CONTINUITY_PG_WORK_MEM", "")
     assert shown(engine_for(url)) == server
+
+
+def test_a_query_the_database_refuses_leaves_the_class_to_python(
+    shapes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    spec, _engine, url = shapes
+    conns = _sources(tmp_path, url, [("u1", "x"), ("u3", "y")])
+    off = reconcile_class(spec, conns, AS_OF, b"k", parallel=False, pushdown=False)
+    monkeypatch.setattr(pushdown, "fingerprint_sql", lambda message, key: sa.func.no_such_fn())
+    on = reconcile_class(spec, conns, AS_OF, b"k", parallel=False, pushdown=True)
+    assert sorted(map(repr, on.findings)) == sorted(map(repr, off.findings))
+    assert repr(on.target) == repr(off.target) and on.target_digest == off.target_digest
