@@ -129,7 +129,7 @@ def reconcile_class(
 
 class _Comparison:
     def __init__(self, spec: SurvivalSpec, task: Task, source: SideSummary, target: SideSummary):
-        self.spec, self.task, self.src, self.tgt = spec, task, source, target
+        self.spec, self.task, self.src = spec, task, source
         self.fields = list(spec.fields.values())
         self.table_of = {s.system: s.crosswalk_table for s in spec.sources}
         self.source_of = {s.system: s for s in spec.sources}
@@ -137,10 +137,7 @@ class _Comparison:
         self.placed: Counter[tuple[str, Placement]] = Counter()
         self.altered: Counter[str] = Counter()
         self.resolved: set[str] = set()  # match keys placed while comparing segments
-        # Target records landed more than once: a source record leading to either copy is
-        # DUPLICATED (an unreached copy has no crosswalk entry; a reached one has its own).
-        self.duplicate_originals = set(target.landed_twice)
-        self.merged = {mk: (tk, rule) for mk, tk, rule in target.merged}
+        self._use_target(target)
         # Keyed by match key and source key: several source records can share a match key (a
         # link's roles for one crime and person, or a key the source holds twice).
         self.flagged = {(f[0], f[1]): f for f in source.flagged}
@@ -176,25 +173,14 @@ class _Comparison:
                 self.target_engine.dispose()
 
     def _run(self) -> ClassResult:
-        spec = self.spec
-        differing = [
-            s
-            for s in range(spec.segments)
-            if (self.src.counts[s], self.src.sums[s]) != (self.tgt.counts[s], self.tgt.sums[s])
-        ]
+        differing = self._differing_segments()
         if self.tgt.pushed and not spill_target_segments(self.task, self.tgt, differing):
             # The database put a row in another segment than Python does: read the target
             # side whole, in Python, as if there had been no pushdown.
             for path in self.task.directory.glob("target-*"):
                 path.unlink()
-            self.tgt = run_target_side(dataclasses.replace(self.task, pushdown=False))
-            self.duplicate_originals = set(self.tgt.landed_twice)
-            self.merged = {mk: (tk, rule) for mk, tk, rule in self.tgt.merged}
-            differing = [
-                s
-                for s in range(spec.segments)
-                if (self.src.counts[s], self.src.sums[s]) != (self.tgt.counts[s], self.tgt.sums[s])
-            ]
+            self._use_target(run_target_side(dataclasses.replace(self.task, pushdown=False)))
+            differing = self._differing_segments()
         self.differing = set(differing)
         stale: list[tuple[str, str]] = []
         for s in differing:
@@ -206,6 +192,23 @@ class _Comparison:
         orphans = self._stale(stale)
         self._candidates()
         return self._result(orphans, len(differing))
+
+    def _use_target(self, target: SideSummary) -> None:
+        """Take ``target`` as the target side, with what the comparison derives from it."""
+        self.tgt = target
+        # Target records landed more than once: a source record leading to either copy is
+        # DUPLICATED (an unreached copy has no crosswalk entry; a reached one has its own).
+        self.duplicate_originals = set(target.landed_twice)
+        self.merged = {mk: (tk, rule) for mk, tk, rule in target.merged}
+
+    def _differing_segments(self) -> list[int]:
+        """Segments whose count or fingerprint sum differ between the two sides."""
+        src, tgt = self.src, self.tgt
+        return [
+            s
+            for s in range(self.spec.segments)
+            if (src.counts[s], src.sums[s]) != (tgt.counts[s], tgt.sums[s])
+        ]
 
     def _deleted(self) -> None:
         """Records deleted at source since a wave migrated them (the target's deletions table

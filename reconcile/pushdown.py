@@ -299,6 +299,20 @@ class Located:
             canon = sa.case((sa.and_(*conditions), canon), else_=poison)
         self.canon = canon
         self.rule = cols[pos["rule"]]
+        # The rules the crosswalk holds for this source: read from the crosswalk alone, not
+        # from a second pass over the located rows (a superset of theirs, which is enough to
+        # pick the merges out).
+        xr, c = crosswalk_table(spec, "xr")
+        assert spec.locate.crosswalk is not None  # applicable() saw to it
+        self.rules = (
+            sa.select(xr.c[c["rule"]])
+            .where(
+                xr.c[c["source_system"]] == source.system,
+                xr.c[c["source_table"]] == source.crosswalk_table,
+                xr.c[c["target_table"]] == spec.locate.crosswalk.target_table,
+            )
+            .distinct()
+        )
         self.target_key = cols[key_idx[0]]
         self.from_ = sub
 
@@ -350,7 +364,7 @@ def aggregates(
         total += int(n)
         counts[int(seg)] += int(n)
         sums[int(seg)] = (sums[int(seg)] + int(s)) & MASK64
-    rules = [r[0] for r in fetch_all(engine, sa.select(loc.rule).distinct().select_from(loc.from_))]
+    rules = [r[0] for r in fetch_all(engine, loc.rules)]
     wanted = [r for r in rules if r is not None and is_merge(r)]
     merged: list[tuple[str, str, str]] = []
     if wanted:
