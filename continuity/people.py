@@ -102,8 +102,26 @@ def decisions_digest(found: Mapping[tuple[str, str], str]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def save_review(url: str, entity: str, run_id: str | None, pairs: Iterable[Any]) -> int:
-    """Replace ``entity``'s review list with ``pairs`` (:class:`mappings.resolution.Pair`)."""
+def save_review(
+    url: str,
+    entity: str,
+    run_id: str | None,
+    pairs: Iterable[Any],
+    only: set[str] | None = None,
+) -> int:
+    """Replace ``entity``'s review list with ``pairs`` (:class:`mappings.resolution.Pair`);
+    with ``only``, just the pairs of those records (a delta resolved them again)."""
+    engine = _engine(url)
+    first = 1
+    keep: list[int] = []
+    if only is not None:
+        with engine.connect() as conn:
+            t = person_review.c
+            listed = conn.execute(
+                select(t.pair_id, t.record_a, t.record_b).where(t.entity == entity)
+            ).all()
+        keep = [p for p, a, b in listed if a not in only and b not in only]
+        first = max((p for p, _, _ in listed), default=0) + 1
     rows = [
         {
             "entity": entity,
@@ -119,12 +137,19 @@ def save_review(url: str, entity: str, run_id: str | None, pairs: Iterable[Any])
             "b_seen": p.b_seen[:200],
             "run_id": run_id,
         }
-        for number, p in enumerate(pairs, start=1)
+        for number, p in enumerate(pairs, start=first)
     ]
-    engine = _engine(url)
     try:
         with engine.begin() as conn:
-            conn.execute(delete(person_review).where(person_review.c.entity == entity))
+            gone = delete(person_review).where(person_review.c.entity == entity)
+            if only is not None:
+                doomed = sorted({p for p, _, _ in listed} - set(keep))
+                for start in range(0, len(doomed), 500):
+                    conn.execute(
+                        gone.where(person_review.c.pair_id.in_(doomed[start : start + 500]))
+                    )
+            else:
+                conn.execute(gone)
             if rows:
                 conn.execute(insert(person_review), rows)
     finally:

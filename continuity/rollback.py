@@ -220,6 +220,7 @@ def rollback_wave(project: Project, wave: str) -> dict[str, int]:
         loader = open_loader(target.loader, target.location, metadata, target.options)
         try:
             loader.check()
+            states = [n for n in loader.checkpoints() if n.startswith("resolution:")]
             with loader.transaction() as tx:
                 for _seq, table, kind, payload in reversed(entries):
                     values = [tuple(from_json(v) for v in item) for item in json.loads(payload)]
@@ -239,6 +240,10 @@ def rollback_wave(project: Project, wave: str) -> dict[str, int]:
                 tx.set_checkpoint(
                     f"wave:{wave}", {"run_id": last.run_id, "finished": True, "rolled_back": True}
                 )
+                # The resolution state described the target as the run left it: the next run
+                # resolves every record again (see continuity.resolution_state).
+                for name in states:
+                    tx.set_checkpoint(name, {"kept": False})
         finally:
             loader.close()
         ledger.append("rollback", {"rolled_back": last.run_id, "counts": counts}, last.run_id, wave)

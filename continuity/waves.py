@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import MetaData, inspect, select
 
-from continuity import changes, target_schema
+from continuity import changes, resolution_state, target_schema
 from continuity.domain.connect import engine_for
 from continuity.domain.errors import ConfigError, MappingError, ValidationError
 from continuity.domain.yamlsource import raise_all
@@ -419,6 +419,7 @@ class WaveRunner:
         if self.fingerprints:
             self.metadata = with_journal(product, journal=self.journal)
             changes.add_tables(self.metadata)
+            resolution_state.add_tables(self.metadata)
         if delta and not self.fingerprints:
             raise ConfigError(
                 f"--delta needs the sql loader, which keeps fingerprints in the target "
@@ -444,6 +445,10 @@ class WaveRunner:
         self._resources: dict[str, Any] = {}
         self._decisions: dict[str, dict[tuple[str, str], str]] = {}
         self.resolution_stats: dict[str, Any] = {}
+        #: per resolved entity: (its resolver, record -> (digest, lookup keys), the part a
+        #: delta resolved again or None): written as the state when the run finishes
+        self._states: dict[str, tuple[Any, dict[str, tuple[int, set[int]]], Any]] = {}
+        self._lookup_digests: dict[str, Any] = {}
         #: per resolved entity: (anchor kept, other anchor) of clusters joining two target
         #: records made earlier (a merge after the fact; see Resolver.pin)
         self.merged_after: dict[str, list[tuple[str, str]]] = {}
@@ -452,6 +457,7 @@ class WaveRunner:
         self._moved: dict[tuple[str, str], set[str]] = {}
         self._retired: dict[str, list[str]] = {}
         self._loader: Loader | None = None  # the run's, while it runs
+        self._checkpoints: Loader | None = None  # the same, in a dry run too (to read)
         self._scoped = any(self._scopes.values())
         self._journal: Journal | None = None
         self._fresh: frozenset[str] = frozenset()
@@ -583,21 +589,34 @@ class WaveRunner:
         for spec in self.specs:
             if spec.resolve is None:
                 continue
-            resolver = Resolver(spec.resolve.settings, self._decisions.get(spec.entity, {}))
-            for identity, values in self._person_records(spec, keys, progress):
-                resolver.add(identity, values)
+            decisions = self._decisions.get(spec.entity, {})
+            part = self._resolve_part(spec, keys, progress)
+            resolver = (
+                part.resolver if part is not None else Resolver(spec.resolve.settings, decisions)
+            )
+            read: dict[str, tuple[int, set[int]]] = {}  # record -> digest, lookup keys
+            if part is None:
+                for identity, values, looked in self._person_records(spec, keys, progress):
+                    resolver.add(identity, values)
+                    read[identity] = (resolution_state.digest_of(values, looked), looked)
+            else:
+                read = {i: (part.digests[i], part.lookups[i]) for i in part.digests}
+            resolution: Any = part if part is not None else resolver
             held: dict[str, str] = {}
             anchor_of: dict[str, str] = {}
             if self.project.target.loader == "sql":
                 # Persons keep their keys: their anchors stay anchors, and the records of one
                 # whose anchor is gone from the source keep it as theirs.
                 held, anchor_of = self._held(spec)
+                present = part.present if part is not None else resolver.__contains__
                 resolver.pin(
                     [a for a in anchor_of.values() if a in resolver],
                     {
                         record: anchor
                         for record, target in held.items()
-                        if (anchor := anchor_of.get(target)) is not None and anchor not in resolver
+                        if record in resolver
+                        and (anchor := anchor_of.get(target)) is not None
+                        and not present(anchor)
                     },
                 )
             resolver.finish()
@@ -606,11 +625,29 @@ class WaveRunner:
             if self._changes is not None and not self._scoped:
                 # (A wave with a scope cannot remake the rows outside it: an unscoped wave
                 # merges what resolution joins after the fact.)
-                self._moved_records(spec, resolver, run_id, held, anchor_of)
-            self.resolution_stats[spec.entity] = resolver.stats
+                self._moved_records(spec, resolution, run_id, held, anchor_of)
+            stats = resolver.stats
+            if part is not None:
+                stats.records = part.total
+                stats.incremental = {
+                    "resolved_again": len(resolver),
+                    "changed": len(part.changed),
+                    "gone": len(part.gone),
+                }
+            self.resolution_stats[spec.entity] = stats
             if run_id is not None:
-                people.save_review(self.project.ledger, spec.entity, run_id, resolver.review)
-            self._resources[f"resolution:{spec.entity}"] = resolver
+                if part is None:
+                    people.save_review(self.project.ledger, spec.entity, run_id, resolver.review)
+                else:
+                    people.save_review(
+                        self.project.ledger,
+                        spec.entity,
+                        run_id,
+                        resolver.review,
+                        only=set(resolver.identities()) | part.gone,
+                    )
+            self._resources[f"resolution:{spec.entity}"] = resolution
+            self._states[spec.entity] = (resolver, read, part)
 
     def _moved_records(
         self,
@@ -640,8 +677,12 @@ class WaveRunner:
         retired: set[str] = set()
         holding: Counter[str] = Counter()  # target -> records it holds, and those that left
         leaving: Counter[str] = Counter()
+        # (A delta's part: the records outside it resolve as they did, and stay.)
+        present = getattr(resolver, "present", resolver.__contains__)
         for identity, target in held.items():
             holding[target] += 1
+            if identity not in resolver:
+                continue
             now = resolver.resolved(identity)
             if now is None:
                 continue  # not resolved any more (quarantined or excluded): its step says so
@@ -658,7 +699,7 @@ class WaveRunner:
                 retired.add(target)  # its anchor went elsewhere: so do all its records
         for target, n in leaving.items():
             # An anchor gone from the source, and every record went to another person.
-            if anchor_of[target] not in resolver and n == holding[target]:
+            if not present(anchor_of[target]) and n == holding[target]:
                 retired.add(target)
         if retired:
             self._retired[spec.entity] = sorted(retired)
@@ -763,31 +804,203 @@ class WaveRunner:
         keys: RunKeys,
         progress: Progress | None = None,
         dropped: bool = False,
-    ) -> Iterator[tuple[str, list[Any]]]:
-        """Every record of a resolved mapping, whatever the wave: ``source|table|key`` and its
-        values for resolution's ``ROLES`` (None where the mapping names no field). Quarantined
-        and excluded records only with ``dropped`` (search finds them; resolution does not
-        cluster what will not load), a value that could not be read as None."""
+        only: Mapping[str, Sequence[str]] | None = None,
+    ) -> Iterator[tuple[str, list[Any], set[int]]]:
+        """Every record of a resolved mapping, whatever the wave: ``source|table|key``, its
+        values for resolution's ``ROLES`` (None where the mapping names no field) and the
+        dependency keys of what it looks up (see :mod:`continuity.resolution_state`).
+        Quarantined and excluded records only with ``dropped`` (search finds them; resolution
+        does not cluster what will not load), a value that could not be read as None.
+
+        ``only``: of each step (by name), just the records with these keys (read by key, in
+        no set order)."""
         assert spec.resolve is not None
         fields = spec.resolve.fields
         named = [f for f in fields if f is not None]
         where = [named.index(f) if f is not None else None for f in fields]
         done = 0
         for step in (s for s in self.steps if s.spec is spec):
+            if only is not None and step.name not in only:
+                continue
             source = self.compile(step, keys, resolving=True)
             m = step.mapping
             prefix = f"{m.source}|{m.table or m.as_table}|"  # by the physical table
             out = BatchOut()
             whole = dataclasses.replace(self.selection(step), where=m.where)
             bad, _ = self._key_problems(step, whole)
-            for batch in self.extractor(m.source).batches(whole, self.batch_size):
+            looks = [
+                (name, [source.columns.index(c) for c in on]) for name, on in self._lookups_of(step)
+            ]
+            key_at = [source.columns.index(k) for k in m.key]
+            if only is not None:
+                batches: Iterator[Sequence[tuple[Any, ...]]] = (
+                    rows for _, rows in self._keyed_reads(step, sorted(only[step.name]), 0)
+                )
+            else:
+                batches = iter(self.extractor(m.source).batches(whole, self.batch_size))
+            for batch in batches:
                 out.clear()
                 self._map(step, source, batch, bad, out, collect=named, collect_dropped=dropped)
+                rows = {key_text([r[i] for i in key_at]): r for r in batch} if looks else {}
                 for key, values in out.collected:
-                    yield prefix + key, [None if w is None else values[w] for w in where]
+                    row = rows.get(key)
+                    looked = {
+                        resolution_state.lookup_dependency(
+                            name, key_text([row[i] for i in at]) if row is not None else None
+                        )
+                        for name, at in looks
+                    }
+                    yield prefix + key, [None if w is None else values[w] for w in where], looked
                 done += len(out.collected)
             if progress is not None:
                 progress(f"resolve {step.name}", done, done)
+
+    def _state_kept(self, spec: MappingSpec) -> bool:
+        """Whether a run can keep ``spec``'s resolution state (and a delta use it): the sql
+        loader, an unscoped wave, every source a table read by a one-column key, one record
+        per row."""
+        return (
+            self.fingerprints
+            and not self._scoped
+            and all(
+                s.mapping.table is not None and len(s.mapping.key) == 1 and s.mapping.each is None
+                for s in self.steps
+                if s.spec is spec
+            )
+        )
+
+    def _resolve_part(
+        self, spec: MappingSpec, keys: RunKeys, progress: Progress | None
+    ) -> resolution_state.Part | None:
+        """A delta: resolve again only the part of ``spec``'s records a change can reach (see
+        :mod:`continuity.resolution_state`); None when the state an earlier run kept cannot
+        say (none kept, another mapping, settings or decisions, too much changed)."""
+        assert spec.resolve is not None
+        found = self._changes
+        loader = self._checkpoints
+        if not self.delta or found is None or loader is None or not self._state_kept(spec):
+            return None
+        steps = [s for s in self.steps if s.spec is spec]
+        if not all(found.covers(s.mapping.source, s.mapping.table) for s in steps):
+            return None
+        decisions = self._decisions.get(spec.entity, {})
+        meta = loader.checkpoint(resolution_state.checkpoint_name(spec.entity)) or {}
+        if meta != self._state_meta(spec):
+            return None
+        prefixes = [(s, f"{s.mapping.source}|{s.mapping.table}|") for s in steps]
+        wanted: set[str] = set()
+        deleted: set[str] = set()
+        for s, prefix in prefixes:
+            table = (s.mapping.source, s.mapping.table or "")
+            wanted |= {prefix + k for k in found.keys(*table)}
+            deleted |= {prefix + k for k in found.deleted.get(table, ())}
+        prior = resolution_state.Prior(self.project.target.location, spec.entity)
+        total = prior.count()
+        if total == 0 or len(wanted) + len(deleted) > resolution_state.WHOLE_ABOVE * total:
+            prior.close()
+            return None
+        lookup_changes: set[int] = set()
+        for name, (now, before) in self._lookup_state(spec, prior).items():
+            lookup_changes |= resolution_state.changed_lookups(name, now, before or {})
+
+        def by_step(identities: set[str]) -> dict[str, list[str]]:
+            grouped: dict[str, list[str]] = {}
+            for s, prefix in prefixes:
+                picked = [i[len(prefix) :] for i in identities if i.startswith(prefix)]
+                if picked:
+                    grouped[s.name] = picked
+            return grouped
+
+        def read(identities: set[str]) -> dict[str, tuple[list[Any], set[int]]]:
+            return {
+                identity: (values, looked)
+                for identity, values, looked in self._person_records(
+                    spec, keys, progress, only=by_step(identities)
+                )
+            }
+
+        def order(identities: set[str]) -> list[str]:
+            """In the order a full run reads them: by step, each in the source's key order."""
+            ordered: list[str] = []
+            for s, prefix in prefixes:
+                m = s.mapping
+                selection = dataclasses.replace(
+                    self.selection(s), where=m.where, columns=tuple(m.key)
+                )
+                for batch in self.extractor(m.source).batches(selection, 50_000):
+                    for row in batch:
+                        identity = prefix + key_text(row[:1])
+                        if identity in identities:
+                            ordered.append(identity)
+            return ordered
+
+        part = resolution_state.resolve_part(
+            prior,
+            spec.resolve.settings,
+            decisions,
+            wanted,
+            deleted,
+            read,
+            order,
+            lookup_changes,
+        )
+        return part
+
+    def _state_meta(self, spec: MappingSpec) -> dict[str, Any]:
+        """What a resolution state was kept under: a delta uses it only under the same."""
+        from continuity.people import decisions_digest
+
+        assert spec.resolve is not None
+        return {
+            "settings": resolution_state.settings_digest(
+                spec.resolve.settings, f"{spec.digest}|{self.rules_digest()}"
+            ),
+            "decisions": decisions_digest(self._decisions.get(spec.entity, {})),
+        }
+
+    def _lookup_state(
+        self, spec: MappingSpec, prior: resolution_state.Prior | None = None
+    ) -> dict[str, tuple[dict[int, int], dict[int, int] | None]]:
+        """Each lookup ``spec``'s records make: its digests now and (given the state an
+        earlier run kept) then. Found once per run."""
+        found = self._lookup_digests.get(spec.entity)
+        if found is None:
+            names = {n for s in self.steps if s.spec is spec for n, _ in self._lookups_of(s)}
+            found = {
+                name: (
+                    resolution_state.lookup_digests(self._resources[name]),
+                    prior.lookup_digests(name) if prior is not None else None,
+                )
+                for name in sorted(names)
+            }
+            self._lookup_digests[spec.entity] = found
+        return found
+
+    def _keep_states(self, tx: Any) -> None:
+        """Write each resolved entity's resolution state (in the transaction finishing the
+        run, beside the fingerprints): what the next delta resolves from."""
+        for spec in self.specs:
+            if spec.resolve is None:
+                continue
+            name = resolution_state.checkpoint_name(spec.entity)
+            kept = self._states.get(spec.entity)
+            if kept is None or not self._state_kept(spec):
+                tx.set_checkpoint(name, {"kept": False})
+                continue
+            resolver, read, part = kept
+            resolution_state.write(tx, spec.entity, resolver, read, part, self._lookup_state(spec))
+            tx.set_checkpoint(name, self._state_meta(spec))
+
+    def _lookups_of(self, step: Step) -> list[tuple[str, list[str]]]:
+        """The lookups a step's fields make: (resource name, the columns looked up by)."""
+        from mappings.compiler import lookup_resource
+
+        return [
+            (lookup_resource(s.args), list(s.args["on"]))
+            for f in step.mapping.fields
+            for s in f.steps
+            if s.op == "lookup"
+        ]
 
     def _ready_to_read(self, entity: str) -> tuple[MappingSpec, RunKeys]:
         """Outside a run: the resolved mapping of ``entity`` with what its operations look up
@@ -834,6 +1047,9 @@ class WaveRunner:
         for ex in self.extractors.values():
             ex.close()
         self.extractors.clear()
+        for _, _, part in self._states.values():
+            if part is not None:
+                part.prior.close()
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -866,7 +1082,13 @@ class WaveRunner:
         if (self.journal or self.fingerprints) and not dry_run:
             engine = engine_for(target.location)
             try:
-                for name in (JOURNAL, changes.FINGERPRINTS, changes.PENDING, changes.HISTORY):
+                for name in (
+                    JOURNAL,
+                    changes.FINGERPRINTS,
+                    changes.PENDING,
+                    changes.HISTORY,
+                    *resolution_state.TABLES,
+                ):
                     if name in self.metadata.tables:
                         self.metadata.tables[name].create(engine, checkfirst=True)
             finally:
@@ -905,6 +1127,7 @@ class WaveRunner:
             # fails the run here, with nothing written.
             self._resources = self.resources()
             self._loader = None if dry_run else loader
+            self._checkpoints = loader
             self._resolve(keys, progress, None if dry_run else run_id)
             compiled = [self.compile(step, keys) for step in self.steps]
             summary = RunSummary(run_id, self.wave.name, dry_run, resumed, delta=self.delta)
@@ -957,6 +1180,7 @@ class WaveRunner:
                         )
                         if self.fingerprints:  # the baseline moves with the finished wave
                             changes.promote(tx, run_id, self.wave.name)
+                            self._keep_states(tx)
                 if self.validate and not dry_run and target.loader == "sql":
                     self._validate_target(summary, run_id)
             except BaseException as exc:
@@ -1642,7 +1866,8 @@ def person_records(
     runner = WaveRunner(project, next(iter(project.waves), "all"), None, BATCH_SIZE, journal=False)
     try:
         spec, keys = runner._ready_to_read(entity)
-        yield from runner._person_records(spec, keys, progress, dropped)
+        for identity, values, _ in runner._person_records(spec, keys, progress, dropped):
+            yield identity, values
     finally:
         runner.close()
 

@@ -35,8 +35,9 @@ record) and the same rule and score for each merged record.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -104,6 +105,38 @@ class ResolutionStats:
     merged: dict[str, int] = field(default_factory=dict)
     refused: dict[str, int] = field(default_factory=dict)
     decisions_applied: int = 0
+    #: a delta's resolution of part of the records: how many it resolved again, how many had
+    #: changed, how many had gone (see continuity.resolution_state)
+    incremental: dict[str, int] = field(default_factory=dict)
+
+
+#: Kinds of a record's dependency keys (:meth:`Resolver.dependency_keys`): the four blocking
+#: passes, then its PNC ID, its very name, and whatever the caller adds (a looked-up value's key).
+PNC_KEY, NAME_KEY, LOOKUP_KEY = 4, 5, 6
+
+
+def dependency_hash(kind: int, key: Any) -> int:
+    """A dependency key as a signed 64-bit number (stored, and compared across runs)."""
+    digest = hashlib.blake2b(repr((kind, key)).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a resolution of part of the records needs of the whole (see
+    :mod:`continuity.resolution_state`): the forenames in use as names in their own right, and
+    each block's size over every record (a block larger than ``max_block`` is not compared,
+    however few of its records the part holds)."""
+
+    names_in_use: frozenset[str]
+    #: the size over every record of each block the part holds only some records of
+    block_sizes: Mapping[int, int]
+
+
+def names_in_use(counts: Mapping[str, int]) -> frozenset[str]:
+    """The forenames held by at least one in 2,000 of the records counted (three at least)."""
+    floor = max(3, sum(counts.values()) // 2000)
+    return frozenset(f for f, n in counts.items() if n >= floor)
 
 
 def _dob_of(value: Any) -> int | None:
@@ -141,8 +174,12 @@ class Resolver:
         self,
         settings: ResolveSettings | None = None,
         decisions: Mapping[tuple[str, str], str] | None = None,
+        context: Context | None = None,
     ) -> None:
+        """``context``: the records added are part of a population (the part resolution must
+        look at again after a change); the whole's forenames in use and block sizes."""
         self.settings = settings or ResolveSettings()
+        self.context = context
         self.decisions = dict(decisions or {})
         self._curated = {c.replace(".", "|", 1) for c in self.settings.curated}
         self._names_in_use: frozenset[str] = frozenset()
@@ -167,6 +204,8 @@ class Resolver:
         self._ghost: dict[int, str] = {}  # cluster root -> the gone anchor it keeps
         self._writer: dict[int, int] = {}  # such a cluster's record that writes its row
         self._rep: dict[int, int] = {}  # cluster root -> its pinned anchor, where not the root
+        self._component: list[int] = []  # record -> its component's first record (see finish)
+        self._pass_keys: list[Callable[[int], Iterable[Any]]] = []
         #: clusters holding two records that were anchors of target records already (a merge
         #: after the fact): (the anchor kept, the other)
         self.merged_after: list[tuple[str, str]] = []
@@ -247,14 +286,11 @@ class Resolver:
     def _established(self) -> frozenset[str]:
         """Forenames the population uses as names in their own right: each held by at least
         one in 2,000 records of the curated tables (of all records, when none is curated)."""
-        counts: dict[str, int] = defaultdict(int)
-        total = 0
+        counts: Counter[str] = Counter()
         for i, f in enumerate(self._fore):
             if f and (not self._curated or self._table_of(i) in self._curated):
                 counts[f] += 1
-                total += 1
-        floor = max(3, total // 2000)
-        return frozenset(f for f, n in counts.items() if n >= floor)
+        return names_in_use(counts)
 
     def _table_of(self, i: int) -> str:
         """``source|table`` of a record (its key may itself hold ``|``: a composite key)."""
@@ -312,9 +348,10 @@ class Resolver:
 
     # -- resolving ---------------------------------------------------------------------------
 
-    def _blocks(self) -> Iterable[list[int]]:
-        """Each blocking pass's blocks, one pass at a time (memory: one pass's index)."""
-        n = len(self._names)
+    def _passes(self) -> list[Callable[[int], Iterable[Any]]]:
+        """The blocking passes: each gives a record's keys in that pass."""
+        if self._pass_keys:
+            return self._pass_keys
         nick = nicknames()
 
         def exact(i: int) -> bool:
@@ -331,7 +368,7 @@ class Resolver:
                 return set()
             return {phonetic_keys(f)[0], *("~" + c for c in nick.canonical(f))}
 
-        passes = [
+        self._pass_keys = [
             # surname sounds alike, DOB in either day/month order: catches forename variants
             lambda i: (
                 {(k, _swap_canon(self._dob[i])) for k in surname_keys(i)}  # type: ignore[arg-type]
@@ -349,15 +386,56 @@ class Resolver:
             # both names and the home, for a record with no DOB at all
             self._home_keys,
         ]
-        for keys_of in passes:
+        return self._pass_keys
+
+    def _blocks(self) -> Iterable[tuple[int, list[int]]]:
+        """Each blocking pass's blocks, one pass at a time (memory: one pass's index): the
+        block's key (:func:`dependency_hash`) and its records."""
+        n = len(self._names)
+        for number, keys_of in enumerate(self._passes()):
             index: dict[Any, list[int]] = defaultdict(list)
             for i in range(n):
                 for k in keys_of(i):
                     index[k].append(i)
-            for members in index.values():
+            for k, members in index.items():
                 if len(members) > 1:
-                    yield members
+                    yield dependency_hash(number, k), members
             del index
+
+    def block_keys(self) -> Iterable[tuple[int, int]]:
+        """Each block of two records or more among those added: its key and its size."""
+        for key, members in self._blocks():
+            yield key, len(members)
+
+    def forename(self, identity: str) -> str:
+        """The record's first forename, cleansed (``""`` for none)."""
+        return self._fore[self._ids[identity]]
+
+    def counted_forename(self, identity: str) -> str | None:
+        """The forename this record adds to the count of forenames in use, if any (see
+        ``_established``)."""
+        i = self._ids[identity]
+        f = self._fore[i]
+        if f and (not self._curated or self._table_of(i) in self._curated):
+            return f
+        return None
+
+    def dependency_keys(self, identity: str) -> set[int]:
+        """Every key (:func:`dependency_hash`) through which a change to another record can
+        change how this one resolves: its blocks in every pass, its PNC ID, its very name (a
+        record with no DOB weighs every person of its name). Stored after a run, so that a
+        delta finds the records a changed one may touch (:mod:`continuity.resolution_state`)."""
+        i = self._ids[identity]
+        found = {
+            dependency_hash(number, k)
+            for number, keys_of in enumerate(self._passes())
+            for k in keys_of(i)
+        }
+        if self._pnc[i]:
+            found.add(dependency_hash(PNC_KEY, self._pnc[i]))
+        if self._fore[i] and self._sur[i]:
+            found.add(dependency_hash(NAME_KEY, (self._fore[i], self._sur[i])))
+        return found
 
     def _year_keys(self, i: int) -> set[Any]:
         d = self._dob[i]
@@ -386,8 +464,9 @@ class Resolver:
                 first = by_pnc.setdefault(pnc, i)
                 if first != i:
                     found[(first, i)] = (1.0, "same_pnc", ("pnc",))
-        for members in self._blocks():
-            if len(members) > s.max_block:
+        sizes = self.context.block_sizes if self.context is not None else {}
+        for key, members in self._blocks():
+            if sizes.get(key, len(members)) > s.max_block:
                 self.stats.blocks_capped += 1
                 self.stats.records_in_capped_blocks += len(members)
                 continue
@@ -434,7 +513,9 @@ class Resolver:
         self._parent = list(range(n))
         self._rule = [""] * n
         self._score = [None] * n
-        self._names_in_use = self._established()
+        self._names_in_use = (
+            self.context.names_in_use if self.context is not None else self._established()
+        )
         found = self._candidates()
         rank = {"confirmed": 0, "same_pnc": 1}
         order = sorted(found.items(), key=lambda kv: (rank.get(kv[1][1], 2), -kv[1][0], kv[0]))
@@ -511,8 +592,53 @@ class Resolver:
             if root not in self._ghost:
                 self._ghost[root] = gone
                 self._writer[root] = firsts[(gone, root)]
+        self._components(found)
         self._members.clear()
         self.finished = True
+
+    def _components(self, found: Mapping[tuple[int, int], Any]) -> None:
+        """Group the records into components: those joined by a candidate pair (merged or not,
+        a reviewer's decision included), and every record of a name one with no DOB bears (it
+        weighs them all). Nothing outside a record's component can change how it resolves,
+        unless a record sharing a dependency key with it changes (see ``dependency_keys``)."""
+        parent = list(range(len(self._names)))
+
+        def find(i: int) -> int:
+            root = i
+            while parent[root] != root:
+                root = parent[root]
+            while parent[i] != root:
+                parent[i], i = root, parent[i]
+            return root
+
+        def join(i: int, j: int) -> None:
+            a, b = find(i), find(j)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+
+        for i, j in found:
+            join(i, j)
+        by_name: dict[tuple[str, tuple[str, ...]], list[int]] = defaultdict(list)
+        for i, name in enumerate(zip(self._fore, self._sur, strict=True)):
+            by_name[name].append(i)
+        for (fore, sur), members in by_name.items():
+            if not (fore and sur) or len(members) < 2:
+                continue  # (a record without both names is in no weak pair)
+            if any(self._dob[i] is None for i in members):
+                for j in members[1:]:
+                    join(members[0], j)
+        self._component = [find(i) for i in range(len(parent))]
+
+    def component(self, identity: str) -> str:
+        """The first record (in the order added) of the record's component (see
+        ``_components``)."""
+        if not self.finished:
+            self.finish()
+        return self._names[self._component[self._ids[identity]]]
+
+    def identities(self) -> list[str]:
+        """Every record added, in order."""
+        return list(self._names)
 
     def _torn(
         self, i: int, j: int, score: float, partners: Mapping[int, list[tuple[float, int]]]

@@ -224,6 +224,50 @@ def test_a_dry_run_delta_writes_nothing(migrated: Path, tmp_path: Path) -> None:
     )
 
 
+def _whole_resolution_next(base: Path) -> None:
+    """Forget the resolution state: the next run resolves every person record again."""
+    _product(base, "UPDATE continuity_checkpoint SET state = '{}' WHERE step LIKE 'resolution:%'")
+
+
+def _target_rows(base: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the product and of its work tables that a run's identity does not name."""
+    found = {}
+    with sqlite3.connect(base / "product.sqlite") as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            if table in ("continuity_checkpoint", "continuity_journal") or "pending" in table:
+                continue
+            columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+            kept = [c for c in columns if c not in ("run_id", "detected_by", "replaced_by")]
+            found[table] = sorted(map(repr, conn.execute(f"SELECT {', '.join(kept)} FROM {table}")))
+    return found
+
+
+def test_a_delta_resolves_again_only_the_persons_a_change_reaches_as_a_whole_run_would(
+    migrated: Path, tmp_path: Path
+) -> None:
+    """Two deltas one after the other, each resolving the part of the person records its
+    changes can reach: the same product, crosswalk and resolution state as deltas resolving
+    every record."""
+    part = _copy(migrated, tmp_path / "part")
+    whole = _copy(migrated, tmp_path / "whole")
+    for days, seed in ((30, 1), (20, 2)):
+        for base in (part, whole):
+            urls = EstateOptions(out=base / "estate").urls()
+            evolve_estate(base / "estate", days, urls, seed=seed, processes=1)
+        _whole_resolution_next(whole)
+        by_part, by_whole = _delta(part), _delta(whole)
+        stats = by_part.resolution["person"]
+        assert by_whole.resolution["person"]["incremental"] == {}
+        assert 0 < stats["incremental"]["resolved_again"] < stats["records"] / 2
+        assert stats["records"] == by_whole.resolution["person"]["records"]
+        assert by_part.resolution["person"].get("merged_after") == by_whole.resolution[
+            "person"
+        ].get("merged_after")
+        assert _target_rows(part) == _target_rows(whole)
+    _assert_clean(part)
+
+
 def test_a_rolled_back_delta_is_migrated_again(migrated: Path, tmp_path: Path) -> None:
     from continuity.rollback import rollback_wave
 

@@ -1,0 +1,439 @@
+"""What a delta needs to resolve persons again without reading every person record.
+
+A full run resolves every record of a resolved mapping (:mod:`mappings.resolution`). It then
+keeps, in the target beside the fingerprints, each record's *state*: a digest of what
+resolution read of it, where it went (anchor, rule, role, score), its *component* (the records
+a candidate pair or a shared name with a record of no DOB ties it to), its forename and whether
+it counts toward the forenames in use, and its *dependency keys* (its blocks, its PNC ID, its
+name, the keys of the values it looked up).
+
+A delta then resolves only the *part* of the population a change can reach, which is exact:
+
+1. the records change detection wants again (added, changed, related), those whose looked-up
+   values changed, read through the mapping; those whose digest differs are *changed*;
+   records gone from the source (or no longer resolved: quarantined, excluded) are *gone*;
+2. every record sharing a dependency key, new or old, with a changed or gone record, and every
+   record of a forename whose standing as a name in use flipped, joins the part, with the
+   records reviewers decided on and the records the delta migrates again;
+3. the part grows to whole components. Nothing outside it can resolve differently: a pair
+   across its edge would share a block no change touched, so it scored before as it scores
+   now, and would have put both records in one component;
+4. the part is resolved in the order a full run takes its records, with the whole's forenames
+   in use and the whole's size of every block the part holds only some records of (a block
+   larger than ``max_block`` is not compared however few of its records the part holds).
+
+Every other record resolves as the state says. A run writes the state in the transaction that
+finishes it, with the fingerprints, so that state and baseline never disagree; a scoped run,
+a rollback, or a change of the mapping, the resolution's settings, the reviewers' decisions or
+this module's version leaves the next run to resolve everything again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table
+
+from continuity.domain.connect import engine_for
+from mappings.resolution import (
+    LOOKUP_KEY,
+    Context,
+    Resolved,
+    Resolver,
+    ResolveSettings,
+    dependency_hash,
+    names_in_use,
+)
+
+STATE = "migration_resolution"
+KEYS = "migration_resolution_key"
+LOOKUPS = "migration_resolution_lookup"
+TABLES = (STATE, KEYS, LOOKUPS)
+#: Bumped whenever resolution or its dependency keys change meaning: the next run resolves all.
+VERSION = 1
+#: Values per IN list.
+CHUNK = 500
+#: State rows written per transaction call.
+WRITE_EVERY = 20_000
+#: Above this share of the records wanted again, resolving them all is cheaper.
+WHOLE_ABOVE = 0.3
+
+
+def add_tables(metadata: MetaData) -> None:
+    """Add the state tables to ``metadata`` (a run's copy of the product's)."""
+    if STATE in metadata.tables:
+        return
+    Table(
+        STATE,
+        metadata,
+        Column("entity", String(60), primary_key=True),
+        Column("identity", String(300), primary_key=True),  # source|table|key
+        Column("digest", BigInteger, nullable=False),
+        Column("component", String(300), nullable=False),
+        Column("forename", String(100)),  # the first forename, cleansed (None: none)
+        Column("counted", Integer, nullable=False),  # 1: it counts toward the names in use
+        Column("anchor", String(300), nullable=False),
+        Column("rule", String(60), nullable=False),
+        Column("role", String(10), nullable=False),
+        Column("score", Integer),
+        Index("ix_migration_resolution_component", "entity", "component"),
+        Index("ix_migration_resolution_forename", "entity", "forename"),
+    )
+    Table(
+        KEYS,
+        metadata,
+        Column("entity", String(60), primary_key=True),
+        Column("identity", String(300), primary_key=True),
+        Column("key_hash", BigInteger, primary_key=True),
+        Index("ix_migration_resolution_key", "entity", "key_hash"),
+    )
+    Table(
+        LOOKUPS,
+        metadata,
+        Column("entity", String(60), primary_key=True),
+        Column("lookup", String(32), primary_key=True),
+        Column("key_hash", BigInteger, primary_key=True),
+        Column("digest", BigInteger, nullable=False),
+    )
+
+
+def checkpoint_name(entity: str) -> str:
+    return f"resolution:{entity}"
+
+
+def _hash64(text: str) -> int:
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def digest_of(values: Sequence[Any], lookups: Iterable[int]) -> int:
+    """What resolution read of a record (and the keys of what it looked up), as 64 bits."""
+    return _hash64(repr(list(values)) + repr(sorted(lookups)))
+
+
+def lookup_name(resource: str) -> str:
+    """A lookup's short stable name (its resource name can be a whole query)."""
+    return hashlib.blake2b(resource.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def settings_digest(settings: ResolveSettings, mapping_digest: str) -> str:
+    text = json.dumps([VERSION, repr(settings), mapping_digest])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _chunks(items: Iterable[Any]) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class Prior:
+    """The state an earlier run left for one entity, read as the increment asks."""
+
+    def __init__(self, url: str, entity: str) -> None:
+        self.entity = entity
+        self.engine = engine_for(url)
+        meta = MetaData()
+        add_tables(meta)
+        self.state = meta.tables[STATE]
+        self.keys = meta.tables[KEYS]
+        self.lookups = meta.tables[LOOKUPS]
+        self._conn: sa.Connection | None = None
+        self._resolved: dict[str, Resolved | None] = {}
+
+    def _c(self) -> sa.Connection:
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self.engine.dispose()
+
+    def _where_in(
+        self, columns: Sequence[Any], column: Any, values: Iterable[Any], group: bool = False
+    ) -> Iterator[Any]:
+        """Rows of ``columns`` whose ``column`` is one of ``values`` (asked a chunk at a
+        time), counted by ``columns`` with ``group``."""
+        for chunk in _chunks(sorted(set(values))):
+            query = sa.select(*columns).where(column.table.c.entity == self.entity)
+            query = query.where(column.in_(chunk))
+            if group:
+                query = query.add_columns(sa.func.count()).group_by(*columns)
+            yield from self._c().execute(query)
+
+    def rows(self, identities: Iterable[str]) -> dict[str, tuple[int, str, str | None]]:
+        """identity -> (digest, component, counted forename) of those the state holds."""
+        t = self.state.c
+        columns = (t.identity, t.digest, t.component, t.forename, t.counted)
+        return {
+            identity: (digest, component, forename if counted else None)
+            for identity, digest, component, forename, counted in self._where_in(
+                columns, t.identity, identities
+            )
+        }
+
+    def keys_of(self, identities: Iterable[str]) -> set[int]:
+        t = self.keys.c
+        return {h for (h,) in self._where_in([t.key_hash], t.identity, identities)}
+
+    def holders(self, keys: Iterable[int]) -> set[str]:
+        """The records holding any of ``keys``."""
+        t = self.keys.c
+        return {i for (i,) in self._where_in([t.identity], t.key_hash, keys)}
+
+    def sizes(self, keys: Iterable[int]) -> dict[int, int]:
+        """How many records hold each of ``keys``."""
+        t = self.keys.c
+        return {h: n for h, n in self._where_in([t.key_hash], t.key_hash, keys, group=True)}
+
+    def members(self, components: Iterable[str]) -> set[str]:
+        t = self.state.c
+        return {i for (i,) in self._where_in([t.identity], t.component, components)}
+
+    def named(self, forenames: Iterable[str]) -> set[str]:
+        """The records bearing any of ``forenames``."""
+        t = self.state.c
+        return {
+            i for (i,) in self._where_in([t.identity], t.forename, {f[:100] for f in forenames})
+        }
+
+    def forename_counts(self) -> Counter[str]:
+        t = self.state.c
+        query = (
+            sa.select(t.forename, sa.func.count())
+            .where(t.entity == self.entity, t.counted == 1)
+            .group_by(t.forename)
+        )
+        return Counter({f: n for f, n in self._c().execute(query)})
+
+    def count(self) -> int:
+        t = self.state.c
+        query = sa.select(sa.func.count()).select_from(self.state).where(t.entity == self.entity)
+        return int(self._c().execute(query).scalar_one())
+
+    def resolved(self, identity: str) -> Resolved | None:
+        """Where the state says a record went (None: not a record it holds)."""
+        if identity in self._resolved:
+            return self._resolved[identity]
+        t = self.state.c
+        query = sa.select(t.anchor, t.rule, t.role, t.score).where(
+            t.entity == self.entity, t.identity == identity
+        )
+        row = self._c().execute(query).first()
+        found = None if row is None else Resolved(row[0], row[1], row[2], row[3])
+        if len(self._resolved) < 200_000:
+            self._resolved[identity] = found
+        return found
+
+    def lookup_digests(self, name: str) -> dict[int, int]:
+        t = self.lookups.c
+        query = sa.select(t.key_hash, t.digest).where(
+            t.entity == self.entity, t.lookup == lookup_name(name)
+        )
+        return {h: d for h, d in self._c().execute(query)}
+
+
+def lookup_digests(table: Mapping[str, Any]) -> dict[int, int]:
+    """A looked-up relation (key text -> value) as key hash -> digest of the value."""
+    return {_hash64(k): _hash64(repr(v)) for k, v in table.items()}
+
+
+def changed_lookups(name: str, now: Mapping[int, int], before: Mapping[int, int]) -> set[int]:
+    """The dependency keys of the lookup keys whose value changed, came or went."""
+    keys = {h for h, d in now.items() if before.get(h) != d} | (before.keys() - now.keys())
+    # the dependency key names the lookup key's text; the relation is keyed by its hash
+    return {dependency_hash(LOOKUP_KEY, (lookup_name(name), h)) for h in keys}
+
+
+def lookup_dependency(name: str, key: str | None) -> int:
+    """The dependency key of a record looking ``key`` up in lookup ``name``."""
+    return dependency_hash(LOOKUP_KEY, (lookup_name(name), _hash64(key) if key else None))
+
+
+def write(
+    tx: Any,
+    entity: str,
+    resolver: Resolver,
+    read: Mapping[str, tuple[int, set[int]]],
+    part: Part | None,
+    lookups: Mapping[str, tuple[Mapping[int, int], Mapping[int, int] | None]],
+) -> None:
+    """Keep ``entity``'s resolution state: all of it after a full resolution, the part's
+    records (and the gone ones' removal) after a delta's. In the caller's transaction."""
+    identities = resolver.identities()
+    if part is None:
+        for table in TABLES:
+            tx.execute(f"DELETE FROM {table} WHERE entity = ?", [entity])
+    else:
+        for chunk in _chunks(sorted(set(identities) | part.gone)):
+            marks = ", ".join("?" for _ in chunk)
+            for table in (STATE, KEYS):
+                tx.execute(
+                    f"DELETE FROM {table} WHERE entity = ? AND identity IN ({marks})",
+                    [entity, *chunk],
+                )
+    rows: list[tuple[Any, ...]] = []
+    keys: list[tuple[Any, ...]] = []
+    for identity in identities:
+        where = resolver.resolved(identity)
+        assert where is not None
+        digest, looked = read[identity]
+        rows.append(
+            (
+                entity,
+                identity,
+                digest,
+                resolver.component(identity),
+                resolver.forename(identity)[:100] or None,
+                int(resolver.counted_forename(identity) is not None),
+                where.anchor,
+                where.rule,
+                where.role,
+                where.score,
+            )
+        )
+        keys += [(entity, identity, h) for h in resolver.dependency_keys(identity) | looked]
+        if len(keys) >= WRITE_EVERY:
+            tx.upsert(STATE, rows)
+            tx.upsert(KEYS, keys)
+            rows, keys = [], []
+    tx.upsert(STATE, rows)
+    tx.upsert(KEYS, keys)
+    for name, (now, before) in lookups.items():
+        short = lookup_name(name)
+        if part is None or before is None:
+            changed = list(now.items())
+        else:
+            changed = [(h, d) for h, d in now.items() if before.get(h) != d]
+            tx.delete(LOOKUPS, [(entity, short, h) for h in before.keys() - now.keys()])
+        for start in range(0, len(changed), WRITE_EVERY):
+            tx.upsert(
+                LOOKUPS, [(entity, short, h, d) for h, d in changed[start : start + WRITE_EVERY]]
+            )
+
+
+#: identity -> (the ROLES values resolution reads, the record's lookup dependency keys)
+Read = Callable[[set[str]], dict[str, tuple[list[Any], set[int]]]]
+
+
+@dataclass
+class Part:
+    """The part of the population a delta resolves again (see the module's docstring)."""
+
+    resolver: Resolver  # the part's records, in a full run's order, not yet finished
+    prior: Prior
+    gone: set[str]  # records the state holds that resolution does not any more
+    changed: set[str]  # records whose digest changed, or new
+    digests: dict[str, int] = field(default_factory=dict)
+    lookups: dict[str, set[int]] = field(default_factory=dict)  # record -> lookup keys
+    total: int = 0  # records resolution holds now, in the part or not
+
+    def __contains__(self, identity: object) -> bool:
+        return identity in self.resolver
+
+    def resolved(self, identity: str) -> Resolved | None:
+        """Where a record goes: the part's resolution, else the state's."""
+        if identity in self.resolver:
+            return self.resolver.resolved(identity)
+        if identity in self.gone:
+            return None
+        return self.prior.resolved(identity)
+
+    def present(self, identity: str) -> bool:
+        """Whether resolution still holds the record (in the part or unchanged in the state)."""
+        if identity in self.resolver:
+            return True
+        return identity not in self.gone and self.prior.resolved(identity) is not None
+
+
+def resolve_part(
+    prior: Prior,
+    settings: ResolveSettings,
+    decisions: Mapping[tuple[str, str], str],
+    wanted: set[str],
+    deleted: set[str],
+    read: Read,
+    order: Callable[[set[str]], list[str]],
+    lookup_changes: set[int],
+) -> Part:
+    """The part of the population a change can reach, added (in order) to an unfinished
+    :class:`Resolver` with the whole's context: pin it, then finish it."""
+    again = (set(wanted) | prior.holders(lookup_changes)) - deleted
+    fresh = read(again)
+    probe = Resolver(settings)
+    for identity, (values, _) in fresh.items():
+        probe.add(identity, values)
+    digests = {i: digest_of(v, lk) for i, (v, lk) in fresh.items()}
+    gone = set(deleted) | (again - fresh.keys())
+    before = prior.rows(again | gone)
+    gone &= before.keys()  # (a record never resolved is not gone from the state)
+    changed = {i for i in fresh if i not in before or before[i][0] != digests[i]}
+    touched: set[int] = prior.keys_of(changed | gone)
+    for identity in changed:
+        touched |= probe.dependency_keys(identity) | fresh[identity][1]
+    # The forenames in use, before and after.
+    counts = prior.forename_counts()
+    was = names_in_use(counts)
+    for identity in changed | gone:
+        old = before.get(identity)
+        if old is not None and old[2] is not None:
+            counts[old[2]] -= 1
+    for identity in changed:
+        f = probe.counted_forename(identity)
+        if f is not None:
+            counts[f] += 1
+    now = names_in_use(+counts)
+    flipped = was ^ now
+    # Records reviewers decided on, where resolution holds them.
+    decided = {x for pair in decisions for x in pair}
+    decided = {i for i in decided if i in fresh} | set(prior.rows(decided - fresh.keys()))
+    seeds = (prior.holders(touched) | prior.named(flipped) | set(fresh) | decided) - gone
+    seeds |= {i for i in changed if probe.forename(i) in flipped}
+    components = {row[1] for row in prior.rows(seeds).values()}
+    part = (prior.members(components) | seeds) - gone
+    missing = part - fresh.keys()
+    if missing:
+        more = read(missing)
+        for identity, (values, lk) in more.items():
+            fresh[identity] = (values, lk)
+            digests[identity] = digest_of(values, lk)
+        dropped = missing - more.keys()
+        gone |= dropped
+        part -= dropped
+    ordered = order(part)
+    sizes: dict[int, int] = {}
+    resolver = Resolver(settings, decisions, Context(now, sizes))
+    for identity in ordered:
+        resolver.add(identity, fresh[identity][0])
+    # A block the part holds only some records of: its size over the whole. A touched block
+    # holds all its records in the part; any other is as the state counts it.
+    sizes.update(
+        prior.sizes(
+            key
+            for key, n in resolver.block_keys()
+            if key not in touched and n <= settings.max_block
+        )
+    )
+    return Part(
+        resolver,
+        prior,
+        gone,
+        changed,
+        {i: digests[i] for i in ordered},
+        {i: fresh[i][1] for i in ordered},
+        prior.count() - len(gone) + len(changed - before.keys()),
+    )

@@ -1,0 +1,224 @@
+"""A delta's resolution of part of the persons (continuity/resolution_state.py) gives what a
+resolution of every record would: for the records it resolves again, and for every other
+record, which keeps what the state says."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import MetaData, create_engine
+
+from continuity import resolution_state
+from continuity.db import create_tables
+from continuity.loaders.registry import open_loader
+from mappings.resolution import Resolver, ResolveSettings
+
+#: with how many records hold each: the rare ones (Jon, Declan, Liam) are held by about as
+#: few records as make a name one in use, so that a change flips them in or out of use
+FORENAMES = {"John": 8, "Jon": 1, "Jack": 4, "Mary": 4, "Maria": 1, "Dean": 4, "Declan": 1}
+FORENAMES |= {"Liam": 1, "William": 4, "Ann": 4}
+SURNAMES = ["Smith", "Smyth", "Khan", "Jones", "Smith-Jones", "Brown"]
+HOMES = ["M1 1AA", "M2 2BB", "M3 3CC", ""]
+SETTINGS = ResolveSettings(max_block=6, curated=("legacy.NOMINAL",))
+
+
+def _record(rng: random.Random) -> list[Any]:
+    """forename, surname, dob, estimated, pnc, gender, middle names, home: from small pools,
+    so that records collide in blocks, names and PNC IDs."""
+    # few DOBs: blocks fill up beyond max_block, and a change empties or fills one
+    dob = dt.date(1980 + rng.randrange(2), rng.choice([1, 2]), rng.choice([1, 2, 3]))
+    roll = rng.random()
+    return [
+        rng.choices(list(FORENAMES), weights=list(FORENAMES.values()))[0],
+        rng.choice(SURNAMES),
+        None if roll < 0.15 else dob,
+        0.15 <= roll < 0.3,
+        rng.choice([None, None, None, "PNC1", "PNC2"]),
+        rng.choice(["M", "F", None]),
+        rng.choice([None, None, "Lee", "Ray"]),
+        rng.choice(HOMES),
+    ]
+
+
+def _identity(rng: random.Random, n: int) -> str:
+    table = rng.choice(["legacy|NOMINAL", "policeworks|pw_person"])
+    return f"{table}|{n:05d}"
+
+
+def _order(identities: Any) -> list[str]:
+    """A full run's order: legacy first, each in key order."""
+    return sorted(identities, key=lambda i: (not i.startswith("legacy"), i))
+
+
+def _resolve(population: dict[str, list[Any]]) -> Resolver:
+    r = Resolver(SETTINGS)
+    for identity in _order(population):
+        r.add(identity, population[identity])
+    r.finish()
+    return r
+
+
+def _keep(loader: Any, resolver: Resolver, population: dict[str, list[Any]], part: Any) -> None:
+    read = {
+        i: (resolution_state.digest_of(population[i], set()), set()) for i in resolver.identities()
+    }
+    with loader.transaction() as tx:
+        resolution_state.write(tx, "person", resolver, read, part, {})
+
+
+@pytest.mark.parametrize("seed", range(int(__import__("os").environ.get("SEEDS", "12"))))
+def test_the_part_a_change_reaches_resolves_as_every_record_would(
+    tmp_path: Path, seed: int
+) -> None:
+    rng = random.Random(seed)
+    population = {_identity(rng, n): _record(rng) for n in range(160)}
+    url, loader = _state(tmp_path, population)
+    resolved_again = []
+    for _round in range(3):  # deltas one after another: each keeps the state the next reads
+        changed = set(rng.sample(sorted(population), 4))
+        deleted = set(rng.sample(sorted(population.keys() - changed), 3))
+        for identity in changed:
+            population[identity] = _record(rng)
+        for identity in deleted:
+            del population[identity]
+        added = {_identity(rng, 1000 + 10 * _round + n) for n in range(5)} - population.keys()
+        for identity in added:
+            population[identity] = _record(rng)
+        prior = resolution_state.Prior(url, "person")
+        try:
+            part = resolution_state.resolve_part(
+                prior,
+                SETTINGS,
+                {},
+                changed | added,
+                deleted,
+                lambda ids: {i: (population[i], set()) for i in ids if i in population},
+                lambda ids: [i for i in _order(population) if i in ids],
+                set(),
+            )
+            part.resolver.finish()
+            whole = _resolve(population)
+            assert part.total == len(population)
+            assert part.gone == deleted
+            for identity in population:
+                assert part.resolved(identity) == whole.resolved(identity), identity
+            for identity in part.resolver.identities():
+                assert part.resolver.component(identity) == whole.component(identity)
+            resolved_again.append(len(part.resolver))
+            _keep(loader, part.resolver, population, part)
+        finally:
+            prior.close()
+        # The state the delta kept is the one a full resolution keeps.
+        fresh_url, fresh = _state(tmp_path / f"fresh{_round}", population)
+        fresh.close()
+        assert _rows(url) == _rows(fresh_url)
+    loader.close()
+    assert min(resolved_again) < len(population)  # a part, not everything
+
+
+def _rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {
+                t: sorted(tuple(r) for r in conn.exec_driver_sql(f"SELECT * FROM {t}"))
+                for t in resolution_state.TABLES
+            }
+    finally:
+        engine.dispose()
+
+
+def _state(tmp_path: Path, population: dict[str, list[Any]]) -> tuple[str, Any]:
+    """A state database holding a full resolution's state of ``population``, and its loader."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    metadata = MetaData()
+    resolution_state.add_tables(metadata)
+    engine = create_engine(url)
+    create_tables(engine, metadata)
+    engine.dispose()
+    loader = open_loader("sql", url, metadata)
+    _keep(loader, _resolve(population), population, None)
+    return url, loader
+
+
+def _part(url: str, population: dict[str, list[Any]], changed: set[str], deleted: set[str]) -> Any:
+    prior = resolution_state.Prior(url, "person")
+    part = resolution_state.resolve_part(
+        prior,
+        SETTINGS,
+        {},
+        changed,
+        deleted,
+        lambda ids: {i: (population[i], set()) for i in ids if i in population},
+        lambda ids: [i for i in _order(population) if i in ids],
+        set(),
+    )
+    part.resolver.finish()
+    return part
+
+
+def test_a_forename_falling_out_of_use_reaches_records_no_change_touched(tmp_path: Path) -> None:
+    """Jon and John are both names in use (held by three curated nominals each): Jon Smith
+    and John Smith, born the same day, are twins. A Jon nominal deleted elsewhere leaves Jon a
+    mere variant of John: the two are now one man, though neither changed."""
+    day = dt.date(1985, 1, 2)
+    population: dict[str, list[Any]] = {}
+    for n, (forename, surname) in enumerate(
+        [(f, s) for f in ("Jon", "John") for s in ("Adams", "Baker", "Carter")]
+    ):
+        population[f"legacy|NOMINAL|L{n}"] = [
+            forename,
+            surname,
+            dt.date(1960 + n, 5, 5),
+            False,
+            None,
+            "M",
+            None,
+            "",
+        ]
+    population["policeworks|pw_person|P1"] = ["Jon", "Smith", day, False, None, "M", None, ""]
+    population["policeworks|pw_person|P2"] = ["John", "Smith", day, False, None, "M", None, ""]
+    before = _resolve(population)
+    apart = before.resolved("policeworks|pw_person|P2")
+    assert apart is not None and apart.role == "anchor"
+    url, loader = _state(tmp_path, population)
+    del population["legacy|NOMINAL|L2"]
+    part = _part(url, population, set(), {"legacy|NOMINAL|L2"})
+    whole = _resolve(population)
+    joined = whole.resolved("policeworks|pw_person|P2")
+    assert joined is not None and joined.anchor == "policeworks|pw_person|P1"
+    assert part.resolved("policeworks|pw_person|P2") == joined
+    loader.close()
+    part.prior.close()
+
+
+def test_a_block_larger_than_its_cap_stays_uncompared_in_a_part_holding_few_of_it(
+    tmp_path: Path,
+) -> None:
+    """Two records of one name and DOB in blocks larger than max_block are never compared: a
+    delta migrating both again (a child row of each changed) must not compare them either,
+    though the part it resolves holds only two records of those blocks."""
+    day = dt.date(1990, 3, 4)
+    rows = [("Mohammed", "Khan", day)] * 2
+    rows += [(f, "Khan", day) for f in ("Ali", "Omar", "Yusuf", "Bilal", "Hamza")]
+    rows += [("Mohammed", s, day) for s in ("Ahmed", "Patel", "Shah", "Iqbal", "Malik")]
+    rows += [("Mohammed", "Khan", dt.date(1990, 5, d)) for d in range(1, 6)]
+    population: dict[str, list[Any]] = {
+        f"policeworks|pw_person|P{n:02d}": [f, s, d, False, None, None, None, ""]
+        for n, (f, s, d) in enumerate(rows)
+    }
+    whole = _resolve(population)
+    assert whole.resolved("policeworks|pw_person|P01").role == "anchor"  # type: ignore[union-attr]
+    url, loader = _state(tmp_path, population)
+    wanted = {"policeworks|pw_person|P00", "policeworks|pw_person|P01"}
+    part = _part(url, population, wanted, set())
+    assert len(part.resolver) < len(population)
+    for identity in population:
+        assert part.resolved(identity) == whole.resolved(identity), identity
+    loader.close()
+    part.prior.close()
