@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,7 +101,33 @@ def _reachable(project: Project, suites: Sequence[Suite], target_url: str | None
                 extractor.close()
 
 
-def _locator(project: Project, target_url: str | None) -> Callable[[Suite], Data]:
+#: (source, table) -> (key column, the keys of the rows a delta migrates)
+Rows = Mapping[tuple[str, str], tuple[str, Sequence[str]]]
+
+
+def rows_query(url: str, table: str, schema: str | None, key: str, keys: Sequence[str]) -> str:
+    """``SELECT *`` of a table's rows with these keys, as the database at ``url`` writes it
+    (the keys as literals: GX reads a query as text)."""
+    from sqlalchemy import column, literal_column, select
+    from sqlalchemy import table as table_of
+
+    from continuity.domain.connect import engine_for
+
+    engine = engine_for(url)
+    try:
+        query: Any = (
+            select(literal_column("*"))
+            .select_from(table_of(table, schema=schema))
+            .where(column(key).in_(list(keys)))
+        )
+        return str(query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+    finally:
+        engine.dispose()
+
+
+def _locator(
+    project: Project, target_url: str | None, rows: Rows | None = None
+) -> Callable[[Suite], Data]:
     def locate(suite: Suite) -> Data:
         if suite.side == "target":
             assert target_url is not None
@@ -109,7 +135,18 @@ def _locator(project: Project, target_url: str | None) -> Callable[[Suite], Data
         assert suite.source is not None
         cfg = project.sources[suite.source]
         if cfg.kind == "sql":
-            return Data(url=cfg.location, table=suite.table, schema=cfg.options.get("schema"))
+            schema = cfg.options.get("schema")
+            some = (rows or {}).get((suite.source, suite.table))
+            if some is not None and tuple(suite.key) == (some[0],):
+                key, keys = some
+                return Data(
+                    url=cfg.location,
+                    table=suite.table,
+                    schema=schema,
+                    rows_query=rows_query(cfg.location, suite.table, schema, key, keys),
+                    rows=len(keys),
+                )
+            return Data(url=cfg.location, table=suite.table, schema=schema)
         extractor = open_extractor(cfg.kind, cfg.name, cfg.location, cfg.options)
         selection = Selection(table=suite.table)
         try:
@@ -139,6 +176,7 @@ def run_validation(
     ledger: bool = True,
     on_expectation: Callable[[Suite, ExpectationSpec], None] | None = None,
     suites: Sequence[Suite] | None = None,
+    rows: Rows | None = None,
 ) -> Validation | None:
     """Validate one side of ``project`` with its suites (None when it has none for that side).
 
@@ -146,6 +184,8 @@ def run_validation(
         target_url: the target database (default the project's, when its loader is ``sql``).
         run_id: the wave run this validation belongs to, if any.
         ledger: write the audit entry and the unexpected keys (a dry run does not).
+        rows: a delta's: of each source table, the rows it migrates, which alone its
+            row-level warnings judge (the ledger entry's ``scope`` says how many).
     """
     chosen = list(suites) if suites is not None else project_suites(project, side)
     chosen = [s for s in chosen if s.side == side]
@@ -156,7 +196,7 @@ def run_validation(
     if target_url is None and project.target.loader == "sql":
         target_url = project.target.location
     _reachable(project, chosen, target_url)
-    result = validate(compiled, _locator(project, target_url), side, on_expectation)
+    result = validate(compiled, _locator(project, target_url, rows), side, on_expectation)
     validation = Validation(str(uuid.uuid4()), result, len(chosen), suites_digest(chosen))
     if ledger:
         record(project, validation, run_id, wave)
@@ -211,6 +251,7 @@ def record(project: Project, validation: Validation, run_id: str | None, wave: s
         "suites_digest": validation.digest,
         "counts": dict(result.counts()),
         "seconds": round(result.seconds, 3),
+        **({"scope": dict(result.scope)} if result.scope else {}),
         "findings": [
             {k: v for k, v in f.to_dict().items() if k not in ("examples", "notes")}
             for f in result.findings

@@ -382,6 +382,10 @@ def plan_steps(specs: Sequence[MappingSpec]) -> list[Step]:
     return steps
 
 
+#: The checkpoint naming the suites the sources were last validated with in full.
+VALIDATED = "validated:sources"
+
+
 def _combine(*filters: str | None) -> str | None:
     parts = [f"({f})" for f in filters if f]
     return " AND ".join(parts) or None
@@ -1117,12 +1121,15 @@ class WaveRunner:
             started_state = {**settings, "fresh": sorted(self._fresh)}
             # The sources' suites, before anything moves: a critical failure stops the wave
             # here, with nothing loaded; rows failing a quarantine expectation are marked.
-            validation: dict[str, Any] = {}
-            if self.validate:
-                validation["source"] = self._validate_sources(run_id, dry_run)
-            # What changed since earlier runs, looked at once, before any row moves.
+            # What changed since earlier runs, looked at once, before any row moves (a delta's
+            # validation judges the rows it migrates).
             if self.fingerprints:
                 self._changes = self._detect(loader, run_id, dry_run, progress)
+            validation: dict[str, Any] = {}
+            if self.validate:
+                validation["source"] = self._validate_sources(
+                    run_id, dry_run, self._validation_scope(loader)
+                )
             # Compile everything before the first row moves: a bad mapping or a missing column
             # fails the run here, with nothing written.
             self._resources = self.resources()
@@ -1181,6 +1188,8 @@ class WaveRunner:
                         if self.fingerprints:  # the baseline moves with the finished wave
                             changes.promote(tx, run_id, self.wave.name)
                             self._keep_states(tx)
+                            if self.validate:  # the suites every source row has met
+                                tx.set_checkpoint(VALIDATED, {"suites": self._validated_digest()})
                 if self.validate and not dry_run and target.loader == "sql":
                     self._validate_target(summary, run_id)
             except BaseException as exc:
@@ -1247,7 +1256,31 @@ class WaveRunner:
                 h.update(f"{s.source}|{s.table}|{s.key}|{e.name}|{e.severity}|{args}\n".encode())
         return h.hexdigest()
 
-    def _validate_sources(self, run_id: str, dry_run: bool) -> dict[str, Any]:
+    def _validation_scope(self, loader: Loader) -> dict[tuple[str, str], tuple[str, list[str]]]:
+        """A delta's: of each source table change detection covers (keyed by one column), the
+        rows the delta migrates, which alone its row-level warnings judge. None for a full
+        run, or when the suites changed since the last finished run (every row is judged by
+        them then)."""
+        found = self._changes
+        if not self.delta or found is None:
+            return {}
+        if (loader.checkpoint(VALIDATED) or {}).get("suites") != self._validated_digest():
+            return {}
+        return {
+            (read.source, read.table): (read.key[0], sorted(found.keys(read.source, read.table)))
+            for read in changes.table_reads(self)
+            if len(read.key) == 1 and found.covers(read.source, read.table)
+        }
+
+    def _validated_digest(self) -> str:
+        """The source suites' files (wherever the project lies)."""
+        from validators.suite import suites_digest
+
+        return suites_digest([s for s in self._suites if s.side == "source"])
+
+    def _validate_sources(
+        self, run_id: str, dry_run: bool, rows: Mapping[tuple[str, str], Any] | None = None
+    ) -> dict[str, Any]:
         """Validate the sources; raise ValidationError (nothing loaded) on a critical failure,
         else remember the rows to quarantine. The ledger records it (not in a dry run)."""
         from continuity.validation import run_validation, stop_message
@@ -1259,6 +1292,7 @@ class WaveRunner:
             wave=self.wave.name,
             ledger=not dry_run,
             suites=self._suites,
+            rows=rows,
         )
         if done is None:
             return {}
@@ -1281,7 +1315,8 @@ class WaveRunner:
                     ledger.close()
             raise ValidationError(message)
         self._invalid = result.quarantine()
-        return {"ok": True, **result.counts(), "validation_id": done.validation_id}
+        scope = {"scope": dict(result.scope)} if result.scope else {}
+        return {"ok": True, **result.counts(), **scope, "validation_id": done.validation_id}
 
     def _validate_target(self, summary: RunSummary, run_id: str) -> None:
         """Validate the target after the wave: a critical failure marks the run failed."""

@@ -90,6 +90,9 @@ class ValidationResult:
     side: str
     findings: list[Finding] = field(default_factory=list)
     seconds: float = 0.0
+    #: "source.table" -> rows judged, of the tables whose row-level expectations judged only
+    #: some rows (a delta's: see validators.runner.Data.rows_query)
+    scope: dict[str, int] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[Finding]:

@@ -268,6 +268,28 @@ def test_a_delta_resolves_again_only_the_persons_a_change_reaches_as_a_whole_run
     _assert_clean(part)
 
 
+def test_a_deltas_warnings_judge_the_rows_it_migrates_until_a_suite_changes(
+    migrated: Path, tmp_path: Path
+) -> None:
+    base = _copy(migrated, tmp_path / "b")
+    urls = EstateOptions(out=base / "estate").urls()
+    evolve_estate(base / "estate", 10, urls, seed=3, processes=1)
+    summary = _delta(base)
+    scope = summary.validation["source"]["scope"]
+    occurrences = summary.changes["policeworks.pw_occurrence"]
+    assert scope["policeworks.pw_occurrence"] == sum(
+        occurrences[k] for k in ("added", "changed", "related")
+    )
+    # A suite changed since the last full judgement: every row is judged, once.
+    suite = base / "project" / "suites" / "legacy.CRIME.yml"
+    suite.write_text(suite.read_text().replace("[OPEN, CLOSED]", "[OPEN, CLOSED, PENDING]"))
+    evolve_estate(base / "estate", 5, urls, seed=4, processes=1)
+    assert "scope" not in _delta(base).validation["source"]
+    evolve_estate(base / "estate", 5, urls, seed=5, processes=1)
+    assert "scope" in _delta(base).validation["source"]
+    _assert_clean(base)
+
+
 def test_a_rolled_back_delta_is_migrated_again(migrated: Path, tmp_path: Path) -> None:
     from continuity.rollback import rollback_wave
 

@@ -197,6 +197,43 @@ def test_a_row_level_failure_quarantines_exactly_those_rows(
     }
 
 
+def test_a_deltas_warnings_judge_only_the_rows_it_migrates(
+    estate_on: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """Given the rows a delta migrates, the row-level warnings judge those rows alone (a key
+    with a quote in it is a literal like any other); criticals judge every row."""
+    from continuity.validation import run_validation
+
+    estate, urls = estate_on
+    target = new_target(f"sqlite:///{tmp_path / 'p.sqlite'}")
+    project = project_with(estate, target, tmp_path / "project", sources=urls)
+    (nominals,) = rows(urls["legacy"], "SELECT COUNT(*) FROM NOMINAL")[0]
+    picked = [r[0] for r in rows(urls["legacy"], "SELECT NOMINAL_REF FROM NOMINAL")[:3]]
+    persons = [r[0] for r in rows(urls["policeworks"], "SELECT person_id FROM pw_person")[:2]]
+    done = run_validation(
+        project,
+        "source",
+        ledger=False,
+        rows={
+            ("legacy", "NOMINAL"): ("NOMINAL_REF", [*picked, "O'Brien"]),
+            ("policeworks", "pw_person"): ("person_id", persons),
+        },
+    )
+    assert done is not None
+    result = done.result
+    assert result.scope == {"legacy.NOMINAL": 4, "policeworks.pw_person": 2}
+    judged = {
+        (f.table, f.severity, f.row_level): f.outcome.element_count
+        for f in result.findings
+        if f.table in ("NOMINAL", "pw_person") and f.outcome.element_count is not None
+    }
+    assert judged[("NOMINAL", "warning", True)] == 3  # O'Brien is no nominal
+    assert judged[("NOMINAL", "critical", True)] == nominals  # uniqueness: the whole table
+    assert judged[("pw_person", "warning", True)] == 2
+    other = next(f for f in result.findings if f.table == "CRIME" and f.severity == "warning")
+    assert other.outcome.element_count is not None and other.outcome.element_count > 3
+
+
 def test_a_table_level_critical_failure_stops_the_wave_with_nothing_loaded(
     estate_on: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
