@@ -101,7 +101,8 @@ def _reachable(project: Project, suites: Sequence[Suite], target_url: str | None
                 extractor.close()
 
 
-#: (source, table) -> (key column, the keys of the rows a delta migrates)
+#: (source, table) -> (key column, the keys of the rows a delta migrates); ("target", table)
+#: -> the same of the rows it wrote
 Rows = Mapping[tuple[str, str], tuple[str, Sequence[str]]]
 
 
@@ -128,25 +129,27 @@ def rows_query(url: str, table: str, schema: str | None, key: str, keys: Sequenc
 def _locator(
     project: Project, target_url: str | None, rows: Rows | None = None
 ) -> Callable[[Suite], Data]:
+    def scoped(suite: Suite, url: str, schema: str | None) -> Data:
+        some = (rows or {}).get((suite.source or "target", suite.table))
+        if some is None or tuple(suite.key) != (some[0],):
+            return Data(url=url, table=suite.table, schema=schema)
+        key, keys = some
+        return Data(
+            url=url,
+            table=suite.table,
+            schema=schema,
+            rows_query=rows_query(url, suite.table, schema, key, keys),
+            rows=len(keys),
+        )
+
     def locate(suite: Suite) -> Data:
         if suite.side == "target":
             assert target_url is not None
-            return Data(url=target_url, table=suite.table)
+            return scoped(suite, target_url, None)
         assert suite.source is not None
         cfg = project.sources[suite.source]
         if cfg.kind == "sql":
-            schema = cfg.options.get("schema")
-            some = (rows or {}).get((suite.source, suite.table))
-            if some is not None and tuple(suite.key) == (some[0],):
-                key, keys = some
-                return Data(
-                    url=cfg.location,
-                    table=suite.table,
-                    schema=schema,
-                    rows_query=rows_query(cfg.location, suite.table, schema, key, keys),
-                    rows=len(keys),
-                )
-            return Data(url=cfg.location, table=suite.table, schema=schema)
+            return scoped(suite, cfg.location, cfg.options.get("schema"))
         extractor = open_extractor(cfg.kind, cfg.name, cfg.location, cfg.options)
         selection = Selection(table=suite.table)
         try:
@@ -184,8 +187,9 @@ def run_validation(
         target_url: the target database (default the project's, when its loader is ``sql``).
         run_id: the wave run this validation belongs to, if any.
         ledger: write the audit entry and the unexpected keys (a dry run does not).
-        rows: a delta's: of each source table, the rows it migrates, which alone its
-            row-level warnings judge (the ledger entry's ``scope`` says how many).
+        rows: a delta's: of each table, the rows it migrates (or wrote, on the target), which
+            alone its row-level expectations judge (see ``validators.runner._judges_rows``;
+            the ledger entry's ``scope`` says how many).
     """
     chosen = list(suites) if suites is not None else project_suites(project, side)
     chosen = [s for s in chosen if s.side == side]

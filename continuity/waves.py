@@ -382,8 +382,9 @@ def plan_steps(specs: Sequence[MappingSpec]) -> list[Step]:
     return steps
 
 
-#: The checkpoint naming the suites the sources were last validated with in full.
+#: The checkpoints naming the suites every source row, and every target row, last met.
 VALIDATED = "validated:sources"
+VALIDATED_TARGET = "validated:target"
 
 
 def _combine(*filters: str | None) -> str | None:
@@ -462,6 +463,7 @@ class WaveRunner:
         self._retired: dict[str, list[str]] = {}
         self._loader: Loader | None = None  # the run's, while it runs
         self._checkpoints: Loader | None = None  # the same, in a dry run too (to read)
+        self._written: dict[str, set[str]] = {}  # entity -> keys a delta wrote
         self._scoped = any(self._scopes.values())
         self._journal: Journal | None = None
         self._fresh: frozenset[str] = frozenset()
@@ -1135,6 +1137,14 @@ class WaveRunner:
             self._resources = self.resources()
             self._loader = None if dry_run else loader
             self._checkpoints = loader
+            if self.delta and not dry_run and not resumed:
+                # The rows a delta writes, of each table keyed by one column: the target's
+                # row-level expectations judge those (a resumed run wrote others before).
+                self._written = {
+                    step.spec.entity: set()
+                    for step in self.steps
+                    if len(primary_key_indexes(self.metadata.tables[step.spec.entity])) == 1
+                }
             self._resolve(keys, progress, None if dry_run else run_id)
             compiled = [self.compile(step, keys) for step in self.steps]
             summary = RunSummary(run_id, self.wave.name, dry_run, resumed, delta=self.delta)
@@ -1191,7 +1201,7 @@ class WaveRunner:
                             if self.validate:  # the suites every source row has met
                                 tx.set_checkpoint(VALIDATED, {"suites": self._validated_digest()})
                 if self.validate and not dry_run and target.loader == "sql":
-                    self._validate_target(summary, run_id)
+                    self._validate_target(summary, run_id, loader)
             except BaseException as exc:
                 if ledger is not None:
                     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -1272,11 +1282,11 @@ class WaveRunner:
             if len(read.key) == 1 and found.covers(read.source, read.table)
         }
 
-    def _validated_digest(self) -> str:
-        """The source suites' files (wherever the project lies)."""
+    def _validated_digest(self, side: str = "source") -> str:
+        """The suites' files of one side (wherever the project lies)."""
         from validators.suite import suites_digest
 
-        return suites_digest([s for s in self._suites if s.side == "source"])
+        return suites_digest([s for s in self._suites if s.side == side])
 
     def _validate_sources(
         self, run_id: str, dry_run: bool, rows: Mapping[tuple[str, str], Any] | None = None
@@ -1318,12 +1328,28 @@ class WaveRunner:
         scope = {"scope": dict(result.scope)} if result.scope else {}
         return {"ok": True, **result.counts(), **scope, "validation_id": done.validation_id}
 
-    def _validate_target(self, summary: RunSummary, run_id: str) -> None:
-        """Validate the target after the wave: a critical failure marks the run failed."""
+    def _validate_target(self, summary: RunSummary, run_id: str, loader: Loader) -> None:
+        """Validate the target after the wave: a critical failure marks the run failed.
+
+        A delta's row-level expectations judge the rows it wrote, when every other row met
+        the same suites after the last run (the checkpoint ``validated:target``, kept only
+        while the target passes)."""
         from continuity.validation import run_validation, stop_message
 
+        digest = self._validated_digest("target")
+        rows: dict[tuple[str, str], tuple[str, list[str]]] = {}
+        if self._written and (loader.checkpoint(VALIDATED_TARGET) or {}).get("suites") == digest:
+            for entity, keys in self._written.items():
+                table = self.metadata.tables[entity]
+                (at,) = primary_key_indexes(table)
+                rows[("target", entity)] = (table.columns[at].name, sorted(keys))
         done = run_validation(
-            self.project, "target", run_id=run_id, wave=self.wave.name, suites=self._suites
+            self.project,
+            "target",
+            run_id=run_id,
+            wave=self.wave.name,
+            suites=self._suites,
+            rows=rows,
         )
         if done is None:
             return
@@ -1331,8 +1357,11 @@ class WaveRunner:
         summary.validation["target"] = {
             "ok": result.ok,
             **result.counts(),
+            **({"scope": dict(result.scope)} if result.scope else {}),
             "validation_id": done.validation_id,
         }
+        with loader.transaction() as tx:
+            tx.set_checkpoint(VALIDATED_TARGET, {"suites": digest} if result.ok else {})
         if not result.ok:
             summary.failed = f"target validation: {stop_message(result)}"
 
@@ -1759,6 +1788,10 @@ class WaveRunner:
             journal = self._journal_for(run_id)
             with loader.transaction() as tx:
                 rows_now = out.rows + self._absent(tx, step.spec.entity, out)
+                written = self._written.get(step.spec.entity)
+                if written is not None:  # a delta's, for the target's validation
+                    (at,) = primary_key_indexes(self.metadata.tables[step.spec.entity])
+                    written.update(str(r[at]) for r in rows_now)
                 for table, rows in (
                     (step.spec.entity, rows_now),
                     (CROSSWALK, out.crosswalk),

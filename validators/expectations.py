@@ -267,6 +267,8 @@ class ExpectColumnValuesToReferenceExistingRows(ColumnMapExpectation):
     referenced_table: str
     referenced_column: str
 
+    #: a row's verdict changes with another table's rows (see validators.runner._judges_rows)
+    judges_other_rows: ClassVar[bool] = True
     map_metric: ClassVar[str] = "column_values.reference_existing_row"
     success_keys: ClassVar[tuple[str, ...]] = ("mostly", "referenced_table", "referenced_column")
     args_keys: ClassVar[tuple[str, ...]] = ("column", "referenced_table", "referenced_column")
@@ -328,6 +330,7 @@ class ExpectOffencesNeedingAVictimToHaveOne(MulticolumnMapExpectation):
     victim_roles: list[str]
     code_list: str | None = None
     code_column: str = "code"
+    judges_other_rows: ClassVar[bool] = True
     ignore_row_if: str = "never"  # type: ignore[assignment]
 
     map_metric: ClassVar[str] = "multicolumn_values.offence_has_victim"

@@ -32,8 +32,8 @@ class Data:
     query: str | None = None
     columns: Sequence[str] = ()
     batches: Callable[[], Iterable[Sequence[tuple[Any, ...]]]] | None = None
-    #: a query of the rows the row-level warnings judge (a delta's rows: those it migrates),
-    #: and how many; None: every row. Other expectations judge the whole table all the same
+    #: a query of the rows the row-level expectations judge (a delta's rows: those it migrates
+    #: or wrote), and how many; None: every row. Others judge the whole table all the same
     #: (see ``_judges_rows``).
     rows_query: str | None = None
     rows: int = 0
@@ -179,7 +179,7 @@ def _in_database(
     for spec, expectation, row_level in c.expectations:
         if on_expectation is not None:
             on_expectation(c.suite, spec)
-        if data.rows_query is not None and _judges_rows(spec, row_level):
+        if data.rows_query is not None and _judges_rows(spec, expectation, row_level):
             outcome = (
                 engine.validate(some, expectation, spec.result_format, c.suite.key)
                 if some is not None
@@ -191,11 +191,16 @@ def _in_database(
     return found
 
 
-def _judges_rows(spec: ExpectationSpec, row_level: bool) -> bool:
-    """Whether an expectation may judge only some rows (``Data.rows_query``): a warning that
-    judges each row on its own. A quarantine holds back every row it finds, whatever a run
-    migrates; a critical failure anywhere stops the wave."""
-    return row_level and spec.name not in _ACROSS_ROWS and spec.severity == "warning"
+def _judges_rows(spec: ExpectationSpec, expectation: Any, row_level: bool) -> bool:
+    """Whether an expectation may judge only some rows (``Data.rows_query``: the rows a delta
+    wrote or migrates; the others met it before, with the same suites, and have not changed).
+
+    Only one judging each row on its own, not a quarantine (it holds back every row it finds,
+    whatever a run migrates), and not a critical one whose verdict on a row changes with
+    another table's rows (a dangling link an unchanged row has now must stop the run)."""
+    if not row_level or spec.name in _ACROSS_ROWS or spec.severity == "quarantine":
+        return False
+    return spec.severity == "warning" or not getattr(type(expectation), "judges_other_rows", False)
 
 
 def _in_flight(

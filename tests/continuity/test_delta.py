@@ -290,6 +290,34 @@ def test_a_deltas_warnings_judge_the_rows_it_migrates_until_a_suite_changes(
     _assert_clean(base)
 
 
+def test_a_deltas_target_validation_judges_the_rows_it_wrote_while_the_target_passes(
+    migrated: Path, tmp_path: Path
+) -> None:
+    base = _copy(migrated, tmp_path / "b")
+    urls = EstateOptions(out=base / "estate").urls()
+    evolve_estate(base / "estate", 5, urls, seed=6, processes=1)
+    summary = _delta(base)
+    (events,) = _product(base, "SELECT COUNT(*) FROM event")[0]
+    assert 0 < summary.validation["target"]["scope"]["target.event"] < events
+    # Someone else's duplicate crime: uniqueness judges every row, and the run fails...
+    with sqlite3.connect(base / "product.sqlite") as conn:
+        conn.executescript(
+            "CREATE TEMP TABLE twin AS SELECT * FROM event LIMIT 1;"
+            "UPDATE twin SET event_id = 'twin';"
+            "INSERT INTO event SELECT * FROM twin;"
+        )
+    evolve_estate(base / "estate", 5, urls, seed=7, processes=1)
+    failed = _delta(base)
+    assert failed.failed is not None and "crime_reference" in failed.failed
+    # ... so the next judges every row again, and the one after only its own.
+    _product(base, "DELETE FROM event WHERE event_id = 'twin'")
+    evolve_estate(base / "estate", 5, urls, seed=8, processes=1)
+    again = _delta(base)
+    assert again.failed is None and "scope" not in again.validation["target"]
+    evolve_estate(base / "estate", 5, urls, seed=9, processes=1)
+    assert "scope" in _delta(base).validation["target"]
+
+
 def test_a_rolled_back_delta_is_migrated_again(migrated: Path, tmp_path: Path) -> None:
     from continuity.rollback import rollback_wave
 

@@ -161,3 +161,32 @@ def test_a_file_source_refuses_what_needs_the_whole_table(tmp_path: Path) -> Non
         compile_suites(suites, in_flight={"legacy"})
     assert f"{path}:10:" in str(caught.value)
     assert "read in batches" in str(caught.value)
+
+
+def test_which_expectations_judge_only_a_deltas_rows(tmp_path: Path) -> None:
+    """A delta's rows alone are judged by expectations judging a row on its own: not by a
+    quarantine, not across rows, and not by a critical one looking into another table."""
+    from validators.runner import _judges_rows
+
+    body = GOOD.replace("severity: quarantine", "severity: warning") + "".join(
+        f"  - expect: {name}\n    column: SURNAME\n{extra}    severity: {severity}\n"
+        for name, extra, severity in [
+            ("expect_column_values_to_not_be_null", "", "critical"),
+            ("expect_column_values_to_not_be_null", "", "quarantine"),
+            ("expect_column_values_to_be_unique", "", "warning"),
+            ("expect_column_values_to_be_unique", "", "critical"),
+            (
+                "expect_column_values_to_reference_existing_rows",
+                "    referenced_table: NAMES\n    referenced_column: NAME\n",
+                "warning",
+            ),
+            (
+                "expect_column_values_to_reference_existing_rows",
+                "    referenced_table: NAMES\n    referenced_column: NAME\n",
+                "critical",
+            ),
+        ]
+    )
+    (compiled,) = compile_suites([load_suite(write(tmp_path, "s.yml", body))])
+    judged = [_judges_rows(spec, ex, row) for spec, ex, row in compiled.expectations]
+    assert judged == [True, True, False, False, False, True, False]
