@@ -12,15 +12,19 @@ A delta then resolves only the *part* of the population a change can reach, whic
 1. the records change detection wants again (added, changed, related), those whose looked-up
    values changed, read through the mapping; those whose digest differs are *changed*;
    records gone from the source (or no longer resolved: quarantined, excluded) are *gone*;
-2. every record sharing a dependency key, new or old, with a changed or gone record, and every
-   record of a forename whose standing as a name in use flipped, joins the part, with the
-   records reviewers decided on and the records the delta migrates again;
-3. the part grows to whole components. Nothing outside it can resolve differently: a pair
-   across its edge would share a block no change touched, so it scored before as it scores
-   now, and would have put both records in one component;
+2. the part starts with those records, and the records a changed one now pairs with (scored
+   against what the state read of them, in every block within ``max_block``), every record
+   of a block whose size crosses ``max_block`` either way, the records sharing a changed one's
+   PNC ID, the records with no DOB of a changed or gone record's name (and every record of
+   its name for one with no DOB), the records of a forename whose standing as a name in use
+   flipped, and the records reviewers decided on;
+3. the part grows to whole components, the changed and gone records' old ones included.
+   Nothing outside it can resolve differently: a pair of unchanged records in a block whose
+   capping did not change scores as it did, so it tied them into one component before;
 4. the part is resolved in the order a full run takes its records, with the whole's forenames
-   in use and the whole's size of every block the part holds only some records of (a block
-   larger than ``max_block`` is not compared however few of its records the part holds).
+   in use and the whole's size of every block (a block larger than ``max_block`` is not
+   compared however few of its records the part holds). The records not read again are
+   resolved from what the state read of them.
 
 Every other record resolves as the state says. A run writes the state in the transaction that
 finishes it, with the fingerprints, so that state and baseline never disagree; a scoped run,
@@ -35,19 +39,21 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
 
 from continuity.domain.connect import engine_for
 from mappings.resolution import (
     LOOKUP_KEY,
+    PNC_KEY,
     Context,
     Resolved,
     Resolver,
     ResolveSettings,
     dependency_hash,
+    name_key,
     names_in_use,
 )
 
@@ -56,7 +62,7 @@ KEYS = "migration_resolution_key"
 LOOKUPS = "migration_resolution_lookup"
 TABLES = (STATE, KEYS, LOOKUPS)
 #: Bumped whenever resolution or its dependency keys change meaning: the next run resolves all.
-VERSION = 1
+VERSION = 3
 #: Values per IN list.
 CHUNK = 500
 #: State rows written per transaction call.
@@ -77,21 +83,27 @@ def add_tables(metadata: MetaData) -> None:
         Column("digest", BigInteger, nullable=False),
         Column("component", String(300), nullable=False),
         Column("forename", String(100)),  # the first forename, cleansed (None: none)
+        Column("surname", String(200)),  # the surname's parts, cleansed, |-joined
         Column("counted", Integer, nullable=False),  # 1: it counts toward the names in use
+        Column("nodob", Integer, nullable=False),  # 1: it has no date of birth
+        Column("seen", Text, nullable=False),  # what resolution read of it (JSON)
+        Column("looked", Text, nullable=False),  # the dependency keys of what it looked up
         Column("anchor", String(300), nullable=False),
         Column("rule", String(60), nullable=False),
         Column("role", String(10), nullable=False),
         Column("score", Integer),
-        Index("ix_migration_resolution_component", "entity", "component"),
-        Index("ix_migration_resolution_forename", "entity", "forename"),
+        # Each index holds what its query reads (SQLite, which keeps no statistics, would
+        # otherwise take the primary key's, for holding the column read, and scan it).
+        Index("ix_migration_resolution_component", "entity", "component", "identity"),
+        Index("ix_migration_resolution_name", "entity", "forename", "surname", "identity"),
     )
     Table(
         KEYS,
         metadata,
         Column("entity", String(60), primary_key=True),
-        Column("identity", String(300), primary_key=True),
         Column("key_hash", BigInteger, primary_key=True),
-        Index("ix_migration_resolution_key", "entity", "key_hash"),
+        Column("identity", String(300), primary_key=True),
+        Index("ix_migration_resolution_key", "entity", "identity", "key_hash"),
     )
     Table(
         LOOKUPS,
@@ -101,6 +113,20 @@ def add_tables(metadata: MetaData) -> None:
         Column("key_hash", BigInteger, primary_key=True),
         Column("digest", BigInteger, nullable=False),
     )
+
+
+def create_tables(engine: sa.Engine, metadata: MetaData) -> None:
+    """Create the state tables; one of another layout (an earlier version's) is made anew: the
+    state is a cache, and the next run, finding no state it can use, resolves everything."""
+    present = sa.inspect(engine)
+    for name in TABLES:
+        table = metadata.tables[name]
+        if present.has_table(name):
+            columns = [c["name"] for c in present.get_columns(name)]
+            if columns == [c.name for c in table.columns]:
+                continue
+            table.drop(engine)
+        table.create(engine)
 
 
 def checkpoint_name(entity: str) -> str:
@@ -175,20 +201,30 @@ class Prior:
                 query = query.add_columns(sa.func.count()).group_by(*columns)
             yield from self._c().execute(query)
 
-    def rows(self, identities: Iterable[str]) -> dict[str, tuple[int, str, str | None]]:
-        """identity -> (digest, component, counted forename) of those the state holds."""
+    def rows(self, identities: Iterable[str]) -> dict[str, Row]:
+        """The state of those of ``identities`` it holds."""
         t = self.state.c
-        columns = (t.identity, t.digest, t.component, t.forename, t.counted)
-        return {
-            identity: (digest, component, forename if counted else None)
-            for identity, digest, component, forename, counted in self._where_in(
-                columns, t.identity, identities
-            )
-        }
+        columns = [t.identity, *(t[c] for c in Row._fields)]
+        return {r[0]: Row(*r[1:]) for r in self._where_in(columns, t.identity, identities)}
 
-    def keys_of(self, identities: Iterable[str]) -> set[int]:
+    def namesakes(self, names: Iterable[tuple[str, str]]) -> set[str]:
+        """The records of any of these (forename, ``|``-joined surname parts)."""
+        found: set[str] = set()
+        t = self.state.c
+        for forename, surname in set(names):
+            query = sa.select(t.identity).where(
+                t.entity == self.entity, t.forename == forename[:100], t.surname == surname[:200]
+            )
+            found.update(i for (i,) in self._c().execute(query))
+        return found
+
+    def keys_by(self, identities: Iterable[str]) -> dict[str, set[int]]:
+        """Each record's stored dependency keys."""
         t = self.keys.c
-        return {h for (h,) in self._where_in([t.key_hash], t.identity, identities)}
+        found: dict[str, set[int]] = {}
+        for identity, h in self._where_in([t.identity, t.key_hash], t.identity, identities):
+            found.setdefault(identity, set()).add(h)
+        return found
 
     def holders(self, keys: Iterable[int]) -> set[str]:
         """The records holding any of ``keys``."""
@@ -268,7 +304,7 @@ def write(
     tx: Any,
     entity: str,
     resolver: Resolver,
-    read: Mapping[str, tuple[int, set[int]]],
+    read: Mapping[str, tuple[int, set[int], list[Any]]],
     part: Part | None,
     lookups: Mapping[str, tuple[Mapping[int, int], Mapping[int, int] | None]],
 ) -> None:
@@ -291,22 +327,27 @@ def write(
     for identity in identities:
         where = resolver.resolved(identity)
         assert where is not None
-        digest, looked = read[identity]
+        digest, looked, values = read[identity]
+        forename, surname, dob = resolver.seen(identity)
         rows.append(
             (
                 entity,
                 identity,
                 digest,
                 resolver.component(identity),
-                resolver.forename(identity)[:100] or None,
+                forename[:100] or None,
+                surname[:200] or None,
                 int(resolver.counted_forename(identity) is not None),
+                int(not dob),
+                _json(values),
+                json.dumps(sorted(looked)),
                 where.anchor,
                 where.rule,
                 where.role,
                 where.score,
             )
         )
-        keys += [(entity, identity, h) for h in resolver.dependency_keys(identity) | looked]
+        keys += [(entity, h, identity) for h in resolver.dependency_keys(identity) | looked]
         if len(keys) >= WRITE_EVERY:
             tx.upsert(STATE, rows)
             tx.upsert(KEYS, keys)
@@ -326,6 +367,32 @@ def write(
             )
 
 
+class Row(NamedTuple):
+    """A record's state, as :class:`Prior` reads it."""
+
+    digest: int
+    component: str
+    forename: str | None
+    surname: str | None
+    counted: int
+    nodob: int
+    seen: str  # JSON of the ROLES values
+    looked: str  # JSON of the lookup dependency keys
+
+    def values(self) -> list[Any]:
+        return list(json.loads(self.seen))
+
+    def lookups(self) -> set[int]:
+        return set(json.loads(self.looked))
+
+
+def _json(values: Sequence[Any]) -> str:
+    """Values as JSON, a date as its ISO text (resolution reads either alike)."""
+    return json.dumps(
+        list(values), default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)
+    )
+
+
 #: identity -> (the ROLES values resolution reads, the record's lookup dependency keys)
 Read = Callable[[set[str]], dict[str, tuple[list[Any], set[int]]]]
 
@@ -338,8 +405,8 @@ class Part:
     prior: Prior
     gone: set[str]  # records the state holds that resolution does not any more
     changed: set[str]  # records whose digest changed, or new
-    digests: dict[str, int] = field(default_factory=dict)
-    lookups: dict[str, set[int]] = field(default_factory=dict)  # record -> lookup keys
+    #: record -> (digest, lookup keys, values) of the part's records
+    read: dict[str, tuple[int, set[int], list[Any]]] = field(default_factory=dict)
     total: int = 0  # records resolution holds now, in the part or not
 
     def __contains__(self, identity: object) -> bool:
@@ -372,68 +439,95 @@ def resolve_part(
 ) -> Part:
     """The part of the population a change can reach, added (in order) to an unfinished
     :class:`Resolver` with the whole's context: pin it, then finish it."""
+    cap = settings.max_block
     again = (set(wanted) | prior.holders(lookup_changes)) - deleted
     fresh = read(again)
-    probe = Resolver(settings)
-    for identity, (values, _) in fresh.items():
-        probe.add(identity, values)
     digests = {i: digest_of(v, lk) for i, (v, lk) in fresh.items()}
     gone = set(deleted) | (again - fresh.keys())
     before = prior.rows(again | gone)
     gone &= before.keys()  # (a record never resolved is not gone from the state)
-    changed = {i for i in fresh if i not in before or before[i][0] != digests[i]}
-    touched: set[int] = prior.keys_of(changed | gone)
-    for identity in changed:
-        touched |= probe.dependency_keys(identity) | fresh[identity][1]
+    changed = {i for i in fresh if i not in before or before[i].digest != digests[i]}
+    now = Resolver(settings)  # the changed records as they are now
+    for identity in sorted(changed):
+        now.add(identity, fresh[identity][0])
+    # Block sizes before and after; a block crossing max_block either way changes for all.
+    new_keys = {i: now.dependency_keys(i) for i in changed}
+    old_keys = prior.keys_by(changed | gone)
+    touched = set().union(*new_keys.values(), *old_keys.values())
+    sizes = prior.sizes(touched)
+    after = Counter(sizes)
+    for keys in old_keys.values():
+        after.subtract(keys)
+    for keys in new_keys.values():
+        after.update(keys)
+    crossing = {k for k in touched if (sizes.get(k, 0) > cap) != (after[k] > cap)}
+    # The records a changed one pairs with now: scored against what the state read of them.
+    mates = prior.holders(k for keys in new_keys.values() for k in keys if after[k] <= cap)
+    mates -= gone | changed
+    mate_rows = prior.rows(mates)
+    probe = Resolver(settings)
+    for identity in sorted(changed):
+        probe.add(identity, fresh[identity][0])
+    for identity, row in sorted(mate_rows.items()):
+        probe.add(identity, row.values())
+    partners = probe.partners(changed, after)
+    # Names: a record with no DOB weighs every record of its name; every record of a name
+    # weighs in the choices of those of its name with no DOB.
+    olds = [r for i in changed | gone if (r := before.get(i)) is not None]
+    names = {now.seen(i)[:2] for i in changed} | {(r.forename or "", r.surname or "") for r in olds}
+    nameless = {now.seen(i)[:2] for i in changed if not now.seen(i)[2]}
+    nameless |= {(r.forename or "", r.surname or "") for r in olds if r.nodob}
+    named = {name_key(f, sn) for f, sn in names if f and sn}
     # The forenames in use, before and after.
     counts = prior.forename_counts()
     was = names_in_use(counts)
     for identity in changed | gone:
         old = before.get(identity)
-        if old is not None and old[2] is not None:
-            counts[old[2]] -= 1
+        if old is not None and old.counted:
+            counts[old.forename or ""] -= 1
     for identity in changed:
-        f = probe.counted_forename(identity)
+        f = now.counted_forename(identity)
         if f is not None:
             counts[f] += 1
-    now = names_in_use(+counts)
-    flipped = was ^ now
+    in_use = names_in_use(+counts)
+    flipped = was ^ in_use
     # Records reviewers decided on, where resolution holds them.
     decided = {x for pair in decisions for x in pair}
     decided = {i for i in decided if i in fresh} | set(prior.rows(decided - fresh.keys()))
-    seeds = (prior.holders(touched) | prior.named(flipped) | set(fresh) | decided) - gone
-    seeds |= {i for i in changed if probe.forename(i) in flipped}
-    components = {row[1] for row in prior.rows(seeds).values()}
+    pncs = {dependency_hash(PNC_KEY, p) for i in changed if (p := now.pnc(i))}
+    seeds = set(fresh) | partners | decided
+    seeds |= prior.holders(crossing | named | pncs)
+    seeds |= prior.namesakes((f, sn) for f, sn in nameless if f and sn)
+    seeds |= prior.named(flipped)
+    seeds -= gone
+    rows = prior.rows(seeds - fresh.keys())
+    # (a gone record's too: its going may part its cluster)
+    components = {r.component for r in rows.values()} | {r.component for r in before.values()}
     part = (prior.members(components) | seeds) - gone
-    missing = part - fresh.keys()
-    if missing:
-        more = read(missing)
-        for identity, (values, lk) in more.items():
-            fresh[identity] = (values, lk)
-            digests[identity] = digest_of(values, lk)
-        dropped = missing - more.keys()
-        gone |= dropped
-        part -= dropped
+    rows.update(prior.rows(part - rows.keys() - fresh.keys()))
+    values: dict[str, tuple[int, set[int], list[Any]]] = {}
+    for identity in part:
+        if identity in fresh:
+            v, lk = fresh[identity]
+            values[identity] = (digests[identity], lk, v)
+        else:
+            r = rows[identity]
+            values[identity] = (r.digest, r.lookups(), r.values())
     ordered = order(part)
-    sizes: dict[int, int] = {}
-    resolver = Resolver(settings, decisions, Context(now, sizes))
+    block_sizes: dict[int, int] = {k: after[k] for k in touched}
+    resolver = Resolver(settings, decisions, Context(in_use, block_sizes))
     for identity in ordered:
-        resolver.add(identity, fresh[identity][0])
-    # A block the part holds only some records of: its size over the whole. A touched block
-    # holds all its records in the part; any other is as the state counts it.
-    sizes.update(
-        prior.sizes(
-            key
-            for key, n in resolver.block_keys()
-            if key not in touched and n <= settings.max_block
-        )
+        resolver.add(identity, values[identity][2])
+    # A block the part holds only some records of, and no change touched: as the state
+    # counts it.
+    block_sizes.update(
+        prior.sizes(key for key, n in resolver.block_keys() if key not in block_sizes and n <= cap)
     )
     return Part(
         resolver,
         prior,
         gone,
         changed,
-        {i: digests[i] for i in ordered},
-        {i: fresh[i][1] for i in ordered},
+        {i: values[i] for i in ordered},
         prior.count() - len(gone) + len(changed - before.keys()),
     )

@@ -452,7 +452,7 @@ class WaveRunner:
         self.resolution_stats: dict[str, Any] = {}
         #: per resolved entity: (its resolver, record -> (digest, lookup keys), the part a
         #: delta resolved again or None): written as the state when the run finishes
-        self._states: dict[str, tuple[Any, dict[str, tuple[int, set[int]]], Any]] = {}
+        self._states: dict[str, tuple[Any, dict[str, tuple[int, set[int], list[Any]]], Any]] = {}
         self._lookup_digests: dict[str, Any] = {}
         #: per resolved entity: (anchor kept, other anchor) of clusters joining two target
         #: records made earlier (a merge after the fact; see Resolver.pin)
@@ -600,20 +600,23 @@ class WaveRunner:
             resolver = (
                 part.resolver if part is not None else Resolver(spec.resolve.settings, decisions)
             )
-            read: dict[str, tuple[int, set[int]]] = {}  # record -> digest, lookup keys
+            # record -> its digest, lookup keys and values (kept as its resolution state)
+            read: dict[str, tuple[int, set[int], list[Any]]] = {}
             if part is None:
                 for identity, values, looked in self._person_records(spec, keys, progress):
                     resolver.add(identity, values)
-                    read[identity] = (resolution_state.digest_of(values, looked), looked)
+                    read[identity] = (resolution_state.digest_of(values, looked), looked, values)
             else:
-                read = {i: (part.digests[i], part.lookups[i]) for i in part.digests}
+                read = part.read
             resolution: Any = part if part is not None else resolver
             held: dict[str, str] = {}
             anchor_of: dict[str, str] = {}
             if self.project.target.loader == "sql":
                 # Persons keep their keys: their anchors stay anchors, and the records of one
                 # whose anchor is gone from the source keep it as theirs.
-                held, anchor_of = self._held(spec)
+                held, anchor_of = self._held(
+                    spec, set(resolver.identities()) if part is not None else None
+                )
                 present = part.present if part is not None else resolver.__contains__
                 resolver.pin(
                     [a for a in anchor_of.values() if a in resolver],
@@ -769,13 +772,17 @@ class WaveRunner:
             engine.dispose()
         return counts
 
-    def _held(self, spec: MappingSpec) -> tuple[dict[str, str], dict[str, str]]:
+    def _held(
+        self, spec: MappingSpec, only: set[str] | None = None
+    ) -> tuple[dict[str, str], dict[str, str]]:
         """Where a resolved mapping's records are in the target now, as the resolution names
         them (``source|table|key``): record -> target key, and target key -> its anchor record
-        (one deleted at source since, from the deletions table, included)."""
+        (one deleted at source since, from the deletions table, included). ``only``: of these
+        records (and the anchors of their target records) alone."""
         physical = {(m.source, m.as_table): m.table or m.as_table for m in spec.sources}
         held: dict[str, str] = {}
         anchor_of: dict[str, str] = {}
+        targets: list[str] = []
         engine = engine_for(self.project.target.location)
         try:
             present = set(inspect(engine).get_table_names())
@@ -787,12 +794,19 @@ class WaveRunner:
                     if table.name not in present:
                         continue  # a target not made yet (resolve_people alone) holds nothing
                     c = table.c
-                    rows = conn.execution_options(yield_per=50_000).execute(
-                        select(
-                            c.source_system, c.source_table, c.source_key, c.target_key, c.rule
-                        ).where(c.target_table == spec.entity)
-                    )
-                    for system, as_table, key, target, rule in rows:
+                    columns = (c.source_system, c.source_table, c.source_key, c.target_key, c.rule)
+                    mine = c.target_table == spec.entity
+                    if only is None:
+                        found: Iterator[Any] = conn.execution_options(yield_per=50_000).execute(
+                            select(*columns).where(mine)
+                        )
+                    elif live:
+                        entries = self._entries_of(conn, table, only, physical)
+                        targets = sorted({r[3] for r in entries})
+                        found = iter(entries + self._anchors_of(conn, table, spec, targets))
+                    else:  # the anchors of those target records gone from the source
+                        found = iter(self._anchors_of(conn, table, spec, targets))
+                    for system, as_table, key, target, rule in found:
                         if (system, as_table) not in physical:
                             continue
                         identity = f"{system}|{physical[(system, as_table)]}|{key}"
@@ -803,6 +817,43 @@ class WaveRunner:
         finally:
             engine.dispose()
         return held, anchor_of
+
+    @staticmethod
+    def _entries_of(
+        conn: Any, table: Any, only: set[str], physical: Mapping[tuple[str, str], str]
+    ) -> list[tuple[Any, ...]]:
+        """``table``'s entries of the records ``only`` names."""
+        c = table.c
+        columns = (c.source_system, c.source_table, c.source_key, c.target_key, c.rule)
+        rows: list[tuple[Any, ...]] = []
+        for (system, as_table), phys in physical.items():
+            prefix = f"{system}|{phys}|"
+            keys = sorted(i[len(prefix) :] for i in only if i.startswith(prefix))
+            for start in range(0, len(keys), 500):
+                query = select(*columns).where(
+                    c.source_system == system,
+                    c.source_table == as_table,
+                    c.source_key.in_(keys[start : start + 500]),
+                )
+                rows += [tuple(r) for r in conn.execute(query)]
+        return rows
+
+    @staticmethod
+    def _anchors_of(
+        conn: Any, table: Any, spec: MappingSpec, targets: Sequence[str]
+    ) -> list[tuple[Any, ...]]:
+        """``table``'s anchor entries of these target records."""
+        c = table.c
+        columns = (c.source_system, c.source_table, c.source_key, c.target_key, c.rule)
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(targets), 500):
+            query = select(*columns).where(
+                c.target_table == spec.entity,
+                c.target_key.in_(targets[start : start + 500]),
+                c.rule == "anchor",
+            )
+            rows += [tuple(r) for r in conn.execute(query)]
+        return rows
 
     def _person_records(
         self,
@@ -1093,10 +1144,11 @@ class WaveRunner:
                     changes.FINGERPRINTS,
                     changes.PENDING,
                     changes.HISTORY,
-                    *resolution_state.TABLES,
                 ):
                     if name in self.metadata.tables:
                         self.metadata.tables[name].create(engine, checkfirst=True)
+                if self.fingerprints:
+                    resolution_state.create_tables(engine, self.metadata)
             finally:
                 engine.dispose()
         loader = open_loader(target.loader, target.location, self.metadata, target.options)

@@ -115,6 +115,13 @@ class ResolutionStats:
 PNC_KEY, NAME_KEY, LOOKUP_KEY = 4, 5, 6
 
 
+def name_key(forename: str, surname: str | tuple[str, ...]) -> int:
+    """The dependency key of a record with no DOB: its cleansed forename and surname parts
+    (a tuple, or ``|``-joined)."""
+    parts = tuple(surname.split("|")) if isinstance(surname, str) else surname
+    return dependency_hash(NAME_KEY, (forename, parts))
+
+
 def dependency_hash(kind: int, key: Any) -> int:
     """A dependency key as a signed 64-bit number (stored, and compared across runs)."""
     digest = hashlib.blake2b(repr((kind, key)).encode("utf-8"), digest_size=8).digest()
@@ -421,10 +428,11 @@ class Resolver:
         return None
 
     def dependency_keys(self, identity: str) -> set[int]:
-        """Every key (:func:`dependency_hash`) through which a change to another record can
-        change how this one resolves: its blocks in every pass, its PNC ID, its very name (a
-        record with no DOB weighs every person of its name). Stored after a run, so that a
-        delta finds the records a changed one may touch (:mod:`continuity.resolution_state`)."""
+        """The keys (:func:`dependency_hash`) through which a change to another record can
+        change how this one resolves: its blocks in every pass, its PNC ID, and for a record
+        with no DOB its very name (it weighs every person of its name). Stored after a run, so
+        that a delta finds the records a changed one may touch
+        (:mod:`continuity.resolution_state`)."""
         i = self._ids[identity]
         found = {
             dependency_hash(number, k)
@@ -433,9 +441,18 @@ class Resolver:
         }
         if self._pnc[i]:
             found.add(dependency_hash(PNC_KEY, self._pnc[i]))
-        if self._fore[i] and self._sur[i]:
-            found.add(dependency_hash(NAME_KEY, (self._fore[i], self._sur[i])))
+        if self._fore[i] and self._sur[i] and self._dob[i] is None:
+            found.add(name_key(self._fore[i], self._sur[i]))
         return found
+
+    def pnc(self, identity: str) -> str | None:
+        return self._pnc[self._ids[identity]]
+
+    def seen(self, identity: str) -> tuple[str, str, bool]:
+        """The record's first forename and surname parts (``|``-joined), cleansed, and whether
+        it has a DOB."""
+        i = self._ids[identity]
+        return self._fore[i], "|".join(self._sur[i]), self._dob[i] is not None
 
     def _year_keys(self, i: int) -> set[Any]:
         d = self._dob[i]
@@ -474,21 +491,9 @@ class Resolver:
                 for j in members[x + 1 :]:
                     if (i, j) in found:
                         continue
-                    relation = self._dob_relation(i, j)
-                    if relation == "unknown" and self._home[i] and self._home[i] == self._home[j]:
-                        relation = "home"  # no DOB to compare: the same name at the same home
-                    if relation in ("different", "unknown"):
-                        continue
-                    if relation == "dob_year" and not (self._est[i] or self._est[j]):
-                        continue
-                    self.stats.compared += 1
-                    names = compare_names(self._fore[i], self._sur[i], self._fore[j], self._sur[j])
-                    if names.score >= floor:
-                        found[(i, j)] = (
-                            names.score,
-                            "name_" + relation,
-                            (*names.reasons, relation),
-                        )
+                    pair = self._candidate(i, j, floor)
+                    if pair is not None:
+                        found[(i, j)] = pair
         for (a, b), decision in self.decisions.items():
             ia, ib = self._ids.get(a), self._ids.get(b)
             if ia is None or ib is None:
@@ -502,6 +507,44 @@ class Resolver:
                 found[(i, j)] = (score, "confirmed", ("reviewer",))
             self.stats.decisions_applied += 1
         return found
+
+    def _candidate(self, i: int, j: int, floor: float) -> tuple[float, str, tuple[str, ...]] | None:
+        """Two records of one block as a candidate pair (score, rule, reasons), or None."""
+        relation = self._dob_relation(i, j)
+        if relation == "unknown" and self._home[i] and self._home[i] == self._home[j]:
+            relation = "home"  # no DOB to compare: the same name at the same home
+        if relation in ("different", "unknown"):
+            return None
+        if relation == "dob_year" and not (self._est[i] or self._est[j]):
+            return None
+        self.stats.compared += 1
+        names = compare_names(self._fore[i], self._sur[i], self._fore[j], self._sur[j])
+        if names.score < floor:
+            return None
+        return names.score, "name_" + relation, (*names.reasons, relation)
+
+    def partners(self, of: Iterable[str], sizes: Mapping[int, int]) -> set[str]:
+        """The records a candidate pair joins to any of ``of`` (records sharing a PNC ID
+        included), in blocks no larger than ``max_block`` by ``sizes`` (each block's size over
+        every record; the block's records here where not given)."""
+        s = self.settings
+        floor = s.match - s.review_margin
+        mine = {self._ids[i] for i in of if i in self._ids}
+        found: set[int] = set()
+        pncs = {self._pnc[i] for i in mine} - {None}
+        found |= {i for i, pnc in enumerate(self._pnc) if pnc in pncs}
+        for key, members in self._blocks():
+            if sizes.get(key, len(members)) > s.max_block or mine.isdisjoint(members):
+                continue
+            for i in mine.intersection(members):
+                for j in members:
+                    # (either way round: the order a full run takes them in is not known here)
+                    if j != i and (
+                        self._candidate(i, j, floor) is not None
+                        or self._candidate(j, i, floor) is not None
+                    ):
+                        found.add(j)
+        return {self._names[i] for i in found - mine}
 
     def finish(self) -> None:
         """Resolve every record added."""

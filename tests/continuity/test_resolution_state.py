@@ -64,7 +64,8 @@ def _resolve(population: dict[str, list[Any]]) -> Resolver:
 
 def _keep(loader: Any, resolver: Resolver, population: dict[str, list[Any]], part: Any) -> None:
     read = {
-        i: (resolution_state.digest_of(population[i], set()), set()) for i in resolver.identities()
+        i: (resolution_state.digest_of(population[i], set()), set(), population[i])
+        for i in resolver.identities()
     }
     with loader.transaction() as tx:
         resolution_state.write(tx, "person", resolver, read, part, {})
