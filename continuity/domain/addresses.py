@@ -350,8 +350,25 @@ def find_postcode(lines: Lines) -> str | None:
 
     None when there is none, or when two different postcodes are written.
     """
-    postcodes = {part[1] for line in lines if line for part in _line_parts(line) if part[1]}
+    postcodes = {p for line in lines if line for p in _line_postcodes(line)}
     return postcodes.pop() if len(postcodes) == 1 else None
+
+
+@lru_cache(maxsize=65536)
+def _line_postcodes(line: str) -> tuple[str, ...]:
+    """The postcodes a line's parts hold, read as :func:`_line_parts` reads them (without
+    reading its streets: a lookup of a postcode reads hundreds of thousands of lines)."""
+    found = []
+    for piece in _clean(line).split(","):
+        joined = " ".join(piece.split())
+        if not joined:
+            continue
+        postcode = normalise_postcode(joined) if len(joined) <= 10 else None
+        if postcode is None and (end := _POSTCODE_AT_END.search(joined)):
+            postcode = normalise_postcode(end.group(1))
+        if postcode is not None:
+            found.append(postcode)
+    return tuple(found)
 
 
 def address_key(lines: Lines) -> AddressKey:

@@ -105,6 +105,24 @@ def test_find_postcode_reads_whichever_line_holds_it(
     assert find_postcode(lines) == expected
 
 
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.text(alphabet="AM12 ,.-'&ée", max_size=24),
+            st.sampled_from(["M1 1AE", "m11ae", "SALFORD M5 4WT", "12 ACACIA RD, M2 2BD", "M1"]),
+        ),
+        max_size=5,
+    )
+)
+def test_find_postcode_reads_lines_as_the_address_parser_does(lines: list[str | None]) -> None:
+    """The postcode alone, read without the streets, is the one the full reading finds."""
+    from continuity.domain.addresses import _line_parts
+
+    found = {p[1] for line in lines if line for p in _line_parts(line) if p[1]}
+    assert find_postcode(lines) == (found.pop() if len(found) == 1 else None)
+
+
 # --- address keys ----------------------------------------------------------------------------
 
 CANAL = AddressKey("M25 9UN", "223", "CANAL TERRACE", "FLAT 2", ("DENTON", "MANCHESTER"))
