@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
 
@@ -113,6 +115,10 @@ def add_tables(metadata: MetaData) -> None:
         Column("key_hash", BigInteger, primary_key=True),
         Column("digest", BigInteger, nullable=False),
     )
+
+
+_META = MetaData()
+add_tables(_META)
 
 
 def create_tables(engine: sa.Engine, metadata: MetaData) -> None:
@@ -307,9 +313,14 @@ def write(
     read: Mapping[str, tuple[int, set[int], list[Any]]],
     part: Part | None,
     lookups: Mapping[str, tuple[Mapping[int, int], Mapping[int, int] | None]],
+    ddl: sa.Dialect | None = None,
 ) -> None:
     """Keep ``entity``'s resolution state: all of it after a full resolution, the part's
-    records (and the gone ones' removal) after a delta's. In the caller's transaction."""
+    records (and the gone ones' removal) after a delta's. In the caller's transaction.
+
+    ``ddl``: the database's dialect, when its transactions hold DDL (SQLite, PostgreSQL): a
+    full resolution's keys are then written before the index of them by record is built,
+    once, instead of kept through millions of inserts."""
     identities = resolver.identities()
     if part is None:
         for table in TABLES:
@@ -323,7 +334,6 @@ def write(
                     [entity, *chunk],
                 )
     rows: list[tuple[Any, ...]] = []
-    keys: list[tuple[Any, ...]] = []
     for identity in identities:
         where = resolver.resolved(identity)
         assert where is not None
@@ -347,13 +357,11 @@ def write(
                 where.score,
             )
         )
-        keys += [(entity, h, identity) for h in resolver.dependency_keys(identity) | looked]
-        if len(keys) >= WRITE_EVERY:
+        if len(rows) >= WRITE_EVERY:
             tx.upsert(STATE, rows)
-            tx.upsert(KEYS, keys)
-            rows, keys = [], []
+            rows = []
     tx.upsert(STATE, rows)
-    tx.upsert(KEYS, keys)
+    _write_keys(tx, entity, resolver, read, part, ddl)
     for name, (now, before) in lookups.items():
         short = lookup_name(name)
         if part is None or before is None:
@@ -365,6 +373,52 @@ def write(
             tx.upsert(
                 LOOKUPS, [(entity, short, h, d) for h, d in changed[start : start + WRITE_EVERY]]
             )
+
+
+def _write_keys(
+    tx: Any,
+    entity: str,
+    resolver: Resolver,
+    read: Mapping[str, tuple[int, set[int], list[Any]]],
+    part: Part | None,
+    ddl: sa.Dialect | None,
+) -> None:
+    """The records' dependency keys, in key order (the primary key's B-tree is then written
+    from left to right)."""
+    identities = resolver.identities()
+    hashes = array("q")
+    at = array("l")
+    if part is None:
+        for h, members in resolver.dependency_index():
+            hashes.extend([h] * len(members))
+            at.extend(members)
+    else:
+        for position, identity in enumerate(identities):
+            found = resolver.dependency_keys(identity)
+            hashes.extend(found)
+            at.extend([position] * len(found))
+    for position, identity in enumerate(identities):
+        looked = read[identity][1]
+        hashes.extend(looked)
+        at.extend([position] * len(looked))
+    h_arr = np.frombuffer(hashes, dtype=np.int64)
+    a_arr = np.frombuffer(at, dtype=np.int64 if at.itemsize == 8 else np.int32)
+    order = np.lexsort((a_arr, h_arr))
+    (index,) = _META.tables[KEYS].indexes
+    rebuild = ddl is not None and part is None
+    if rebuild:
+        tx.execute(str(sa.schema.DropIndex(index, if_exists=True).compile(dialect=ddl)))
+    for start in range(0, len(order), WRITE_EVERY):
+        chunk = order[start : start + WRITE_EVERY]
+        tx.upsert(
+            KEYS,
+            [
+                (entity, int(h), identities[i])
+                for h, i in zip(h_arr[chunk], a_arr[chunk], strict=True)
+            ],
+        )
+    if rebuild:
+        tx.execute(str(sa.schema.CreateIndex(index).compile(dialect=ddl)))
 
 
 class Row(NamedTuple):

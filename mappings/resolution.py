@@ -37,7 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -408,6 +408,30 @@ class Resolver:
                 if len(members) > 1:
                     yield dependency_hash(number, k), members
             del index
+
+    def dependency_index(self) -> Iterator[tuple[int, list[int]]]:
+        """Every record's :meth:`dependency_keys`, the other way round: each key with the
+        positions (in the order added) of the records holding it. Each distinct key is hashed
+        once (a full run keeps millions)."""
+        n = len(self._names)
+        for number, keys_of in enumerate(self._passes()):
+            index: dict[Any, list[int]] = defaultdict(list)
+            for i in range(n):
+                for k in keys_of(i):
+                    index[k].append(i)
+            for k, members in index.items():
+                yield dependency_hash(number, k), members
+            del index
+        others: dict[int, list[int]] = defaultdict(list)
+        for i in range(n):
+            if self._pnc[i]:
+                others[dependency_hash(PNC_KEY, self._pnc[i])].append(i)
+        yield from others.items()
+        others = defaultdict(list)
+        for i in range(n):
+            if self._fore[i] and self._sur[i] and self._dob[i] is None:
+                others[name_key(self._fore[i], self._sur[i])].append(i)
+        yield from others.items()
 
     def block_keys(self) -> Iterable[tuple[int, int]]:
         """Each block of two records or more among those added: its key and its size."""
