@@ -64,12 +64,12 @@ KEYS = "migration_resolution_key"
 LOOKUPS = "migration_resolution_lookup"
 TABLES = (STATE, KEYS, LOOKUPS)
 #: Bumped whenever resolution or its dependency keys change meaning: the next run resolves all.
-VERSION = 3
+VERSION = 4
 #: Values per IN list.
 CHUNK = 500
 #: State rows written per transaction call.
 WRITE_EVERY = 20_000
-#: Above this share of the records wanted again, resolving them all is cheaper.
+#: Above this share of the records wanted again (or reached), resolving them all is cheaper.
 WHOLE_ABOVE = 0.3
 
 
@@ -213,16 +213,15 @@ class Prior:
         columns = [t.identity, *(t[c] for c in Row._fields)]
         return {r[0]: Row(*r[1:]) for r in self._where_in(columns, t.identity, identities)}
 
-    def namesakes(self, names: Iterable[tuple[str, str]]) -> set[str]:
-        """The records of any of these (forename, ``|``-joined surname parts)."""
-        found: set[str] = set()
+    def name_anchors(self, name: tuple[str, str], besides: set[str]) -> set[str]:
+        """The persons (by anchor) of records of this (forename, ``|``-joined surname parts),
+        but for those ``besides`` names."""
         t = self.state.c
-        for forename, surname in set(names):
-            query = sa.select(t.identity).where(
-                t.entity == self.entity, t.forename == forename[:100], t.surname == surname[:200]
-            )
-            found.update(i for (i,) in self._c().execute(query))
-        return found
+        forename, surname = name
+        query = sa.select(t.identity, t.anchor).where(
+            t.entity == self.entity, t.forename == forename[:100], t.surname == surname[:200]
+        )
+        return {a for i, a in self._c().execute(query) if i not in besides}
 
     def keys_by(self, identities: Iterable[str]) -> dict[str, set[int]]:
         """Each record's stored dependency keys."""
@@ -421,6 +420,21 @@ def _write_keys(
         tx.execute(str(sa.schema.CreateIndex(index).compile(dialect=ddl)))
 
 
+def _name(now: Resolver, rows: Mapping[str, Row], identity: str) -> tuple[str, str]:
+    """A record's (forename, surname) as it is now: a changed one's read again, else its
+    state's."""
+    if identity in now:
+        return now.seen(identity)[:2]
+    row = rows[identity]
+    return row.forename or "", row.surname or ""
+
+
+def _no_dob(now: Resolver, rows: Mapping[str, Row], identity: str) -> bool:
+    if identity in now:
+        return not now.seen(identity)[2]
+    return bool(rows[identity].nodob)
+
+
 class Row(NamedTuple):
     """A record's state, as :class:`Prior` reads it."""
 
@@ -490,9 +504,11 @@ def resolve_part(
     read: Read,
     order: Callable[[set[str]], list[str]],
     lookup_changes: set[int],
-) -> Part:
+    whole_above: float = WHOLE_ABOVE,
+) -> Part | None:
     """The part of the population a change can reach, added (in order) to an unfinished
-    :class:`Resolver` with the whole's context: pin it, then finish it."""
+    :class:`Resolver` with the whole's context: pin it, then finish it. None when the part
+    holds more than ``whole_above`` of the records (resolve them all instead)."""
     cap = settings.max_block
     again = (set(wanted) | prior.holders(lookup_changes)) - deleted
     fresh = read(again)
@@ -525,13 +541,8 @@ def resolve_part(
     for identity, row in sorted(mate_rows.items()):
         probe.add(identity, row.values())
     partners = probe.partners(changed, after)
-    # Names: a record with no DOB weighs every record of its name; every record of a name
-    # weighs in the choices of those of its name with no DOB.
-    olds = [r for i in changed | gone if (r := before.get(i)) is not None]
-    names = {now.seen(i)[:2] for i in changed} | {(r.forename or "", r.surname or "") for r in olds}
-    nameless = {now.seen(i)[:2] for i in changed if not now.seen(i)[2]}
-    nameless |= {(r.forename or "", r.surname or "") for r in olds if r.nodob}
-    named = {name_key(f, sn) for f, sn in names if f and sn}
+    # The old names of the changed and gone records (see the names' rule below).
+    olds = {(r.forename or "", r.surname or "") for i in changed | gone if (r := before.get(i))}
     # The forenames in use, before and after.
     counts = prior.forename_counts()
     was = names_in_use(counts)
@@ -550,15 +561,46 @@ def resolve_part(
     decided = {i for i in decided if i in fresh} | set(prior.rows(decided - fresh.keys()))
     pncs = {dependency_hash(PNC_KEY, p) for i in changed if (p := now.pnc(i))}
     seeds = set(fresh) | partners | decided
-    seeds |= prior.holders(crossing | named | pncs)
-    seeds |= prior.namesakes((f, sn) for f, sn in nameless if f and sn)
+    seeds |= prior.holders(crossing | pncs)
     seeds |= prior.named(flipped)
     seeds -= gone
     rows = prior.rows(seeds - fresh.keys())
     # (a gone record's too: its going may part its cluster)
     components = {r.component for r in rows.values()} | {r.component for r in before.values()}
     part = (prior.members(components) | seeds) - gone
+    total = prior.count() - len(gone) + len(changed - before.keys())
+    # Names: a record with no DOB weighs every person of its name (one of them it may join;
+    # of several it joins none). One outside the part whose name a record in the part bears
+    # (or bore) joins it, with its component, until none is left; the persons of its name
+    # the part then does not hold are counted, not resolved (their clusters stand).
+    rows.update(before)
+    names_seen: set[tuple[str, str]] = set()
+    new_names = olds
+    frontier = part
+    while True:
+        rows.update(prior.rows(frontier - rows.keys() - fresh.keys()))
+        new_names |= {_name(now, rows, i) for i in frontier}
+        new_names -= names_seen
+        names_seen |= new_names
+        nameless = prior.holders(name_key(f, sn) for f, sn in new_names if f and sn)
+        nameless -= part | gone
+        if not nameless:
+            break
+        rows.update(prior.rows(nameless))
+        frontier = (prior.members({rows[i].component for i in nameless}) | nameless) - part
+        frontier -= gone
+        part |= frontier
+        new_names = set()
+        if len(part) > whole_above * total:
+            break
+    if len(part) > whole_above * total:
+        return None  # resolving every record again costs less than reading this part
     rows.update(prior.rows(part - rows.keys() - fresh.keys()))
+    outside = {
+        name: len(prior.name_anchors(name, part | gone))
+        for name in {_name(now, rows, i) for i in part if _no_dob(now, rows, i)}
+        if name[0] and name[1]
+    }
     values: dict[str, tuple[int, set[int], list[Any]]] = {}
     for identity in part:
         if identity in fresh:
@@ -569,7 +611,8 @@ def resolve_part(
             values[identity] = (r.digest, r.lookups(), r.values())
     ordered = order(part)
     block_sizes: dict[int, int] = {k: after[k] for k in touched}
-    resolver = Resolver(settings, decisions, Context(in_use, block_sizes))
+    namesakes = {(f, tuple(sn.split("|"))): n for (f, sn), n in outside.items() if n}
+    resolver = Resolver(settings, decisions, Context(in_use, block_sizes, namesakes))
     for identity in ordered:
         resolver.add(identity, values[identity][2])
     # A block the part holds only some records of, and no change touched: as the state
@@ -583,5 +626,5 @@ def resolve_part(
         gone,
         changed,
         {i: values[i] for i in ordered},
-        prior.count() - len(gone) + len(changed - before.keys()),
+        total,
     )

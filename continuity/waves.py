@@ -600,6 +600,7 @@ class WaveRunner:
             resolver = (
                 part.resolver if part is not None else Resolver(spec.resolve.settings, decisions)
             )
+            resolver.keep_dependencies = part is None and self._state_kept(spec)
             # record -> its digest, lookup keys and values (kept as its resolution state)
             read: dict[str, tuple[int, set[int], list[Any]]] = {}
             if part is None:
@@ -991,7 +992,7 @@ class WaveRunner:
                             ordered.append(identity)
             return ordered
 
-        part = resolution_state.resolve_part(
+        part: resolution_state.Part | None = resolution_state.resolve_part(
             prior,
             spec.resolve.settings,
             decisions,
@@ -1001,6 +1002,8 @@ class WaveRunner:
             order,
             lookup_changes,
         )
+        if part is None:
+            prior.close()
         return part
 
     def _state_meta(self, spec: MappingSpec) -> dict[str, Any]:

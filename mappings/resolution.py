@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -138,6 +139,9 @@ class Context:
     names_in_use: frozenset[str]
     #: the size over every record of each block the part holds only some records of
     block_sizes: Mapping[int, int]
+    #: (forename, surname parts) -> how many persons of that very name the part does not
+    #: hold (a record with no DOB weighs every person of its name)
+    namesakes: Mapping[tuple[str, tuple[str, ...]], int] = field(default_factory=dict)
 
 
 def names_in_use(counts: Mapping[str, int]) -> frozenset[str]:
@@ -213,6 +217,10 @@ class Resolver:
         self._rep: dict[int, int] = {}  # cluster root -> its pinned anchor, where not the root
         self._component: list[int] = []  # record -> its component's first record (see finish)
         self._pass_keys: list[Callable[[int], Iterable[Any]]] = []
+        #: keep the blocking passes' keys while finishing, for dependency_index (a run that
+        #: keeps the resolution state): (key hashes, the position of the record holding each)
+        self.keep_dependencies = False
+        self._kept: tuple[array[int], array[int]] = (array("q"), array("l"))
         #: clusters holding two records that were anchors of target records already (a merge
         #: after the fact): (the anchor kept, the other)
         self.merged_after: list[tuple[str, str]] = []
@@ -395,9 +403,10 @@ class Resolver:
         ]
         return self._pass_keys
 
-    def _blocks(self) -> Iterable[tuple[int, list[int]]]:
+    def _blocks(self, keep: bool = False) -> Iterable[tuple[int, list[int]]]:
         """Each blocking pass's blocks, one pass at a time (memory: one pass's index): the
-        block's key (:func:`dependency_hash`) and its records."""
+        block's key (:func:`dependency_hash`) and its records. ``keep``: every key, of one
+        record too, goes to ``_kept`` for :meth:`dependency_index`."""
         n = len(self._names)
         for number, keys_of in enumerate(self._passes()):
             index: dict[Any, list[int]] = defaultdict(list)
@@ -406,7 +415,14 @@ class Resolver:
                     index[k].append(i)
             for k, members in index.items():
                 if len(members) > 1:
-                    yield dependency_hash(number, k), members
+                    h = dependency_hash(number, k)
+                    if keep:
+                        self._kept[0].extend([h] * len(members))
+                        self._kept[1].extend(members)
+                    yield h, members
+                elif keep:
+                    self._kept[0].append(dependency_hash(number, k))
+                    self._kept[1].append(members[0])
             del index
 
     def dependency_index(self) -> Iterator[tuple[int, list[int]]]:
@@ -414,14 +430,18 @@ class Resolver:
         positions (in the order added) of the records holding it. Each distinct key is hashed
         once (a full run keeps millions)."""
         n = len(self._names)
-        for number, keys_of in enumerate(self._passes()):
-            index: dict[Any, list[int]] = defaultdict(list)
-            for i in range(n):
-                for k in keys_of(i):
-                    index[k].append(i)
-            for k, members in index.items():
-                yield dependency_hash(number, k), members
-            del index
+        if self._kept[0] or not n:
+            hashes, members = self._kept
+            yield from zip(hashes, ([m] for m in members), strict=True)
+        else:
+            for number, keys_of in enumerate(self._passes()):
+                index: dict[Any, list[int]] = defaultdict(list)
+                for i in range(n):
+                    for k in keys_of(i):
+                        index[k].append(i)
+                for k, found in index.items():
+                    yield dependency_hash(number, k), found
+                del index
         others: dict[int, list[int]] = defaultdict(list)
         for i in range(n):
             if self._pnc[i]:
@@ -506,7 +526,7 @@ class Resolver:
                 if first != i:
                     found[(first, i)] = (1.0, "same_pnc", ("pnc",))
         sizes = self.context.block_sizes if self.context is not None else {}
-        for key, members in self._blocks():
+        for key, members in self._blocks(keep=self.keep_dependencies):
             if sizes.get(key, len(members)) > s.max_block:
                 self.stats.blocks_capped += 1
                 self.stats.records_in_capped_blocks += len(members)
@@ -614,8 +634,13 @@ class Resolver:
                 name = (self._fore[k], self._sur[k])
                 if name in wanted:
                     namesakes[name].add(self._find(k))
+            outside = self.context.namesakes if self.context is not None else {}
             for e in unknown:
-                choices[e] |= namesakes[(self._fore[e], self._sur[e])]
+                name = (self._fore[e], self._sur[e])
+                choices[e] |= namesakes[name]
+                # people of its name outside the part resolved: each a choice too (a number
+                # below zero, no record's position)
+                choices[e] |= set(range(-outside.get(name, 0), 0))
         for (i, j), (score, rule, reasons) in weak:
             ambiguous = any(
                 self._torn_between(e, j if e == i else i, choices.get(e, ()))
@@ -665,9 +690,9 @@ class Resolver:
 
     def _components(self, found: Mapping[tuple[int, int], Any]) -> None:
         """Group the records into components: those joined by a candidate pair (merged or not,
-        a reviewer's decision included), and every record of a name one with no DOB bears (it
-        weighs them all). Nothing outside a record's component can change how it resolves,
-        unless a record sharing a dependency key with it changes (see ``dependency_keys``)."""
+        a reviewer's decision included). Nothing outside a record's component can change how
+        it resolves, unless a record sharing a dependency key with it changes (see
+        ``dependency_keys``), or, for a record with no DOB, a person of its name."""
         parent = list(range(len(self._names)))
 
         def find(i: int) -> int:
@@ -685,15 +710,6 @@ class Resolver:
 
         for i, j in found:
             join(i, j)
-        by_name: dict[tuple[str, tuple[str, ...]], list[int]] = defaultdict(list)
-        for i, name in enumerate(zip(self._fore, self._sur, strict=True)):
-            by_name[name].append(i)
-        for (fore, sur), members in by_name.items():
-            if not (fore and sur) or len(members) < 2:
-                continue  # (a record without both names is in no weak pair)
-            if any(self._dob[i] is None for i in members):
-                for j in members[1:]:
-                    join(members[0], j)
         self._component = [find(i) for i in range(len(parent))]
 
     def component(self, identity: str) -> str:
@@ -733,7 +749,7 @@ class Resolver:
         none, would be taken for his father.
         """
         mine = self._find(e)
-        fitting = {self._find(c) for c in choices}
+        fitting = {c if c < 0 else self._find(c) for c in choices}
         fits = fitting - {mine}
         if not fits:
             return False
