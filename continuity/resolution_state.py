@@ -2,10 +2,10 @@
 
 A full run resolves every record of a resolved mapping (:mod:`mappings.resolution`). It then
 keeps, in the target beside the fingerprints, each record's *state*: a digest of what
-resolution read of it, where it went (anchor, rule, role, score), its *component* (the records
-a candidate pair or a shared name with a record of no DOB ties it to), its forename and whether
-it counts toward the forenames in use, and its *dependency keys* (its blocks, its PNC ID, its
-name, the keys of the values it looked up).
+resolution read of it (and the values themselves), where it went (anchor, rule, role, score),
+its *component* (the records candidate pairs, merged or not, tie it to), its name and whether it
+has a DOB and counts toward the forenames in use, and its *dependency keys* (its blocks, its PNC
+ID, for a record with no DOB its name, the keys of the values it looked up).
 
 A delta then resolves only the *part* of the population a change can reach, which is exact:
 
@@ -15,16 +15,21 @@ A delta then resolves only the *part* of the population a change can reach, whic
 2. the part starts with those records, and the records a changed one now pairs with (scored
    against what the state read of them, in every block within ``max_block``), every record
    of a block whose size crosses ``max_block`` either way, the records sharing a changed one's
-   PNC ID, the records with no DOB of a changed or gone record's name (and every record of
-   its name for one with no DOB), the records of a forename whose standing as a name in use
-   flipped, and the records reviewers decided on;
+   PNC ID, the records of a forename whose standing as a name in use flipped, and the records
+   reviewers decided on;
 3. the part grows to whole components, the changed and gone records' old ones included.
    Nothing outside it can resolve differently: a pair of unchanged records in a block whose
    capping did not change scores as it did, so it tied them into one component before;
-4. the part is resolved in the order a full run takes its records, with the whole's forenames
+4. names: a record with no DOB weighs every person of its name (it joins the one it fits, of
+   several none). A record with no DOB outside the part whose name a record of the part bears
+   or bore joins it with its component, until none is left; for each record with no DOB in
+   the part, the persons of its name outside it are counted (their clusters stand), not
+   resolved;
+5. the part is resolved in the order a full run takes its records, with the whole's forenames
    in use and the whole's size of every block (a block larger than ``max_block`` is not
    compared however few of its records the part holds). The records not read again are
-   resolved from what the state read of them.
+   resolved from what the state read of them. A part holding more than ``WHOLE_ABOVE`` of the
+   records gives way to resolving every record.
 
 Every other record resolves as the state says. A run writes the state in the transaction that
 finishes it, with the fingerprints, so that state and baseline never disagree; a scoped run,
