@@ -244,13 +244,16 @@ def _target_rows(base: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_a_delta_resolves_again_only_the_persons_a_change_reaches_as_a_whole_run_would(
-    migrated: Path, tmp_path: Path
+    migrated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two deltas one after the other, each resolving the part of the person records its
     changes can reach: the same product, crosswalk and resolution state as deltas resolving
     every record."""
+    monkeypatch.setenv("CONTINUITY_RESOLUTION_STATE", "1")
     part = _copy(migrated, tmp_path / "part")
     whole = _copy(migrated, tmp_path / "whole")
+    for base in (part, whole):
+        assert _delta(base).rows_read == 0  # nothing changed: this keeps the state
     for days, seed in ((30, 1), (20, 2)):
         for base in (part, whole):
             urls = EstateOptions(out=base / "estate").urls()
@@ -579,14 +582,20 @@ def _delta_into(base: Path, target: str) -> None:
 
 
 @pytest.mark.postgres
-def test_a_delta_into_postgresql(tmp_path: Path, pg_database: Any) -> None:
+def test_a_delta_into_postgresql(
+    tmp_path: Path, pg_database: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONTINUITY_RESOLUTION_STATE", "1")  # its state written there too
     base = tmp_path / "b"
     generate_estate(EstateOptions(out=base / "estate", persons=700, seed=4, processes=1))
     _delta_into(base, pg_database())
 
 
 @pytest.mark.mariadb
-def test_a_delta_into_mariadb(tmp_path: Path, mariadb_database: Any) -> None:
+def test_a_delta_into_mariadb(
+    tmp_path: Path, mariadb_database: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONTINUITY_RESOLUTION_STATE", "1")  # its state written there too
     base = tmp_path / "b"
     generate_estate(EstateOptions(out=base / "estate", persons=700, seed=4, processes=1))
     _delta_into(base, mariadb_database())
