@@ -608,9 +608,12 @@ class WaveRunner:
             # record -> its digest, lookup keys and values (kept as its resolution state)
             read: dict[str, tuple[int, set[int], list[Any]]] = {}
             if part is None:
+                kept = self._state_kept(spec)  # (else nothing is held beyond the resolver)
                 for identity, values, looked in self._person_records(spec, keys, progress):
                     resolver.add(identity, values)
-                    read[identity] = (resolution_state.digest_of(values, looked), looked, values)
+                    if kept:
+                        digest = resolution_state.digest_of(values, looked)
+                        read[identity] = (digest, looked, values)
             else:
                 read = part.read
             resolution: Any = part if part is not None else resolver
@@ -893,6 +896,8 @@ class WaveRunner:
             looks = [
                 (name, [source.columns.index(c) for c in on]) for name, on in self._lookups_of(step)
             ]
+            if not self._state_kept(spec):
+                looks = []  # only the resolution state keeps what a record looked up
             key_at = [source.columns.index(k) for k in m.key]
             if only is not None:
                 batches: Iterator[Sequence[tuple[Any, ...]]] = (
