@@ -181,13 +181,12 @@ class Prior:
     def __init__(self, url: str, entity: str) -> None:
         self.entity = entity
         self.engine = engine_for(url)
-        meta = MetaData()
-        add_tables(meta)
-        self.state = meta.tables[STATE]
-        self.keys = meta.tables[KEYS]
-        self.lookups = meta.tables[LOOKUPS]
+        self.state = _META.tables[STATE]
+        self.keys = _META.tables[KEYS]
+        self.lookups = _META.tables[LOOKUPS]
         self._conn: sa.Connection | None = None
         self._resolved: dict[str, Resolved | None] = {}
+        self._count: int | None = None
 
     def _c(self) -> sa.Connection:
         if self._conn is None:
@@ -267,9 +266,12 @@ class Prior:
         return Counter({f: n for f, n in self._c().execute(query)})
 
     def count(self) -> int:
-        t = self.state.c
-        query = sa.select(sa.func.count()).select_from(self.state).where(t.entity == self.entity)
-        return int(self._c().execute(query).scalar_one())
+        """How many records the state holds (asked once)."""
+        if self._count is None:
+            t = self.state.c
+            query = sa.select(sa.func.count()).select_from(self.state)
+            self._count = int(self._c().execute(query.where(t.entity == self.entity)).scalar_one())
+        return self._count
 
     def resolved(self, identity: str) -> Resolved | None:
         """Where the state says a record went (None: not a record it holds)."""
@@ -522,7 +524,8 @@ def resolve_part(
     before = prior.rows(again | gone)
     gone &= before.keys()  # (a record never resolved is not gone from the state)
     changed = {i for i in fresh if i not in before or before[i].digest != digests[i]}
-    now = Resolver(settings)  # the changed records as they are now
+    # The changed records as they are now (and, below, those they may pair with).
+    now = Resolver(settings)
     for identity in sorted(changed):
         now.add(identity, fresh[identity][0])
     # Block sizes before and after; a block crossing max_block either way changes for all.
@@ -539,13 +542,9 @@ def resolve_part(
     # The records a changed one pairs with now: scored against what the state read of them.
     mates = prior.holders(k for keys in new_keys.values() for k in keys if after[k] <= cap)
     mates -= gone | changed
-    mate_rows = prior.rows(mates)
-    probe = Resolver(settings)
-    for identity in sorted(changed):
-        probe.add(identity, fresh[identity][0])
-    for identity, row in sorted(mate_rows.items()):
-        probe.add(identity, row.values())
-    partners = probe.partners(changed, after)
+    for identity, row in sorted(prior.rows(mates).items()):
+        now.add(identity, row.values())
+    partners = now.partners(changed, after)
     # The old names of the changed and gone records (see the names' rule below).
     olds = {(r.forename or "", r.surname or "") for i in changed | gone if (r := before.get(i))}
     # The forenames in use, before and after.

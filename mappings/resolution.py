@@ -301,11 +301,14 @@ class Resolver:
     def _established(self) -> frozenset[str]:
         """Forenames the population uses as names in their own right: each held by at least
         one in 2,000 records of the curated tables (of all records, when none is curated)."""
-        counts: Counter[str] = Counter()
-        for i, f in enumerate(self._fore):
-            if f and (not self._curated or self._table_of(i) in self._curated):
-                counts[f] += 1
-        return names_in_use(counts)
+        return names_in_use(Counter(f for i in range(len(self._fore)) if (f := self._counted(i))))
+
+    def _counted(self, i: int) -> str | None:
+        """The forename record ``i`` adds to the count of forenames in use, if any."""
+        f = self._fore[i]
+        if f and (not self._curated or self._table_of(i) in self._curated):
+            return f
+        return None
 
     def _table_of(self, i: int) -> str:
         """``source|table`` of a record (its key may itself hold ``|``: a composite key)."""
@@ -403,10 +406,9 @@ class Resolver:
         ]
         return self._pass_keys
 
-    def _blocks(self, keep: bool = False) -> Iterable[tuple[int, list[int]]]:
-        """Each blocking pass's blocks, one pass at a time (memory: one pass's index): the
-        block's key (:func:`dependency_hash`) and its records. ``keep``: every key, of one
-        record too, goes to ``_kept`` for :meth:`dependency_index`."""
+    def _pass_keys_index(self) -> Iterator[tuple[int, Any, list[int]]]:
+        """Every key of every blocking pass, one pass at a time (memory: one pass's index):
+        the pass's number, the key and the records holding it."""
         n = len(self._names)
         for number, keys_of in enumerate(self._passes()):
             index: dict[Any, list[int]] = defaultdict(list)
@@ -414,16 +416,23 @@ class Resolver:
                 for k in keys_of(i):
                     index[k].append(i)
             for k, members in index.items():
-                if len(members) > 1:
-                    h = dependency_hash(number, k)
-                    if keep:
-                        self._kept[0].extend([h] * len(members))
-                        self._kept[1].extend(members)
-                    yield h, members
-                elif keep:
-                    self._kept[0].append(dependency_hash(number, k))
-                    self._kept[1].append(members[0])
+                yield number, k, members
             del index
+
+    def _blocks(self, keep: bool = False) -> Iterable[tuple[int, list[int]]]:
+        """Each blocking pass's blocks: the block's key (:func:`dependency_hash`) and its
+        records. ``keep``: every key, of one record too, goes to ``_kept`` for
+        :meth:`dependency_index`."""
+        for number, k, members in self._pass_keys_index():
+            if len(members) > 1:
+                h = dependency_hash(number, k)
+                if keep:
+                    self._kept[0].extend([h] * len(members))
+                    self._kept[1].extend(members)
+                yield h, members
+            elif keep:
+                self._kept[0].append(dependency_hash(number, k))
+                self._kept[1].append(members[0])
 
     def dependency_index(self) -> Iterator[tuple[int, list[int]]]:
         """Every record's :meth:`dependency_keys`, the other way round: each key with the
@@ -434,14 +443,8 @@ class Resolver:
             hashes, members = self._kept
             yield from zip(hashes, ([m] for m in members), strict=True)
         else:
-            for number, keys_of in enumerate(self._passes()):
-                index: dict[Any, list[int]] = defaultdict(list)
-                for i in range(n):
-                    for k in keys_of(i):
-                        index[k].append(i)
-                for k, found in index.items():
-                    yield dependency_hash(number, k), found
-                del index
+            for number, k, found in self._pass_keys_index():
+                yield dependency_hash(number, k), found
         others: dict[int, list[int]] = defaultdict(list)
         for i in range(n):
             if self._pnc[i]:
@@ -458,18 +461,10 @@ class Resolver:
         for key, members in self._blocks():
             yield key, len(members)
 
-    def forename(self, identity: str) -> str:
-        """The record's first forename, cleansed (``""`` for none)."""
-        return self._fore[self._ids[identity]]
-
     def counted_forename(self, identity: str) -> str | None:
         """The forename this record adds to the count of forenames in use, if any (see
         ``_established``)."""
-        i = self._ids[identity]
-        f = self._fore[i]
-        if f and (not self._curated or self._table_of(i) in self._curated):
-            return f
-        return None
+        return self._counted(self._ids[identity])
 
     def dependency_keys(self, identity: str) -> set[int]:
         """The keys (:func:`dependency_hash`) through which a change to another record can

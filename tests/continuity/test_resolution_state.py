@@ -89,21 +89,8 @@ def test_the_part_a_change_reaches_resolves_as_every_record_would(
         added = {_identity(rng, 1000 + 10 * _round + n) for n in range(5)} - population.keys()
         for identity in added:
             population[identity] = _record(rng)
-        prior = resolution_state.Prior(url, "person")
+        part = _part(url, population, changed | added, deleted)
         try:
-            part = resolution_state.resolve_part(
-                prior,
-                SETTINGS,
-                {},
-                changed | added,
-                deleted,
-                lambda ids: {i: (population[i], set()) for i in ids if i in population},
-                lambda ids: [i for i in _order(population) if i in ids],
-                set(),
-                whole_above=1.0,
-            )
-            assert part is not None
-            part.resolver.finish()
             whole = _resolve(population)
             assert part.total == len(population)
             assert part.gone == deleted
@@ -114,7 +101,7 @@ def test_the_part_a_change_reaches_resolves_as_every_record_would(
             resolved_again.append(len(part.resolver))
             _keep(loader, part.resolver, population, part)
         finally:
-            prior.close()
+            part.prior.close()
         # The state the delta kept is the one a full resolution keeps.
         fresh_url, fresh = _state(tmp_path / f"fresh{_round}", population)
         fresh.close()
