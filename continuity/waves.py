@@ -24,6 +24,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import MetaData, inspect, make_url, select
@@ -389,6 +390,20 @@ RESOLUTION_STATE_ENV = "CONTINUITY_RESOLUTION_STATE"
 #: The checkpoints naming the suites every source row, and every target row, last met.
 VALIDATED = "validated:sources"
 VALIDATED_TARGET = "validated:target"
+
+
+def _portable(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """An expectation's arguments as a digest should see them: a file argument by its content,
+    not its path, so that a project folder moved between runs still resumes."""
+    from validators.suite import PATH_ARGUMENTS
+
+    found = dict(arguments)
+    for name in PATH_ARGUMENTS & set(found):
+        try:
+            found[name] = hashlib.sha256(Path(str(found[name])).read_bytes()).hexdigest()
+        except OSError:
+            pass  # unreadable: its path stands (and the suite fails where it reads it)
+    return found
 
 
 def _combine(*filters: str | None) -> str | None:
@@ -1334,7 +1349,7 @@ class WaveRunner:
             for e in s.expectations:
                 if quarantine_only and (s.side != "source" or e.severity != "quarantine"):
                     continue
-                args = json.dumps(dict(e.arguments), sort_keys=True, default=str)
+                args = json.dumps(_portable(e.arguments), sort_keys=True, default=str)
                 h.update(f"{s.source}|{s.table}|{s.key}|{e.name}|{e.severity}|{args}\n".encode())
         return h.hexdigest()
 

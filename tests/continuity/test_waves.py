@@ -398,6 +398,32 @@ def test_a_run_resumes_only_with_the_settings_it_began_with(
     run_wave(project, "all", resume=True, as_of=dt.date(2026, 1, 1))  # with its date: goes on
 
 
+def test_a_moved_project_keeps_its_settings_and_a_changed_code_list_does_not(
+    small_estate: Path, tmp_path: Path
+) -> None:
+    """What a resume compares holds no path: the same project in another folder resumes, while
+    a code list a suite reads, edited, is a change of settings."""
+    from continuity.waves import WaveRunner
+
+    target = f"sqlite:///{tmp_path / 'product.sqlite'}"
+    day = dt.date(2026, 1, 1)
+    here = WaveRunner(project_for(small_estate, target, tmp_path / "here"), "all", day)
+    moved = WaveRunner(project_for(small_estate, target, tmp_path / "there"), "all", day)
+    assert any(
+        "code_list" in e.arguments for s in here._suites for e in s.expectations
+    ), "the bundled suites read a code list"
+    assert moved._settings() == here._settings()
+    code_list = next(
+        Path(e.arguments["code_list"])
+        for s in moved._suites
+        for e in s.expectations
+        if "code_list" in e.arguments
+    )
+    code_list.write_text(code_list.read_text() + "\n")
+    edited = WaveRunner(project_for(small_estate, target, tmp_path / "there"), "all", day)
+    assert edited._settings()["suites"] != here._settings()["suites"]
+
+
 def test_status_says_what_became_of_each_run(small_estate: Path, tmp_path: Path) -> None:
     from continuity.rollback import rollback_wave
     from continuity.runs import wave_status
