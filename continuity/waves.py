@@ -14,6 +14,7 @@ wrote its end was interrupted, and ``continuity status`` says so.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -399,10 +400,9 @@ def _portable(arguments: Mapping[str, Any]) -> dict[str, Any]:
 
     found = dict(arguments)
     for name in PATH_ARGUMENTS & set(found):
-        try:
+        # unreadable: its path stands (and the suite fails where it reads it)
+        with contextlib.suppress(OSError):
             found[name] = hashlib.sha256(Path(str(found[name])).read_bytes()).hexdigest()
-        except OSError:
-            pass  # unreadable: its path stands (and the suite fails where it reads it)
     return found
 
 

@@ -49,6 +49,7 @@ from reconcile.sides import (
     SideSummary,
     Task,
     crosswalk_table,
+    escaped,
     located_statement,
     read_spill,
     run_source_side,
@@ -201,6 +202,11 @@ class _Comparison:
         self.duplicate_originals = set(target.landed_twice)
         self.merged = {mk: (tk, rule) for mk, tk, rule in target.merged}
 
+    def _raw(self, keys: list[str]) -> list[str]:
+        """Keys as findings write them, as the databases hold them (to ask for them)."""
+        raw = {**self.src.raw_keys, **self.tgt.raw_keys}
+        return [raw.get(k, k) for k in keys] if raw else keys
+
     def _differing_segments(self) -> list[int]:
         """Segments whose count or fingerprint sum differ between the two sides."""
         src, tgt = self.src, self.tgt
@@ -244,11 +250,12 @@ class _Comparison:
         rel = Relation(target.population, list(target.key_columns))
         col = rel.col(target.key_columns[0])
         found: set[str] = set()
-        for start in range(0, len(keys), 500):
-            stmt = sa.select(col).select_from(rel.from_).where(col.in_(keys[start : start + 500]))
+        asked = self._raw(keys)
+        for start in range(0, len(asked), 500):
+            stmt = sa.select(col).select_from(rel.from_).where(col.in_(asked[start : start + 500]))
             if rel.filter is not None:
                 stmt = stmt.where(rel.filter)
-            found.update(str(r[0]) for r in fetch_all(self.target_engine, stmt))
+            found.update(escaped(str(r[0])) for r in fetch_all(self.target_engine, stmt))
         return found
 
     def _candidates(self) -> None:
@@ -481,7 +488,7 @@ class _Comparison:
 
         rel = Relation(Population(alt.table, None, (), alt.where), [alt.key, *alt.columns])
         systems = {i[2] for i in items}
-        keys = sorted({i[3] for i in items})
+        keys = self._raw(sorted({i[3] for i in items}))
         out: dict[tuple[str, str], set[str]] = defaultdict(set)
         norms: dict[str, Callable[[Any], Any]] = {}
         for system in systems:
@@ -499,7 +506,7 @@ class _Comparison:
             for row in fetch_all(engine, stmt):
                 raw = row[1] if len(alt.columns) == 1 else tuple(row[1:])
                 for system, norm in norms.items():
-                    out[(system, str(row[0]))].add(text(norm(raw)))
+                    out[(system, escaped(str(row[0])))].add(text(norm(raw)))
         return out
 
     # -- records never opened, and records found elsewhere ----------------------------------
@@ -535,6 +542,7 @@ class _Comparison:
         xw, c = crosswalk_table(self.spec, "xq")
         engine = self.target_engine
         out = []
+        target_keys = self._raw(target_keys)
         for start in range(0, len(target_keys), 500):
             stmt = sa.select(
                 xw.c[c["source_system"]],
@@ -545,8 +553,11 @@ class _Comparison:
                 xw.c[c["target_table"]] == self.spec.locate.crosswalk.target_table,
                 xw.c[c["target_key"]].in_(target_keys[start : start + 500]),
             )
-            out += [tuple(str(v) for v in r) for r in fetch_all(engine, stmt)]
-        return out  # type: ignore[return-value]
+            out += [
+                (str(system), str(table), escaped(str(key)), escaped(str(target_key)))
+                for system, table, key, target_key in fetch_all(engine, stmt)
+            ]
+        return out
 
     def _duplicated_sources(self) -> None:
         """Source records of a duplicated target record, in segments never opened."""
@@ -572,6 +583,7 @@ class _Comparison:
             return set()
         engine = self.target_engine
         found: set[str] = set()
+        target_keys = self._raw(target_keys)
         for source in self.spec.sources:
             for start in range(0, len(target_keys), 500):
                 chunk = target_keys[start : start + 500]
@@ -581,9 +593,9 @@ class _Comparison:
                 match_idx = [i for i, n in enumerate(names) if n.startswith("match")]
                 key_idx = [i for i, n in enumerate(names) if n.startswith("key")]
                 for row in fetch_all(engine, stmt):
-                    match_key = source.system + SEP + "|".join(str(row[i]) for i in match_idx)
-                    if not self._opened(match_key):  # an agreeing segment: paired there
-                        found.add("|".join(str(row[i]) for i in key_idx))
+                    match = escaped("|".join(str(row[i]) for i in match_idx))
+                    if not self._opened(source.system + SEP + match):  # agreed: paired there
+                        found.add(escaped("|".join(str(row[i]) for i in key_idx)))
         return found
 
     def _in_source(self, match_key: str) -> bool:

@@ -30,7 +30,7 @@ from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql import BIT
 
 from reconcile.columns import ESCAPE, SEP
-from reconcile.sides import MASK64, crosswalk_table, escaped, hmac_pads, located_statement
+from reconcile.sides import MASK64, crosswalk_table, hmac_pads, located_statement
 from reconcile.spec import NormaliserSpec, SourceSpec, SurvivalSpec
 from reconcile.sql import fetch_all, stream
 
@@ -350,7 +350,8 @@ def aggregates(
     is_merge: Callable[[str | None], bool],
 ) -> tuple[int, list[tuple[str, str, str]]]:
     """Add one source's located target rows into ``counts`` and ``sums`` (per segment), in the
-    database; return how many rows there were and the merged ones (match key, target key, rule).
+    database; return how many rows there were and the merged ones (match key, target key as the
+    database holds it, rule).
     ``loc`` is made first for every source: it raises :class:`NotPushable` before any row is
     read when the class cannot be pushed down."""
     segment = segment_sql(loc.match, spec.segments).label("segment")
@@ -374,7 +375,7 @@ def aggregates(
             .where(loc.rule.in_(wanted))
         )
         for rows in stream(engine, stmt):
-            merged += [(str(m), escaped(str(k)), str(r)) for m, k, r in rows]
+            merged += [(str(m), str(k), str(r)) for m, k, r in rows]
     return total, merged
 
 

@@ -94,6 +94,17 @@ class SideSummary:
     years_flagged: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: source side: (system, year, segment) -> rows counted into that segment's aggregate
     years_counted: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+    #: keys as findings and spills write them (:func:`escaped`) -> as the database holds them,
+    #: for the few keys escaping changed (a tab or a newline in a key): what later look-ups
+    #: ask the database for
+    raw_keys: dict[str, str] = field(default_factory=dict)
+
+    def escape(self, key: str) -> str:
+        """``key`` as findings write it, remembering how the database holds it."""
+        written = escaped(key)
+        if written is not key:
+            self.raw_keys[written] = key
+        return written
 
 
 class Spill:
@@ -340,7 +351,10 @@ def run_source_side(task: Task) -> SideSummary:
                 spec, source, engine, copies, rejected, task.as_of, fp, spill, summary, gone
             )
             # What the source no longer holds was deleted at source, as the target declares.
-            summary.deleted += [(source.system, k, tk, action) for k, (tk, action) in gone.items()]
+            summary.deleted += [
+                (source.system, summary.escape(k), summary.escape(tk), action)
+                for k, (tk, action) in gone.items()
+            ]
     finally:
         spill.close()
         for e in engines.values():
@@ -445,7 +459,7 @@ def _read_source(
         if gone:
             for key in keys:
                 if gone.pop(key, None) is not None:
-                    summary.still_held.add((system, key))
+                    summary.still_held.add((system, summary.escape(key)))
         for i in range(size):
             key = keys[i]
             copy_of = copies.get(copy_keys[i]) if copies else None
@@ -456,7 +470,7 @@ def _read_source(
                 excluded, deferred = own[i]
                 canon = canons[i]
             reason = refused.get(key) if refused else None
-            match_key, key = prefix + escaped(matches[i]), escaped(key)
+            match_key, key = prefix + escaped(matches[i]), summary.escape(key)
             if excluded is None and deferred is None and reason is None:
                 segment = fp.add(match_key, canon)
                 counts[segment] += 1
@@ -677,7 +691,7 @@ def _pushed_down(task: Task, engine: Engine, summary: SideSummary) -> bool:
             summary.read[source.system], merged = pushdown.aggregates(
                 spec, loc, engine, task.key, summary.counts, summary.sums, spec.locate.is_merge
             )
-            summary.merged += merged
+            summary.merged += [(m, summary.escape(k), r) for m, k, r in merged]
     except ReconcileError:
         # The database refused the translated query (a vendor's type the translation did not
         # foresee): forget what was added, and read the target side in Python.
@@ -779,7 +793,7 @@ def _read_target(
         for i in range(size):
             match_key, target_key, rule = prefix + escaped(matches[i]), target_keys[i], rules[i]
             superseded = target_key in copied
-            target_key = escaped(target_key)
+            target_key = summary.escape(target_key)
             canon = subset[i] if superseded else canons[i]
             segment = fp.add(match_key, canon)
             if wanted_set is not None and segment not in wanted_set:
@@ -868,7 +882,7 @@ def _unreached(spec: SurvivalSpec, engine: Engine, summary: SideSummary) -> None
     candidates: dict[tuple[Any, ...], list[str]] = {}
     for rows in stream(engine, stmt, server_side=_few_rows_server_side(engine)):
         for row in rows:
-            key = "|".join(str(v) for v in row[:nk])
+            key = summary.escape("|".join(str(v) for v in row[:nk]))
             flags = row[nk + nd :]
             hit = next((t.name for t, f in zip(target.target_only, flags, strict=True) if f), None)
             if hit is not None:
@@ -904,7 +918,9 @@ def _reached_duplicates(
     for rows in stream(engine, stmt, server_side=_few_rows_server_side(engine)):
         for row in rows:
             value = tuple(row[: len(dup)])
-            by_value.setdefault(value, []).append("|".join(str(v) for v in row[len(dup) :]))
+            by_value.setdefault(value, []).append(
+                summary.escape("|".join(str(v) for v in row[len(dup) :]))
+            )
     for members in by_value.values():
         original, *copies = sorted(members)
         summary.landed_twice.add(original)
@@ -937,7 +953,9 @@ def _duplicates(
         if rel.filter is not None:
             stmt = stmt.where(rel.filter)
         for row in fetch_all(engine, stmt):
-            originals.setdefault(tuple(row[: len(dup)]), "|".join(str(v) for v in row[len(dup) :]))
+            originals.setdefault(
+                tuple(row[: len(dup)]), summary.escape("|".join(str(v) for v in row[len(dup) :]))
+            )
     for value, keys in candidates.items():
         original = originals.get(value)
         for key in keys:

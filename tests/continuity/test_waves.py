@@ -409,9 +409,9 @@ def test_a_moved_project_keeps_its_settings_and_a_changed_code_list_does_not(
     day = dt.date(2026, 1, 1)
     here = WaveRunner(project_for(small_estate, target, tmp_path / "here"), "all", day)
     moved = WaveRunner(project_for(small_estate, target, tmp_path / "there"), "all", day)
-    assert any(
-        "code_list" in e.arguments for s in here._suites for e in s.expectations
-    ), "the bundled suites read a code list"
+    assert any("code_list" in e.arguments for s in here._suites for e in s.expectations), (
+        "the bundled suites read a code list"
+    )
     assert moved._settings() == here._settings()
     code_list = next(
         Path(e.arguments["code_list"])

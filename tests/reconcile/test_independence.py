@@ -289,3 +289,36 @@ def test_each_target_record_is_one_term(spec, tmp_path: Path) -> None:  # type: 
     assert on_copy == [Placement.DUPLICATED]
     t = result.target
     assert t.balanced and (t.total, t.explained, t.duplicated) == (6, 3, 1)
+
+
+def _tabbed(rows: list[tuple[str, ...]], at: tuple[int, ...]) -> list[tuple[str, ...]]:
+    """The rows with a tab inside the keys at positions ``at`` (``C1`` -> ``C\\t1``)."""
+    return [tuple(v[:1] + "\t" + v[1:] if i in at else v for i, v in enumerate(r)) for r in rows]
+
+
+def test_keys_holding_a_tab_are_placed_as_any_other(spec, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The engine's later look-ups (landed twice, stale crosswalk entries, further target
+    records) find records whose keys hold a tab as they find any other: the findings are
+    those of plain keys, with the keys written escaped."""
+    spec = dataclasses.replace(
+        spec, target=dataclasses.replace(spec.target, duplicate_key=("occ_ref",))
+    )
+    rows = [*TARGET_ROWS, ("T1b", "c1 ", "8N", "2021-04-03", "LOAD")]
+    xmap = [
+        ("oldcrime", "crimes", "C1", "OCC", "T1b", "direct"),
+        *MAP_ROWS[1:],
+        ("oldcrime", "crimes", "GONE", "OCC", "T9", "direct"),
+    ]
+
+    def found(source: list, target: list, xw: list) -> set:  # type: ignore[type-arg]
+        result = reconcile_class(
+            spec, _write(tmp_path, source, target, xw, []), AS_OF, parallel=False
+        )
+        assert result.target.balanced and all(s.balanced for s in result.sources)
+        return {(f.side, f.key, f.placement, f.integrity) for f in result.findings}
+
+    plain = found(SOURCE_ROWS, rows, xmap)
+    assert ("source", "C1", Placement.DUPLICATED, Integrity.EQUAL) in plain
+    assert ("target", "T9", Placement.ORPHAN, None) in plain
+    tabbed = found(_tabbed(SOURCE_ROWS, (0,)), _tabbed(rows, (0, 1)), _tabbed(xmap, (2, 4)))
+    assert tabbed == {(side, k[:1] + "\\t" + k[1:], p, i) for side, k, p, i in plain}
