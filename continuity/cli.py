@@ -1127,6 +1127,11 @@ def _summary_table(summary: Any) -> str:
                 f"warning failures): {'ok' if v['ok'] else 'FAILED'}; continuity validate "
                 "lists them"
             )
+    if summary.phases:
+        lines.append(
+            "Where the time went: "
+            + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in summary.phases.items())
+        )
     return "\n".join(lines)
 
 

@@ -145,6 +145,9 @@ class RunSummary:
     #: why a run that loaded everything is nonetheless failed (the target's validation)
     failed: str | None = None
     seconds: float = 0.0
+    #: where the time went: phase -> seconds, in the order the phases ran (what a freeze
+    #: window is planned from: change detection, validation, resolution, the steps ...)
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def rows_read(self) -> int:
@@ -157,6 +160,7 @@ class RunSummary:
             "dry_run": self.dry_run,
             "resumed": self.resumed,
             "seconds": round(self.seconds, 3),
+            "phases": {k: round(v, 3) for k, v in self.phases.items()},
             "rows_read": self.rows_read,
             "steps": {k: v.as_dict() for k, v in self.steps.items()},
             "entities": {k: v.as_dict() for k, v in self.entities.items()},
@@ -393,6 +397,24 @@ VALIDATED = "validated:sources"
 VALIDATED_TARGET = "validated:target"
 
 
+class _Clock:
+    """Adds the time spent in each phase of a run to ``phases``."""
+
+    def __init__(self, phases: dict[str, float]) -> None:
+        self.phases = phases
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.phases[phase] = self.phases.get(phase, 0.0) + seconds
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(phase, time.perf_counter() - began)
+
+
 def _portable(arguments: Mapping[str, Any]) -> dict[str, Any]:
     """An expectation's arguments as a digest should see them: a file argument by its content,
     not its path, so that a project folder moved between runs still resumes."""
@@ -490,6 +512,7 @@ class WaveRunner:
         self._problems: dict[Any, Any] = {}
         self._summary = RunSummary("", self.wave.name, False, False)
         self._suites = self._wave_suites() if self.validate else []
+        self._digests: dict[tuple[str, str | None, tuple[str, ...]], str | None] = {}
 
     # -- pieces ------------------------------------------------------------------------------
 
@@ -538,8 +561,6 @@ class WaveRunner:
     def resources(self, only: MappingSpec | None = None) -> dict[str, Any]:
         """What operations look up: every gazetteer and lookup a mapping names (``only``'s),
         read once."""
-        from continuity.domain.addresses import Gazetteer
-
         found: dict[str, Any] = {}
         for step in self.steps:
             if only is not None and step.spec is not only:
@@ -548,23 +569,78 @@ class WaveRunner:
                 for s in f.steps:
                     if s.op == "lookup":
                         self._load_lookup(s, found)
+        for name, source, selection in self._gazetteers(only):
+            if name not in found:
+                found[name] = self._gazetteer(self.extractor(source), selection)
+        return found
+
+    def _gazetteers(self, only: MappingSpec | None = None) -> Iterator[tuple[str, str, Selection]]:
+        """Each gazetteer a mapping searches (``only``'s): its name, source and selection."""
+        for step in self.steps:
+            if only is not None and step.spec is not only:
+                continue
+            for f in step.mapping.fields:
+                for s in f.steps:
                     if s.op != "gazetteer":
-                        continue
-                    name = f"gazetteer:{s.args['source']}.{s.args['table']}"
-                    if name in found:
                         continue
                     if s.args["source"] not in self.project.sources:
                         raise ConfigError(f"{s.at}: no source {s.args['source']!r}")
                     columns = {**GAZETTEER_COLUMNS, **s.args.get("columns", {})}
-                    gazetteer = Gazetteer()
                     selection = Selection(
                         table=s.args["table"], columns=tuple(columns[k] for k in GAZETTEER_COLUMNS)
                     )
-                    for batch in self.extractor(s.args["source"]).batches(selection):
-                        for row in batch:
-                            gazetteer.add(*row)
-                    found[name] = gazetteer
-        return found
+                    yield (
+                        f"gazetteer:{s.args['source']}.{s.args['table']}",
+                        s.args["source"],
+                        selection,
+                    )
+
+    def _content_digest(self, source: str, selection: Selection) -> str | None:
+        """:meth:`Extractor.content_digest`, once per run and table."""
+        at = (source, selection.table, selection.columns)
+        if at not in self._digests:
+            self._digests[at] = self.extractor(source).content_digest(selection)
+        return self._digests[at]
+
+    def _gazetteer(self, extractor: Extractor, selection: Selection) -> Any:
+        """A gazetteer, read from its source; or, for a file read before, from the project's
+        cache (``.continuity/cache/``), which holds it as it was built from the same bytes: a
+        rehearsal wave, and every delta, do not build it again. ``CONTINUITY_CACHE=off``
+        turns the cache off."""
+        import pickle
+
+        from continuity.domain.addresses import Gazetteer
+
+        folder = self.project.folder / ".continuity" / "cache"
+        digest = None
+        if os.environ.get("CONTINUITY_CACHE", "on") != "off":
+            digest = self._content_digest(extractor.name, selection)
+        cached = None
+        if digest is not None:
+            table = hashlib.sha256(f"{extractor.name}|{selection.table}".encode()).hexdigest()
+            content = hashlib.sha256(f"{Gazetteer.FORMAT}|{digest}".encode()).hexdigest()
+            cached = folder / f"gazetteer-{table[:12]}-{content[:32]}.pickle"
+            try:
+                with open(cached, "rb") as handle:
+                    held = pickle.load(handle)
+                if isinstance(held, Gazetteer):
+                    return held
+            except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+                pass  # none, or unreadable (a write cut short): built again below
+        gazetteer = Gazetteer()
+        for batch in extractor.batches(selection):
+            for row in batch:
+                gazetteer.add(*row)
+        if cached is not None:
+            with contextlib.suppress(OSError):  # a read-only project folder: no cache
+                folder.mkdir(parents=True, exist_ok=True)
+                for old in folder.glob(f"gazetteer-{table[:12]}-*.pickle"):
+                    old.unlink(missing_ok=True)  # the same table's, as its file was before
+                part = cached.with_suffix(f".{os.getpid()}.part")
+                with open(part, "wb") as handle:
+                    pickle.dump(gazetteer, handle, protocol=pickle.HIGHEST_PROTOCOL)
+                os.replace(part, cached)
+        return gazetteer
 
     def _load_lookup(self, s: Any, found: dict[str, Any]) -> None:
         """Read a ``lookup``'s relation into memory once: key text -> value (or values).
@@ -1212,16 +1288,21 @@ class WaveRunner:
             # here, with nothing loaded; rows failing a quarantine expectation are marked.
             # What changed since earlier runs, looked at once, before any row moves (a delta's
             # validation judges the rows it migrates).
+            phases: dict[str, float] = {}
+            clock = _Clock(phases)
             if self.fingerprints:
-                self._changes = self._detect(loader, run_id, dry_run, progress)
+                with clock("change detection"):
+                    self._changes = self._detect(loader, run_id, dry_run, progress)
             validation: dict[str, Any] = {}
             if self.validate:
-                validation["source"] = self._validate_sources(
-                    run_id, dry_run, self._validation_scope(loader)
-                )
+                with clock("source validation"):
+                    validation["source"] = self._validate_sources(
+                        run_id, dry_run, self._validation_scope(loader)
+                    )
             # Compile everything before the first row moves: a bad mapping or a missing column
             # fails the run here, with nothing written.
-            self._resources = self.resources()
+            with clock("lookups and gazetteers"):
+                self._resources = self.resources()
             self._loader = None if dry_run else loader
             self._checkpoints = loader
             if self.delta and not dry_run and not resumed:
@@ -1232,9 +1313,11 @@ class WaveRunner:
                     for step in self.steps
                     if len(primary_key_indexes(self.metadata.tables[step.spec.entity])) == 1
                 }
-            self._resolve(keys, progress, None if dry_run else run_id)
+            with clock("person resolution"):
+                self._resolve(keys, progress, None if dry_run else run_id)
             compiled = [self.compile(step, keys) for step in self.steps]
             summary = RunSummary(run_id, self.wave.name, dry_run, resumed, delta=self.delta)
+            summary.phases = phases
             summary.validation = validation
             if self._changes is not None:
                 summary.changes = self._changes.counts
@@ -1269,16 +1352,18 @@ class WaveRunner:
                     counts.seconds = time.perf_counter() - began
                     summary.steps[step.name] = counts
                     summary.entities.setdefault(step.spec.entity, StepCounts()).add(counts)
+                    clock.add("mapping steps", counts.seconds)
                 if self._changes is not None:  # a full run finds deletions too
-                    summary.moved = self._deletions(loader, run_id, dry_run)
-                    retired = self._retire(loader, run_id, dry_run)
+                    with clock("deletions"):
+                        summary.moved = self._deletions(loader, run_id, dry_run)
+                        retired = self._retire(loader, run_id, dry_run)
                     if self._retired:
                         summary.retired = {
                             "merged_after_the_fact": {e: len(t) for e, t in self._retired.items()},
                             "rows_deleted": retired,
                         }
                 if not dry_run:
-                    with loader.transaction() as tx:
+                    with clock("finishing"), loader.transaction() as tx:
                         tx.set_checkpoint(
                             wave_step, {"run_id": run_id, "finished": True, **started_state}
                         )
@@ -1288,7 +1373,8 @@ class WaveRunner:
                             if self.validate:  # the suites every source row has met
                                 tx.set_checkpoint(VALIDATED, {"suites": self._validated_digest()})
                 if self.validate and not dry_run and target.loader == "sql":
-                    self._validate_target(summary, run_id, loader)
+                    with clock("target validation"):
+                        self._validate_target(summary, run_id, loader)
             except BaseException as exc:
                 if ledger is not None:
                     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -1461,6 +1547,10 @@ class WaveRunner:
         # the expectations that hold rows back decide, like the mappings, what a record becomes
         held = self._suites_digest(quarantine_only=True) or ""
         text = f"{mappings}|{self.as_of.isoformat() if dated else ''}{'|' + held if held else ''}"
+        # so does a gazetteer addresses are resolved against, where its content is known
+        # cheaply (a file's bytes): a new one makes the next delta migrate every record again
+        for name, source, selection in self._gazetteers():
+            text += f"|{name}:{self._content_digest(source, selection) or ''}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def pending_changes(self, progress: Progress | None = None) -> dict[str, dict[str, int]]:

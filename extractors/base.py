@@ -207,6 +207,12 @@ class Extractor(ABC):
                 counts[row] = counts.get(row, 0) + 1
         yield from problems_from_counts(key, counts.items())
 
+    def content_digest(self, selection: Selection) -> str | None:
+        """A digest that changes whenever what :meth:`batches` delivers for ``selection`` may,
+        if one costs far less than reading the rows (a file's bytes); None where it does not
+        (a database table): then nothing read from it is cached."""
+        return None
+
     def count(self, selection: Selection) -> int:
         """How many rows :meth:`batches` would deliver for ``selection``."""
         return sum(len(batch) for batch in self.batches(selection))

@@ -13,6 +13,7 @@ data read in one go, so they never need resuming.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import csv
 from collections.abc import Iterator, Mapping
 from operator import itemgetter
@@ -114,6 +115,20 @@ class CsvExtractor(Extractor):
                 raise self.error(f"{file}, line {line + 1}: {exc}") from exc
             if batch:
                 yield batch
+
+    def content_digest(self, selection: Selection) -> str | None:
+        """SHA-256 of the table's file, with how it is read (the selection and the options)."""
+        file = self._file(selection)
+        h = hashlib.sha256(
+            repr((self.kind, selection.columns, self.delimiter, self._codec, self.null)).encode()
+        )
+        try:
+            with open(file, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    h.update(chunk)
+        except OSError as exc:
+            raise self.error(f"cannot read {file}: {exc.strerror}") from exc
+        return h.hexdigest()
 
     # -- files ---------------------------------------------------------------------------------
 

@@ -485,6 +485,10 @@ class Gazetteer:
     numbers.
     """
 
+    #: The layout of what a gazetteer holds: a cached gazetteer of another layout is not used
+    #: (raise it whenever the attributes below, or what ``add`` puts in them, change).
+    FORMAT = 1
+
     def __init__(self) -> None:
         self._text: list[str | None] = [None]  # id 0: no text
         self._key: list[str | None] = [None]  # text_key of each text

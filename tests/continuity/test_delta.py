@@ -123,6 +123,24 @@ def test_a_delta_after_no_change_migrates_nothing(migrated: Path, tmp_path: Path
     assert all(c["added"] == c["changed"] == c["deleted"] == 0 for c in summary.changes.values())
     assert sum(c["unchanged"] for c in summary.changes.values()) > PERSONS
     assert digests(_env(base)["CONTINUITY_TARGET"]) == before
+    # where its time went, phase by phase in the order they ran (a freeze is planned on it)
+    assert list(summary.phases) == [
+        "change detection",
+        "source validation",
+        "lookups and gazetteers",
+        "person resolution",
+        "mapping steps",
+        "deletions",
+        "finishing",
+        "target validation",
+    ]
+    assert 0 < sum(summary.phases.values()) <= summary.seconds
+    assert summary.phases["mapping steps"] == pytest.approx(
+        sum(c.seconds for c in summary.steps.values())
+    )
+    from continuity.cli import _summary_table
+
+    assert "Where the time went: change detection " in _summary_table(summary)
 
 
 def test_thirty_days_of_live_use_then_a_delta_reconciles_clean(
@@ -566,6 +584,22 @@ def test_a_delta_after_the_rules_changed_migrates_every_record_again(
     assert all(c["unchanged"] == 0 for c in summary.changes.values())
     assert summary.rows_read > PERSONS
     assert _delta(base, as_of=dt.date(2027, 1, 1)).rows_read == 0
+
+
+def test_a_delta_after_the_gazetteer_changed_migrates_every_record_again(
+    migrated: Path, tmp_path: Path
+) -> None:
+    """Addresses resolve against the gazetteer: a new gazetteer file is, like new rules, part
+    of every fingerprint. Its cached copy is not: without it, nothing changes."""
+    base = _copy(migrated, tmp_path / "b")
+    shutil.rmtree(base / "project" / ".continuity" / "cache", ignore_errors=True)
+    assert _delta(base).rows_read == 0
+    with (base / "estate" / "gazetteer.csv").open("a", encoding="utf-8") as f:
+        f.write("099999999999,,12,Church Road,,Manchester,M3 7BE,387000,404000\n")
+    summary = _delta(base)
+    assert all(c["unchanged"] == 0 for c in summary.changes.values())
+    assert summary.rows_read > PERSONS
+    assert _delta(base).rows_read == 0
 
 
 def _delta_into(base: Path, target: str) -> None:

@@ -424,6 +424,54 @@ def test_a_moved_project_keeps_its_settings_and_a_changed_code_list_does_not(
     assert edited._settings()["suites"] != here._settings()["suites"]
 
 
+def test_a_gazetteer_read_once_comes_from_the_cache_until_its_file_changes(
+    small_estate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gazetteer a wave builds is kept in the project's cache: the next wave reads it
+    from there and builds nothing; a changed file (one row more), a damaged cache file or
+    ``CONTINUITY_CACHE=off`` make it read the file again."""
+    from continuity.domain.addresses import Gazetteer
+    from continuity.waves import WaveRunner
+
+    estate = tmp_path / "estate"
+    shutil.copytree(small_estate, estate)
+    folder = tmp_path / "p"
+    project = project_for(estate, f"sqlite:///{tmp_path / 'product.sqlite'}", folder)
+    cache = folder / ".continuity" / "cache"
+
+    def gazetteer() -> Gazetteer:
+        found = WaveRunner(project, "all", dt.date(2026, 1, 1)).resources()
+        (held,) = [v for k, v in found.items() if k.startswith("gazetteer:")]
+        return held
+
+    def built_none(*_: object) -> None:
+        raise AssertionError("the gazetteer was built again")
+
+    built = gazetteer()
+    (kept,) = cache.glob("gazetteer-*.pickle")
+    lines = ["12 Church Road", "Manchester", "M3 7BE"]
+    with monkeypatch.context() as m:
+        m.setattr(Gazetteer, "add", built_none)
+        again = gazetteer()
+        assert len(again) == len(built) > 1000
+        assert again.resolve(lines) == built.resolve(lines)
+        with (estate / "gazetteer.csv").open("a", encoding="utf-8") as f:
+            f.write("099999999999,,12,Church Road,,Manchester,M3 7BE,387000,404000\n")
+        with pytest.raises(AssertionError, match="built again"):
+            gazetteer()
+    changed = gazetteer()
+    assert len(changed) == len(built) + 1
+    assert changed.resolve(lines).match is not None
+    (now,) = cache.glob("gazetteer-*.pickle")  # the old file's is gone
+    assert now != kept
+    now.write_bytes(b"not a pickle")
+    assert len(gazetteer()) == len(changed)
+    monkeypatch.setenv("CONTINUITY_CACHE", "off")
+    shutil.rmtree(cache)
+    assert len(gazetteer()) == len(changed)
+    assert not cache.exists()
+
+
 def test_status_says_what_became_of_each_run(small_estate: Path, tmp_path: Path) -> None:
     from continuity.rollback import rollback_wave
     from continuity.runs import wave_status
