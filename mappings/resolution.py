@@ -217,6 +217,7 @@ class Resolver:
         self._rep: dict[int, int] = {}  # cluster root -> its pinned anchor, where not the root
         self._component: list[int] = []  # record -> its component's first record (see finish)
         self._pass_keys: list[Callable[[int], Iterable[Any]]] = []
+        self._first_keys: dict[str, str] = {}
         #: keep the blocking passes' keys while finishing, for dependency_index (a run that
         #: keeps the resolution state): (key hashes, the position of the record holding each)
         self.keep_dependencies = False
@@ -367,44 +368,76 @@ class Resolver:
     # -- resolving ---------------------------------------------------------------------------
 
     def _passes(self) -> list[Callable[[int], Iterable[Any]]]:
-        """The blocking passes: each gives a record's keys in that pass."""
+        """The blocking passes: each gives a record's keys in that pass.
+
+        Names and dates repeat across a population: each distinct surname, forename and date
+        has its keys worked out once (a run asks for them in every pass, for every record)."""
         if self._pass_keys:
             return self._pass_keys
         nick = nicknames()
+        dob, est, sur, fore = self._dob, self._est, self._sur, self._fore
+        first = self._first_key
+        surnames: dict[tuple[str, ...], frozenset[str]] = {}
+        forenames: dict[str, frozenset[str]] = {}
+        swaps: dict[int, tuple[int, int, int]] = {}
 
-        def exact(i: int) -> bool:
-            return self._dob[i] is not None and not self._est[i]
+        def surname_keys(parts: tuple[str, ...]) -> frozenset[str]:
+            found = surnames.get(parts)
+            if found is None:
+                whole = first("".join(parts))
+                found = surnames[parts] = frozenset(
+                    {whole, *(first(p) for p in parts if len(parts) > 1)} - {""}
+                )
+            return found
 
-        def surname_keys(i: int) -> set[str]:
-            parts = self._sur[i]
-            whole = phonetic_keys("".join(parts))[0]
-            return {whole, *(phonetic_keys(p)[0] for p in parts if len(parts) > 1)} - {""}
+        def forename_keys(f: str) -> frozenset[str]:
+            found = forenames.get(f)
+            if found is None:
+                found = forenames[f] = (
+                    frozenset({first(f), *("~" + c for c in nick.canonical(f))})
+                    if f
+                    else frozenset()
+                )
+            return found
 
-        def forename_keys(i: int) -> set[str]:
-            f = self._fore[i]
-            if not f:
-                return set()
-            return {phonetic_keys(f)[0], *("~" + c for c in nick.canonical(f))}
+        def swap(ordinal: int) -> tuple[int, int, int]:
+            found = swaps.get(ordinal)
+            if found is None:
+                found = swaps[ordinal] = _swap_canon(ordinal)
+            return found
+
+        def by_surname(i: int) -> Iterable[Any]:
+            d = dob[i]
+            if d is None or est[i]:
+                return ()
+            canon = swap(d)
+            return {(k, canon) for k in surname_keys(sur[i])}
+
+        def by_forename(i: int) -> Iterable[Any]:
+            d = dob[i]
+            if d is None or est[i]:
+                return ()
+            canon = swap(d)
+            return {(k, canon) for k in forename_keys(fore[i])}
 
         self._pass_keys = [
             # surname sounds alike, DOB in either day/month order: catches forename variants
-            lambda i: (
-                {(k, _swap_canon(self._dob[i])) for k in surname_keys(i)}  # type: ignore[arg-type]
-                if exact(i)
-                else ()
-            ),
+            by_surname,
             # forename sounds alike (or is a nickname), DOB either way: surname variants
-            lambda i: (
-                {(k, _swap_canon(self._dob[i])) for k in forename_keys(i)}  # type: ignore[arg-type]
-                if exact(i)
-                else ()
-            ),
+            by_forename,
             # both names, year of birth (an estimate meets the years either side of it)
             self._year_keys,
             # both names and the home, for a record with no DOB at all
             self._home_keys,
         ]
         return self._pass_keys
+
+    def _first_key(self, name: str) -> str:
+        """A name's first phonetic key (NYSIIS), worked out once per name."""
+        found = self._first_keys.get(name)
+        if found is None:
+            found = self._first_keys[name] = phonetic_keys(name)[0]
+        return found
 
     def _pass_keys_index(self) -> Iterator[tuple[int, Any, list[int]]]:
         """Every key of every blocking pass, one pass at a time (memory: one pass's index):
@@ -499,15 +532,15 @@ class Resolver:
             return set()
         year = dt.date.fromordinal(d).year
         years = (year - 1, year, year + 1) if self._est[i] else (year,)
-        f = phonetic_keys(self._fore[i])[0]
-        s = phonetic_keys("".join(self._sur[i]))[0]
+        f = self._first_key(self._fore[i])
+        s = self._first_key("".join(self._sur[i]))
         return {(f, s, y) for y in years}
 
     def _home_keys(self, i: int) -> set[Any]:
         if not self._home[i] or not self._fore[i] or not self._sur[i]:
             return set()
-        f = phonetic_keys(self._fore[i])[0]
-        s = phonetic_keys("".join(self._sur[i]))[0]
+        f = self._first_key(self._fore[i])
+        s = self._first_key("".join(self._sur[i]))
         return {("home", f, s, self._home[i])}
 
     def _candidates(self) -> dict[tuple[int, int], tuple[float, str, tuple[str, ...]]]:
