@@ -18,7 +18,10 @@ instead of looking again: what changed after a run began is the next delta's to 
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import hashlib
+import multiprocessing as mp
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,7 +34,7 @@ from continuity import target_schema
 from continuity.domain.connect import engine_for
 from continuity.domain.digest import fingerprint_key
 from continuity.domain.errors import ConfigError
-from extractors.base import Selection
+from extractors.base import Extractor, Selection
 from mappings.compiler import key_text
 
 if TYPE_CHECKING:
@@ -328,8 +331,8 @@ class Detector:
         try:
             # A dry run on a target no run has written to yet has no baseline at all.
             self.baseline = sa.inspect(engine).has_table(FINGERPRINTS)
-            for read in table_reads(self.runner):
-                parents += self._table(engine, read, progress)
+            for read, scan in self._scans(table_reads(self.runner), progress):
+                parents += self._apply(engine, read, scan)
             # Parents of changed children, unless changed themselves (or read by no mapping
             # here). Only a delta needs them: a full run migrates every record anyway.
             for source, table, key in dict.fromkeys(parents):
@@ -350,63 +353,75 @@ class Detector:
         ):
             self._add(source, table, key, key_hash(key), None, RELATED)
 
-    def _table(
-        self, engine: sa.Engine, read: TableRead, progress: Progress | None
+    def _scans(
+        self, reads: list[TableRead], progress: Progress | None
+    ) -> Iterator[tuple[TableRead, TableScan]]:
+        """Each table's scan, in ``reads``' order. Tables are read and fingerprinted by as many
+        worker processes as the machine has cores (``CONTINUITY_PROCESSES``; 1 reads them here),
+        a newer copy's table once its older copies are known (it needs what changed there)."""
+        job = _ScanJob(
+            self.runner.project.target.location,
+            self.baseline,
+            self.fingerprint.key,
+            self.fingerprint.rules,
+            self.keep,
+        )
+        workers = min(scan_processes(), len(reads))
+        if workers < 2 or "fork" not in mp.get_all_start_methods():
+            for read in reads:
+                scan = job.scan(self.runner.extractor(read.source), read, self._older(read))
+                if progress is not None:
+                    progress(f"changes {read.source}.{read.table}", scan.rows, scan.rows)
+                yield read, scan
+            return
+        # Forked workers open their own connections: none of this process's may cross.
+        for extractor in self.runner.extractors.values():
+            extractor.close()
+        self.runner.extractors.clear()
+        sources = self.runner.project.sources
+        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+            futures: dict[int, cf.Future[TableScan]] = {}
+
+            def submit(i: int) -> None:
+                read = reads[i]
+                futures[i] = pool.submit(_scan_in_worker, job, sources[read.source], read, older)
+
+            older: dict[tuple[str, str], set[str]] | None = None
+            try:
+                for i, read in enumerate(reads):
+                    if not read.copies:
+                        submit(i)
+                for i, read in enumerate(reads):
+                    if i not in futures:  # a newer copy: what changed in its older copies is known
+                        older = self._older(read)
+                        submit(i)
+                    scan = futures.pop(i).result()
+                    if progress is not None:
+                        progress(f"changes {read.source}.{read.table}", scan.rows, scan.rows)
+                    yield read, scan
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # a table failed: read no more
+                raise
+
+    def _older(self, read: TableRead) -> dict[tuple[str, str], set[str]] | None:
+        """What changed in a newer copy's older copies (None: not a newer copy, or not kept)."""
+        if not read.copies or not self.keep:
+            return None
+        return {(cs, ct): self.changes.keys(cs, ct) for cs, ct, _ in read.copies}
+
+    def _apply(
+        self, engine: sa.Engine, read: TableRead, scan: TableScan
     ) -> list[tuple[str, str, str]]:
+        """Count and write one table's findings; return the parents of its changed records."""
         source, table = read.source, read.table
-        if self.baseline:
-            hashes, prints = _baseline(engine, source, table)
-        else:
-            hashes = prints = np.zeros(0, dtype=np.int64)
-        n = len(hashes)
-        seen = np.zeros(n, dtype=bool)
-        width = len(read.key)
-        extractor = self.runner.extractor(source)
-        selection = Selection(table=table, key=read.key, columns=read.columns, where=read.where)
-        fingerprint = self.fingerprint
-        parents: list[tuple[str, str, str]] = []
-        changes = self.changes
-        changes.count(source, table, "unchanged", 0)
-        done = 0
-        for batch in extractor.batches(selection, 10_000):
-            if width == 1:
-                keys = ["" if row[0] is None else str(row[0]) for row in batch]
-            else:
-                keys = [key_text(row[:width]) for row in batch]
-            kh = key_hashes(keys)
-            fp = fingerprint.many(batch)
-            if n:
-                at = np.minimum(np.searchsorted(hashes, kh), n - 1)
-                found = hashes[at] == kh
-                seen[at[found]] = True
-                differs = found & (prints[at] != fp)
-            else:
-                found = np.zeros(len(keys), dtype=bool)
-                differs = found
-            changes.count(source, table, "unchanged", int((found & ~differs).sum()))
-            for i in np.flatnonzero(~found | differs):
-                self._add(
-                    source, table, keys[i], int(kh[i]), int(fp[i]), CHANGED if found[i] else ADDED
-                )
-                row = batch[i]
-                for ps, pt, positions in (*read.parents, *read.copies) if self.keep else ():
-                    parents.append((ps, pt, key_text([row[p] for p in positions])))
-            # A newer copy of a changed older one is migrated with it: the newer copy decides.
-            for cs, ct, positions in read.copies if self.keep else ():
-                changed_older = self.changes.keys(cs, ct)
-                if not changed_older:
-                    continue
-                for key, row in zip(keys, batch, strict=True):
-                    if row[positions[0]] is not None and (
-                        key_text([row[p] for p in positions]) in changed_older
-                    ):
-                        parents.append((source, table, key))
-            done += len(batch)
-            if progress is not None:
-                progress(f"changes {source}.{table}", done, done)
-        if n and not seen.all():
-            self._deleted(engine, read, {int(h) for h in hashes[~seen]})
-        return parents
+        self.changes.count(source, table, "unchanged", scan.unchanged)
+        for key, h, fp, found in zip(
+            scan.keys, scan.hashes.tolist(), scan.prints.tolist(), scan.found.tolist(), strict=True
+        ):
+            self._add(source, table, key, h, fp, CHANGED if found else ADDED)
+        if len(scan.unseen):
+            self._deleted(engine, read, set(scan.unseen.tolist()))
+        return scan.parents
 
     def _deleted(self, engine: sa.Engine, read: TableRead, unseen: set[int]) -> None:
         """Baseline records the wave did not read: deleted, unless the source still holds them
@@ -424,6 +439,129 @@ class Detector:
         for key, h in sorted(gone.items()):
             self.changes.deleted.setdefault((read.source, read.table), []).append(key)
             self._add(read.source, read.table, key, h, None, DELETED)
+
+
+def scan_processes() -> int:
+    """How many processes change detection reads tables with (``CONTINUITY_PROCESSES``, else
+    the machine's cores)."""
+    raw = os.environ.get("CONTINUITY_PROCESSES", "")
+    if raw.strip():
+        try:
+            return max(1, int(raw))
+        except ValueError:
+            raise ConfigError(
+                f"CONTINUITY_PROCESSES must be a number of processes, not {raw!r}"
+            ) from None
+    return os.cpu_count() or 1
+
+
+@dataclass
+class TableScan:
+    """One source table read and compared with its baseline (what a worker sends back)."""
+
+    rows: int  # read
+    unchanged: int
+    keys: list[str]  # of added and changed records, in the order read
+    hashes: np.ndarray[Any, Any]  # their key hashes
+    prints: np.ndarray[Any, Any]  # their fingerprints
+    found: np.ndarray[Any, Any]  # in the baseline (changed), or not (added)
+    parents: list[tuple[str, str, str]]  # of changed records, and newer copies of changed ones
+    unseen: np.ndarray[Any, Any]  # key hashes of the baseline the read did not meet
+
+
+@dataclass(frozen=True)
+class _ScanJob:
+    """What reading any table of a run needs (sent to each worker)."""
+
+    target: str
+    baseline: bool
+    key: bytes
+    rules: str
+    keep: bool
+
+    def scan(
+        self,
+        extractor: Extractor,
+        read: TableRead,
+        older: dict[tuple[str, str], set[str]] | None,
+    ) -> TableScan:
+        """Read ``read``'s table once, fingerprint each record and compare with the baseline.
+        ``older``: what changed in its older copies (a newer copy of one is a parent)."""
+        source, table = read.source, read.table
+        if self.baseline:
+            engine = engine_for(self.target)
+            try:
+                hashes, prints = _baseline(engine, source, table)
+            finally:
+                engine.dispose()
+        else:
+            hashes = prints = np.zeros(0, dtype=np.int64)
+        n = len(hashes)
+        seen = np.zeros(n, dtype=bool)
+        width = len(read.key)
+        selection = Selection(table=table, key=read.key, columns=read.columns, where=read.where)
+        fingerprint = Fingerprinter(self.key, self.rules)
+        rows = unchanged = 0
+        keys: list[str] = []
+        parts: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+        parents: list[tuple[str, str, str]] = []
+        for batch in extractor.batches(selection, 10_000):
+            if width == 1:
+                batch_keys = ["" if row[0] is None else str(row[0]) for row in batch]
+            else:
+                batch_keys = [key_text(row[:width]) for row in batch]
+            kh = key_hashes(batch_keys)
+            fp = fingerprint.many(batch)
+            if n:
+                at = np.minimum(np.searchsorted(hashes, kh), n - 1)
+                found = hashes[at] == kh
+                seen[at[found]] = True
+                differs = found & (prints[at] != fp)
+            else:
+                found = np.zeros(len(batch_keys), dtype=bool)
+                differs = found
+            rows += len(batch)
+            unchanged += int((found & ~differs).sum())
+            picked = np.flatnonzero(~found | differs)
+            keys += [batch_keys[i] for i in picked]
+            for part, values in zip(parts, (kh, fp, found), strict=True):
+                part.append(values[picked])
+            if self.keep:
+                for i in picked:
+                    row = batch[i]
+                    for ps, pt, positions in (*read.parents, *read.copies):
+                        parents.append((ps, pt, key_text([row[p] for p in positions])))
+            # A newer copy of a changed older one is migrated with it: the newer copy decides.
+            for cs, ct, positions in read.copies if older else ():
+                changed_older = older.get((cs, ct)) if older else None
+                if not changed_older:
+                    continue
+                for key, row in zip(batch_keys, batch, strict=True):
+                    if row[positions[0]] is not None and (
+                        key_text([row[p] for p in positions]) in changed_older
+                    ):
+                        parents.append((source, table, key))
+        joined = [
+            np.concatenate(p) if p else np.zeros(0, dtype=t)
+            for p, t in zip(parts, (np.int64, np.int64, bool), strict=True)
+        ]
+        return TableScan(rows, unchanged, keys, *joined, parents, hashes[~seen] if n else hashes)
+
+
+def _scan_in_worker(
+    job: _ScanJob,
+    config: Any,
+    read: TableRead,
+    older: dict[tuple[str, str], set[str]] | None,
+) -> TableScan:
+    """:meth:`_ScanJob.scan` in a worker process, with an extractor of its own."""
+    from extractors.registry import open_extractor
+
+    extractor = open_extractor(config.kind, config.name, config.location, config.options)
+    try:
+        return job.scan(extractor, read, older)
+    finally:
+        extractor.close()
 
 
 def co_members(

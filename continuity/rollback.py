@@ -87,7 +87,9 @@ def with_journal(product: MetaData, journal: bool = True) -> MetaData:
 
 def to_json(value: Any) -> Any:
     """A value as JSON with its type kept: checkpoints (a resume binds the key again) and the
-    journal's before-images (a rollback writes them back) both need it."""
+    journal's before-images (a rollback writes them back) both need it. As ``json.dumps``'s
+    ``default``, it writes the same text in a fraction of the time (JSON's own types stay as
+    they are; the encoder asks only for the others)."""
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, dt.datetime):
@@ -152,7 +154,7 @@ class Journal:
         key_at = primary_key_indexes(self.metadata.tables[table])
         keys = list(dict.fromkeys(tuple(r[i] for i in key_at) for r in rows))
         if table in self.fresh:
-            payload = json.dumps([[to_json(v) for v in k] for k in keys])
+            payload = json.dumps(keys, default=to_json)
             tx.upsert(JOURNAL, [(self.run_id, self._seq(), table, "inserted", payload)])
             return
         before = fetch(table, keys)
@@ -160,10 +162,10 @@ class Journal:
         entries = []
         new = [k for k in keys if k not in present]
         if new:
-            payload = json.dumps([[to_json(v) for v in k] for k in new])
+            payload = json.dumps(new, default=to_json)
             entries.append((self.run_id, self._seq(), table, "inserted", payload))
         if before:
-            payload = json.dumps([[to_json(v) for v in r] for r in before])
+            payload = json.dumps(list(map(tuple, before)), default=to_json)
             entries.append((self.run_id, self._seq(), table, "replaced", payload))
         tx.upsert(JOURNAL, entries)
 
@@ -179,7 +181,7 @@ class Journal:
         key_at = primary_key_indexes(self.metadata.tables[table])
         before = fetch(table, list(dict.fromkeys(keys)))
         if before:
-            payload = json.dumps([[to_json(v) for v in r] for r in before])
+            payload = json.dumps(list(map(tuple, before)), default=to_json)
             tx.upsert(JOURNAL, [(self.run_id, self._seq(), table, "replaced", payload)])
         return [tuple(r[i] for i in key_at) for r in before]
 

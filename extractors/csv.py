@@ -13,8 +13,8 @@ data read in one go, so they never need resuming.
 from __future__ import annotations
 
 import codecs
-import hashlib
 import csv
+import hashlib
 from collections.abc import Iterator, Mapping
 from operator import itemgetter
 from pathlib import Path

@@ -170,6 +170,71 @@ def test_thirty_days_of_live_use_then_a_delta_reconciles_clean(
     assert again.rows_read == 0
 
 
+def test_change_detection_finds_the_same_in_one_process_and_in_several(
+    migrated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tables are read by worker processes, a newer copy's after its older copies: what they
+    find (counts in table order, keys wanted, deletions) is what one process reading them in
+    turn finds."""
+    from continuity.changes import Detector
+    from continuity.waves import WaveRunner
+
+    base = _copy(migrated, tmp_path / "b")
+    evolve_estate(base / "estate", 30, EstateOptions(out=base / "estate").urls(), processes=1)
+    # an older copy changed: its newer copy (a PoliceWorks occurrence) is wanted with it
+    ((crime,),) = _sql(
+        base,
+        "policeworks.sqlite",
+        "SELECT legacy_crime_no FROM pw_occurrence WHERE legacy_crime_no IS NOT NULL LIMIT 1",
+    )
+    with sqlite3.connect(base / "estate" / "legacy.sqlite") as conn:
+        conn.execute('UPDATE "CRIME" SET "MO_TEXT" = \'changed\' WHERE "CRIME_NO" = ?', (crime,))
+    found = []
+    for processes in ("1", "3"):
+        monkeypatch.setenv("CONTINUITY_PROCESSES", processes)
+        runner = WaveRunner(_project(base), "all", dt.date(2026, 6, 30), delta=True)
+        try:
+            got = Detector(runner, "check", None, keep=True).run()
+        finally:
+            runner.close()
+        found.append(got)
+    one, several = found
+    assert one.counts == several.counts
+    assert list(one.counts) == list(several.counts)  # the tables in the same order
+    assert one.wanted == several.wanted
+    assert one.deleted == several.deleted
+    assert crime in one.keys("legacy", "CRIME")
+    ((newer,),) = _sql(
+        base,
+        "policeworks.sqlite",
+        "SELECT occurrence_id FROM pw_occurrence WHERE legacy_crime_no = ?",
+        (crime,),
+    )
+    assert newer in one.keys("policeworks", "pw_occurrence")
+    assert sum(c["related"] for c in one.counts.values()) > 0
+    assert sum(c["added"] + c["changed"] + c["deleted"] for c in one.counts.values()) > 0
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_table_change_detection_cannot_read_is_one_line_and_nothing_moves(
+    migrated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, processes: str
+) -> None:
+    """A column gone from a source table: the run stops before anything moves, with one line
+    naming the source, whether a worker process or the run's own read the table."""
+    from continuity.domain.errors import ContinuityError
+
+    monkeypatch.setenv("CONTINUITY_PROCESSES", processes)
+    base = _copy(migrated, tmp_path / "b")
+    before = digests(_env(base)["CONTINUITY_TARGET"])
+    with sqlite3.connect(base / "estate" / "legacy.sqlite") as conn:
+        conn.execute('ALTER TABLE "ALIAS" DROP COLUMN "FORENAME"')
+    with pytest.raises(ContinuityError) as raised:
+        _delta(base)
+    message = str(raised.value)
+    assert "legacy" in message and "FORENAME" in message and "\n" not in message
+    assert digests(_env(base)["CONTINUITY_TARGET"]) == before
+
+
 def test_an_update_in_place_is_migrated(migrated: Path, tmp_path: Path) -> None:
     base = _copy(migrated, tmp_path / "b")
     (occurrence,) = _sql(
