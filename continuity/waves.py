@@ -1762,9 +1762,10 @@ class WaveRunner:
         bad, nulls = self._key_problems(step, selection)
         out = BatchOut()
         # A delta asks the source for the records that changed, a batch of keys at a time
-        # (its checkpoint counts batches); a full run, or a delta with rows referring to
-        # records resolution moved, reads the whole selection in key order.
-        keyed = wanted is not None and not moved_refs and len(m.key) == 1
+        # (its checkpoint counts batches), then for the rows referring to records resolution
+        # moved; a full run, or a delta with rows referring to moved records by a key of more
+        # than one column, reads the whole selection in key order.
+        keyed = wanted is not None and len(m.key) == 1 and all(len(at) == 1 for at, _ in moved_refs)
         done_chunks = int(state.get("chunk", 0)) if state and state.get("run_id") == run_id else 0
         if after is None and done_chunks == 0:
             # Rows with a null key part, which neither the key-ordered read nor a read by keys
@@ -1780,7 +1781,9 @@ class WaveRunner:
         if out.quarantine:
             self._commit(loader, step, out, counts, keys, ckpt_name, run_id, None, dry_run)
         reads = (
-            self._keyed_reads(step, sorted(wanted or ()), done_chunks)
+            self._keyed_reads(
+                step, sorted(wanted or ()), done_chunks, moved_refs, source.columns, key_index
+            )
             if keyed
             else ((None, b) for b in ex.batches(selection, self.batch_size))
         )
@@ -1812,17 +1815,42 @@ class WaveRunner:
         return counts
 
     def _keyed_reads(
-        self, step: Step, ordered: list[str], done: int
+        self,
+        step: Step,
+        ordered: list[str],
+        done: int,
+        moved_refs: Sequence[tuple[list[int], set[str]]] = (),
+        columns: Sequence[str] = (),
+        key_index: Sequence[int] = (),
     ) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:
         """A delta's reads of a step's changed records: (batches done, rows), from batch
-        ``done`` on (a resumed step is past those)."""
+        ``done`` on (a resumed step is past those). Then, one batch more, the other rows
+        referring to records resolution moved (``moved_refs``: one-column references), which
+        the database finds (one scan, not every row brought here)."""
         size = min(self.batch_size, KEYS_PER_READ)
         ex = self.extractor(step.mapping.source)
-        for number in range(done, (len(ordered) + size - 1) // size):
+        chunks = (len(ordered) + size - 1) // size
+        for number in range(done, chunks):
             selection = dataclasses.replace(
                 self.selection(step), keys=tuple(ordered[number * size : (number + 1) * size])
             )
             yield number + 1, [row for batch in ex.batches(selection, size) for row in batch]
+        if not moved_refs or done > chunks:
+            return
+        asked = dataclasses.replace(
+            self.selection(step),
+            matching=tuple((columns[at[0]], tuple(sorted(keys))) for at, keys in moved_refs),
+        )
+        wanted = set(ordered)  # read above already
+        yield (
+            chunks + 1,
+            [
+                row
+                for batch in ex.batches(asked, self.batch_size)
+                for row in batch
+                if key_text([row[i] for i in key_index]) not in wanted
+            ],
+        )
 
     def _moved_refs(self, step: Step, columns: Sequence[str]) -> list[tuple[list[int], set[str]]]:
         """A delta: (positions of a ``ref``'s key, the moved keys of the table it names)."""

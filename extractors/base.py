@@ -51,6 +51,9 @@ class Selection:
         keys: only rows whose key (a one-column key, as text) is one of these: a delta wave
             reads the records that changed. An optimisation an extractor may ignore: the reader
             keeps only those rows whatever it is given.
+        matching: only rows in which one of these columns holds (as text) one of its values:
+            ``((column, values), ...)``, any of them. A delta wave reads the rows referring to
+            records resolution moved. An optimisation too: the reader keeps only those rows.
     """
 
     table: str | None = None
@@ -62,6 +65,7 @@ class Selection:
     order_by_key: bool = False
     after: tuple[Any, ...] | None = None
     keys: tuple[str, ...] | None = None
+    matching: tuple[tuple[str, tuple[str, ...]], ...] | None = None
 
     def __post_init__(self) -> None:
         # Lists from a YAML file are accepted and kept as tuples, so a selection stays immutable.
@@ -74,6 +78,12 @@ class Selection:
             object.__setattr__(self, "keys", tuple(self.keys))
             if len(self.key) != 1:
                 raise ConfigError(f"{self.describe()}: keys needs a one-column key")
+        if self.matching is not None:
+            object.__setattr__(
+                self, "matching", tuple((c, tuple(values)) for c, values in self.matching)
+            )
+            if self.keys is not None:
+                raise ConfigError(f"{self.describe()}: keys and matching are read apart")
         if (self.table is None) == (self.query is None):
             raise ConfigError("a selection names exactly one of a table or a query")
         if self.columns is not None and not self.columns:

@@ -161,14 +161,14 @@ class SqlExtractor(Extractor):
         """The wave's filter, the keys asked for and, in key order, "complete key" and "after
         the resume point"."""
         filters = self._where(selection)
-        kind = self._key_kind(selection) if selection.keys is not None else None
-        if kind is not None and selection.keys is not None:
-            column = source.c[selection.key[0]]
-            if kind == "integer" and self.dialect.name != "sqlite":
-                # Keys come as text: a whole-number column is compared as text (no index).
-                column = sa.cast(column, sa.String)
-            keys: Any = sa.bindparam("continuity_keys", value=list(selection.keys), expanding=True)
-            filters.append(column.in_(keys))
+        if selection.keys is not None:
+            found = self._holding(selection, source, [(selection.key[0], selection.keys)])
+            if found is not None:
+                filters.append(found)
+        if selection.matching is not None:
+            found = self._holding(selection, source, selection.matching)
+            if found is not None:
+                filters.append(found)
         if selection.order_by_key:
             key = [source.c[k] for k in selection.key]
             filters.extend(k.is_not(None) for k in key)
@@ -176,16 +176,35 @@ class SqlExtractor(Extractor):
                 filters.append(self._after(key, selection.after))
         return filters
 
-    def _key_kind(self, selection: Selection) -> str | None:
-        """``"text"`` or ``"integer"`` for a table's one-column key the database can be asked
-        by text; None for any other (a timestamp, a boolean, an untyped SQLite column: its text
-        in the database need not be Python's, so the keys are left to the reader)."""
+    def _holding(
+        self, selection: Selection, source: Any, wanted: Sequence[tuple[str, Sequence[str]]]
+    ) -> Any:
+        """Rows in which one of these columns holds one of its values (as text); None when a
+        column cannot be asked so (every row goes to the reader, which keeps the right ones)."""
+        found = []
+        for i, (name, values) in enumerate(wanted):
+            kind = self._key_kind(selection, name)
+            if kind is None:
+                return None
+            column = source.c[name]
+            if kind == "integer" and self.dialect.name != "sqlite":
+                # Values come as text: a whole-number column is compared as text (no index).
+                column = sa.cast(column, sa.String)
+            bound: Any = sa.bindparam(f"continuity_keys_{i}", value=list(values), expanding=True)
+            found.append(column.in_(bound))
+        return sa.or_(*found) if found else sa.false()
+
+    def _key_kind(self, selection: Selection, name: str | None = None) -> str | None:
+        """``"text"`` or ``"integer"`` for a table's column (by default its one-column key) the
+        database can be asked by text; None for any other (a timestamp, a boolean, an untyped
+        SQLite column: its text in the database need not be Python's, so the values are left to
+        the reader)."""
         if selection.table is None:
             return None
-        at = (selection.table, selection.key[0])
+        at = (selection.table, name or selection.key[0])
         if at not in self._key_types:
             columns = sa.inspect(self.engine).get_columns(selection.table, schema=self.schema)
-            found = {c["name"]: c["type"] for c in columns}.get(selection.key[0])
+            found = {c["name"]: c["type"] for c in columns}.get(at[1])
             kind = None
             if isinstance(found, sa.String) and not isinstance(found, sa.Enum):
                 kind = "text"

@@ -563,6 +563,10 @@ def test_a_new_occurrence_linking_two_persons_migrated_apart_merges_them(
         (kept,),
     )
     assert linked == [(2,)]
+    # The rows referring to the moved records were asked of the database, not found by
+    # reading every row of their tables: none was read and found unchanged.
+    link = summary.steps["event_person<-policeworks.pw_link"]
+    assert link.read >= 2 and link.unchanged == 0
     _assert_clean(base)
 
 

@@ -292,3 +292,25 @@ def test_keys_ask_for_those_records_only_text_or_number(url: str) -> None:
         ex.close()
     with pytest.raises(ConfigError, match="one-column key"):
         Selection(table="nominal", key=("ref", "seq"), keys=("N01|1",))
+
+
+def test_matching_asks_for_rows_holding_those_values_in_any_column(url: str) -> None:
+    """A delta's read of the rows referring to moved records: the database keeps the rows in
+    which one of the columns holds one of its values (as text: a text or a number column)."""
+    ex = open_extractor("sql", "legacy", url)
+    try:
+        asked = Selection(
+            table="nominal",
+            key=("ref",),
+            columns=("ref", "seq"),
+            matching=(("ref", ("N01", "N99")), ("seq", ("2",))),
+        )
+        assert sorted(read(ex, asked)) == sorted(
+            (r, s) for r, s, _, _ in ROWS if r == "N01" or s == 2
+        )
+        none = Selection(table="nominal", key=("ref",), matching=(("ref", ()),))
+        assert read(ex, none) == []
+    finally:
+        ex.close()
+    with pytest.raises(ConfigError, match="read apart"):
+        Selection(table="nominal", key=("ref",), keys=("N01",), matching=(("ref", ("N01",)),))
