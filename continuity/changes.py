@@ -678,23 +678,20 @@ def read_pending(url: str, run_id: str, wanted: bool = True) -> Changes:
     return changes
 
 
-_SAME_KEY = (
-    "p.source_system = {t}.source_system AND p.source_table = {t}.source_table "
-    "AND p.source_key = {t}.source_key"
+#: The keys of the baseline rows a run replaces (added too: another wave may have recorded the
+#: record since this run began). Asked by key (the baseline's primary key), from the run's few
+#: findings: not a probe of them for each of the baseline's millions of rows.
+_REPLACED = (
+    f"(source_system, source_table, source_key) IN (SELECT source_system, source_table, "
+    f"source_key FROM {PENDING} WHERE run_id = ? AND change_kind IN ('{ADDED}', '{CHANGED}', "
+    f"'{DELETED}'))"
 )
 PROMOTE = (
     # The baseline rows the run replaces, kept so that a rollback can put them back.
     f"INSERT INTO {HISTORY} (replaced_by, source_system, source_table, source_key, key_hash, "
     f"fingerprint, wave, run_id) SELECT ?, source_system, source_table, source_key, key_hash, "
-    f"fingerprint, wave, run_id FROM {FINGERPRINTS} WHERE EXISTS (SELECT 1 FROM {PENDING} p "
-    f"WHERE p.run_id = ? AND p.change_kind IN ('{ADDED}', '{CHANGED}', '{DELETED}') AND "
-    + _SAME_KEY.format(t=FINGERPRINTS)
-    + ")",
-    # "added" too: another wave may have recorded the record since this run began.
-    f"DELETE FROM {FINGERPRINTS} WHERE EXISTS (SELECT 1 FROM {PENDING} p WHERE p.run_id = ? "
-    f"AND p.change_kind IN ('{ADDED}', '{CHANGED}', '{DELETED}') AND "
-    + _SAME_KEY.format(t=FINGERPRINTS)
-    + ")",
+    f"fingerprint, wave, run_id FROM {FINGERPRINTS} WHERE {_REPLACED}",
+    f"DELETE FROM {FINGERPRINTS} WHERE {_REPLACED}",
     f"INSERT INTO {FINGERPRINTS} (source_system, source_table, source_key, key_hash, fingerprint, "
     f"wave, run_id) SELECT source_system, source_table, source_key, key_hash, fingerprint, ?, "
     f"run_id FROM {PENDING} WHERE run_id = ? AND change_kind IN ('{ADDED}', '{CHANGED}')",
