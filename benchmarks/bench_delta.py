@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from measure import bundled_env, continuity, generate_estate, run_bundled
+from measure import bundled_env, continuity, generate_estate, phases, run_bundled
 
 TARGET_RATIO = 0.10
 DAYS = 30
@@ -65,6 +65,8 @@ def main() -> int:
             f"  delta:     {delta.seconds:8.1f} s  {delta_run['rows_read']:>11,} rows  "
             f"{changes:,} records changed  peak {delta.peak_rss_mb:6.0f} MB"
         )
+        for label, summary in (("full wave", full_run), ("delta", delta_run)):
+            print(f"  {label}: {phases(summary)}")
         print(
             f"  delta / full = {ratio:.1%} (target < {TARGET_RATIO:.0%})"
             f"{'  MET' if ok else '  NOT MET'}"

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from measure import bundled_env, continuity, generate_estate, run_bundled
+from measure import bundled_env, continuity, generate_estate, phases, run_bundled
 
 TARGET_ROWS_PER_SECOND = 100_000.0
 TARGET_PEAK_MB = 1536.0
@@ -55,6 +55,7 @@ def _wave(estate: Path, target: str, work: Path, label: str, source_rows: int) -
         f"  {label:<10} {m.seconds:7.1f} s  {source_rows:>11,} source rows  {rate:>9,.0f} rows/s"
         f"  ({run['rows_read']:,} rows read, re-reads included)  peak {m.peak_rss_mb:6.0f} MB"
     )
+    print(f"  {'':<10} {phases(run)}")
     return ok
 
 

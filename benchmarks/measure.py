@@ -133,3 +133,10 @@ def run_bundled(
         print(m.output[-2000:])
         return m, {}
     return m, json.loads(summary.read_text())
+
+
+def phases(summary: dict[str, Any]) -> str:
+    """Where a run's time went, from its JSON summary: ``phase 1.2 s, ...``."""
+    return ", ".join(
+        f"{name} {seconds:.1f} s" for name, seconds in summary.get("phases", {}).items()
+    )
