@@ -19,9 +19,11 @@ instead of looking again: what changed after a run began is the next delta's to 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import hashlib
 import multiprocessing as mp
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,7 +35,7 @@ from sqlalchemy import BigInteger, Column, MetaData, String, Table
 from continuity import target_schema
 from continuity.domain.connect import engine_for
 from continuity.domain.digest import fingerprint_key
-from continuity.domain.errors import ConfigError
+from continuity.domain.errors import ConfigError, ExtractError
 from extractors.base import Extractor, Selection
 from mappings.compiler import key_text
 
@@ -379,29 +381,44 @@ class Detector:
             extractor.close()
         self.runner.extractors.clear()
         sources = self.runner.project.sources
-        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
-            futures: dict[int, cf.Future[TableScan]] = {}
+        pool = cf.ProcessPoolExecutor(
+            workers, mp_context=mp.get_context("fork"), initializer=_worker_started
+        )
+        futures: dict[int, cf.Future[TableScan]] = {}
+        older: dict[tuple[str, str], set[str]] | None = None
 
-            def submit(i: int) -> None:
-                read = reads[i]
-                futures[i] = pool.submit(_scan_in_worker, job, sources[read.source], read, older)
+        def submit(i: int) -> None:
+            read = reads[i]
+            futures[i] = pool.submit(_scan_in_worker, job, sources[read.source], read, older)
 
-            older: dict[tuple[str, str], set[str]] | None = None
-            try:
-                for i, read in enumerate(reads):
-                    if not read.copies:
-                        submit(i)
-                for i, read in enumerate(reads):
-                    if i not in futures:  # a newer copy: what changed in its older copies is known
-                        older = self._older(read)
-                        submit(i)
+        # As many tables in flight as workers: findings wait to be taken in order, and a first
+        # run's (every record added) are whole tables of keys.
+        waiting = [i for i, read in enumerate(reads) if not read.copies]
+        try:
+            for i, read in enumerate(reads):
+                while waiting and len(futures) < workers:
+                    submit(waiting.pop(0))
+                if i not in futures:  # a newer copy: what changed in its older copies is known
+                    older = self._older(read)
+                    submit(i)
+                try:
                     scan = futures.pop(i).result()
-                    if progress is not None:
-                        progress(f"changes {read.source}.{read.table}", scan.rows, scan.rows)
-                    yield read, scan
-            except BaseException:
-                pool.shutdown(cancel_futures=True)  # a table failed: read no more
-                raise
+                except cf.BrokenExecutor:
+                    raise ExtractError(
+                        f"change detection: the process reading {read.source}.{read.table} "
+                        "died (out of memory?); CONTINUITY_PROCESSES=1 reads the tables in "
+                        "the run's own process"
+                    ) from None
+                if progress is not None:
+                    progress(f"changes {read.source}.{read.table}", scan.rows, scan.rows)
+                yield read, scan
+        except BaseException:
+            # a table failed (or the run was stopped): read no more, wait for nothing
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
 
     def _older(self, read: TableRead) -> dict[tuple[str, str], set[str]] | None:
         """What changed in a newer copy's older copies (None: not a newer copy, or not kept)."""
@@ -546,6 +563,16 @@ class _ScanJob:
             for p, t in zip(parts, (np.int64, np.int64, bool), strict=True)
         ]
         return TableScan(rows, unchanged, keys, *joined, parents, hashes[~seen] if n else hashes)
+
+
+def _worker_started() -> None:
+    """In each worker: Ctrl-C is the run's to handle (it stops the workers); and on Linux a
+    worker dies with the run, killed or not."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _scan_in_worker(

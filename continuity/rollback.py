@@ -107,9 +107,9 @@ def to_json(value: Any) -> Any:
 
 def from_json(value: Any) -> Any:
     """A value written by :func:`to_json`, in its own type again."""
-    if not isinstance(value, dict):
-        return value
-    (tag, text), *_ = value.items()
+    if not isinstance(value, dict) or len(value) != 1:
+        return value  # (a JSON column's object is written as it is, and read back so)
+    ((tag, text),) = value.items()
     readers: dict[str, Callable[[str], Any]] = {
         "$datetime": dt.datetime.fromisoformat,
         "$date": dt.date.fromisoformat,
@@ -118,7 +118,8 @@ def from_json(value: Any) -> Any:
         "$bytes": base64.b64decode,
         "$text": str,
     }
-    return readers[tag](text)
+    reader = readers.get(tag)
+    return value if reader is None or not isinstance(text, str) else reader(text)
 
 
 class Journal:

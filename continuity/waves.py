@@ -618,7 +618,12 @@ class WaveRunner:
         cached = None
         if digest is not None:
             table = hashlib.sha256(f"{extractor.name}|{selection.table}".encode()).hexdigest()
-            content = hashlib.sha256(f"{Gazetteer.FORMAT}|{digest}".encode()).hexdigest()
+            # what is built from the bytes depends on the code that builds it (postcodes,
+            # text keys): its source is part of the name, as the layout's version is
+            import continuity.domain.addresses as addresses
+
+            code = hashlib.sha256(Path(addresses.__file__).read_bytes()).hexdigest()
+            content = hashlib.sha256(f"{Gazetteer.FORMAT}|{code}|{digest}".encode()).hexdigest()
             cached = folder / f"gazetteer-{table[:12]}-{content[:32]}.pickle"
             try:
                 with open(cached, "rb") as handle:
@@ -631,7 +636,8 @@ class WaveRunner:
         for batch in extractor.batches(selection):
             for row in batch:
                 gazetteer.add(*row)
-        if cached is not None:
+        if cached is not None and extractor.content_digest(selection) == digest:
+            # (the file did not change while it was read: what was built is what it holds)
             with contextlib.suppress(OSError):  # a read-only project folder: no cache
                 folder.mkdir(parents=True, exist_ok=True)
                 for old in folder.glob(f"gazetteer-{table[:12]}-*.pickle"):
@@ -1824,9 +1830,9 @@ class WaveRunner:
         key_index: Sequence[int] = (),
     ) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:
         """A delta's reads of a step's changed records: (batches done, rows), from batch
-        ``done`` on (a resumed step is past those). Then, one batch more, the other rows
-        referring to records resolution moved (``moved_refs``: one-column references), which
-        the database finds (one scan, not every row brought here)."""
+        ``done`` on (a resumed step is past those). Then, a batch of moved keys at a time, the
+        other rows referring to records resolution moved (``moved_refs``: one-column
+        references), which the database finds (one scan a batch, not every row brought here)."""
         size = min(self.batch_size, KEYS_PER_READ)
         ex = self.extractor(step.mapping.source)
         chunks = (len(ordered) + size - 1) // size
@@ -1835,22 +1841,38 @@ class WaveRunner:
                 self.selection(step), keys=tuple(ordered[number * size : (number + 1) * size])
             )
             yield number + 1, [row for batch in ex.batches(selection, size) for row in batch]
-        if not moved_refs or done > chunks:
+        if not moved_refs:
             return
-        asked = dataclasses.replace(
-            self.selection(step),
-            matching=tuple((columns[at[0]], tuple(sorted(keys))) for at, keys in moved_refs),
-        )
+        # The moved keys a batch at a time too (a statement binds so many values at most), each
+        # batch a chunk of its own; only the rows referring to moved records are kept, whatever
+        # the extractor could filter, so memory holds those rows alone.
         wanted = set(ordered)  # read above already
-        yield (
-            chunks + 1,
-            [
-                row
-                for batch in ex.batches(asked, self.batch_size)
-                for row in batch
-                if key_text([row[i] for i in key_index]) not in wanted
-            ],
-        )
+        moved = [(at[0], sorted(keys)) for at, keys in moved_refs]
+        # each moved key's batch; a row is read in the first batch naming any key it refers to
+        part_of = [(at, {k: i // size for i, k in enumerate(keys)}) for at, keys in moved]
+        parts = max((len(keys) + size - 1) // size for _, keys in moved)
+        for part in range(max(done - chunks, 0), parts):
+            asked = dataclasses.replace(
+                self.selection(step),
+                matching=tuple(
+                    (columns[at], tuple(keys[part * size : (part + 1) * size]))
+                    for at, keys in moved
+                ),
+            )
+            found = []
+            for batch in ex.batches(asked, self.batch_size):
+                for row in batch:
+                    first = min(
+                        (
+                            p
+                            for at, parts_of in part_of
+                            if (p := parts_of.get(key_text([row[at]]))) is not None
+                        ),
+                        default=None,
+                    )
+                    if first == part and key_text([row[i] for i in key_index]) not in wanted:
+                        found.append(row)
+            yield chunks + part + 1, found
 
     def _moved_refs(self, step: Step, columns: Sequence[str]) -> list[tuple[list[int], set[str]]]:
         """A delta: (positions of a ``ref``'s key, the moved keys of the table it names)."""

@@ -203,9 +203,18 @@ class _Comparison:
         self.merged = {mk: (tk, rule) for mk, tk, rule in target.merged}
 
     def _raw(self, keys: list[str]) -> list[str]:
-        """Keys as findings write them, as the databases hold them (to ask for them)."""
-        raw = {**self.src.raw_keys, **self.tgt.raw_keys}
-        return [raw.get(k, k) for k in keys] if raw else keys
+        """Keys as findings write them, as the databases may hold them (to ask for them): the
+        key itself, and every form the sides read that is written so. Asking for more keys
+        than needed is harmless: what comes back is written escaped and compared so."""
+        sides = (self.src.raw_keys, self.tgt.raw_keys)
+        if not any(sides):
+            return keys
+        found: dict[str, None] = {}
+        for k in keys:
+            found[k] = None
+            for raw in sides:
+                found.update(dict.fromkeys(sorted(raw.get(k, ()))))
+        return list(found)
 
     def _differing_segments(self) -> list[int]:
         """Segments whose count or fingerprint sum differ between the two sides."""
@@ -682,7 +691,7 @@ class _Comparison:
             and key not in self.duplicate_originals
         }
         for key in self._paired_elsewhere(sorted(extra)):
-            del extra[key]
+            extra.pop(key, None)
         orphans += [
             (
                 key,

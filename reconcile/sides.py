@@ -96,15 +96,20 @@ class SideSummary:
     years_counted: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     #: keys as findings and spills write them (:func:`escaped`) -> as the database holds them,
     #: for the few keys escaping changed (a tab or a newline in a key): what later look-ups
-    #: ask the database for
-    raw_keys: dict[str, str] = field(default_factory=dict)
+    #: ask the database for (escaping is not one-to-one: a tab and the text ``\t`` both
+    #: write ``\t``, so a written key may stand for several)
+    raw_keys: dict[str, set[str]] = field(default_factory=dict)
 
     def escape(self, key: str) -> str:
         """``key`` as findings write it, remembering how the database holds it."""
         written = escaped(key)
         if written is not key:
-            self.raw_keys[written] = key
+            self.raw_keys.setdefault(written, set()).add(key)
         return written
+
+    def add_raw(self, raw_keys: dict[str, set[str]]) -> None:
+        for written, held in raw_keys.items():
+            self.raw_keys.setdefault(written, set()).update(held)
 
 
 class Spill:
@@ -728,6 +733,7 @@ def spill_target_segments(task: Task, summary: SideSummary, wanted: list[int]) -
         return False
     for segment in wanted:
         summary.counts[segment], summary.sums[segment] = fp.counts[segment], fp.sums[segment]
+    summary.add_raw(scratch.raw_keys)  # how the database holds the keys read out
     return True
 
 

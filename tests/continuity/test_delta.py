@@ -235,6 +235,29 @@ def test_a_table_change_detection_cannot_read_is_one_line_and_nothing_moves(
     assert digests(_env(base)["CONTINUITY_TARGET"]) == before
 
 
+def _dies(*_: Any) -> None:
+    """A worker process killed (as by the kernel's out-of-memory killer)."""
+    os._exit(9)
+
+
+def test_a_worker_that_dies_stops_the_run_in_one_line(
+    migrated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker process killed while it reads a table (the kernel's out-of-memory killer): the
+    run stops in one line saying so and how to read in one process; nothing moves."""
+    import continuity.changes as changes_module
+    from continuity.domain.errors import ContinuityError
+
+    monkeypatch.setenv("CONTINUITY_PROCESSES", "2")
+    monkeypatch.setattr(changes_module, "_scan_in_worker", _dies)  # forked: the workers' too
+    base = _copy(migrated, tmp_path / "b")
+    before = digests(_env(base)["CONTINUITY_TARGET"])
+    with pytest.raises(ContinuityError, match=r"died .*CONTINUITY_PROCESSES=1") as raised:
+        _delta(base)
+    assert "\n" not in str(raised.value)
+    assert digests(_env(base)["CONTINUITY_TARGET"]) == before
+
+
 def test_an_update_in_place_is_migrated(migrated: Path, tmp_path: Path) -> None:
     base = _copy(migrated, tmp_path / "b")
     (occurrence,) = _sql(
@@ -511,8 +534,9 @@ def _person_of(base: Path, system: str, key: str) -> str:
     return str(found[0])
 
 
+@pytest.mark.parametrize("keys_per_read", [None, 1])
 def test_a_new_occurrence_linking_two_persons_migrated_apart_merges_them(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keys_per_read: int | None
 ) -> None:
     """A nominal and a PoliceWorks person with no date of birth at another address are two
     persons; a new occurrence's person with the nominal's PNC ID and date of birth, living where
@@ -547,6 +571,8 @@ def test_a_new_occurrence_linking_two_persons_migrated_apart_merges_them(
 
     _new_occurrence(base, "occ-2", "CRI/26/99999992")
     _pw_person(base, "pw-c", "occ-2", str(dob)[:10], pnc)
+    if keys_per_read is not None:  # keys, and moved keys, read one at a time
+        monkeypatch.setattr("continuity.waves.KEYS_PER_READ", keys_per_read)
     summary = _delta(base)
     assert summary.retired["merged_after_the_fact"] == {"person": 1}
     assert summary.resolution["person"]["merged_after"] == [

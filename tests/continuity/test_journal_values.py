@@ -56,3 +56,11 @@ def test_each_kept_type_is_tagged() -> None:
         ]
     ]
     assert math.isnan(from_json(json.loads(json.dumps(float("nan"), default=to_json))))
+
+
+def test_a_json_columns_value_reads_back_as_itself() -> None:
+    """A list or an object (a JSON column of a vendor's schema) is written as JSON and read
+    back as it was, not taken for a tagged value."""
+    row = ([1, "a"], {"k": 1, "j": [2]}, {"only": "one"})
+    back = [from_json(v) for v in json.loads(json.dumps(row, default=to_json))]
+    assert back == list(row)

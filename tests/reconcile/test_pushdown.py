@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -108,10 +109,7 @@ def shapes(pg_database: Callable[[], str], tmp_path: Path):  # type: ignore[no-u
             "CREATE TABLE shape (uid varchar(10) PRIMARY KEY, s varchar(40), s2 text, s3 text, "
             "b boolean, i integer, d date, ts timestamp, m text)"
         )
-        c.exec_driver_sql(
-            "CREATE TABLE xw (source_system text, source_table text, source_key text, "
-            "target_table text, target_key text, rule text)"
-        )
+        _create_crosswalk(c)
         c.execute(
             sa.text("INSERT INTO shape VALUES (:u, :s, :s2, :s3, :b, :i, :d, :ts, :m)"),
             [
@@ -230,6 +228,13 @@ def test_chains_the_database_would_read_otherwise_are_not_pushed(
         pushdown.Located(spec, spec.sources[0], engine)
 
 
+def _create_crosswalk(conn: Any) -> None:
+    conn.exec_driver_sql(
+        "CREATE TABLE xw (source_system text, source_table text, source_key text, "
+        "target_table text, target_key text, rule text)"
+    )
+
+
 def test_what_python_reads_otherwise_is_poisoned(
     pg_database: Callable[[], str], tmp_path: Path
 ) -> None:
@@ -239,10 +244,7 @@ def test_what_python_reads_otherwise_is_poisoned(
     engine = engine_for(url)
     with engine.begin() as c:
         c.exec_driver_sql("CREATE TABLE shape (uid text PRIMARY KEY, m text, d date, p char(5))")
-        c.exec_driver_sql(
-            "CREATE TABLE xw (source_system text, source_table text, source_key text, "
-            "target_table text, target_key text, rule text)"
-        )
+        _create_crosswalk(c)
         c.exec_driver_sql(
             "INSERT INTO shape VALUES ('A', ' ab', '2020-01-01', 'x'), "
             "('B', 'ab', 'infinity', 'x'), ('C', 'ab', '0001-01-01 BC', 'x'), "
@@ -289,6 +291,52 @@ sources:
             pushdown.Located(load_spec(char), load_spec(char).sources[0], engine)
     finally:
         engine.dispose()
+
+
+def test_target_keys_read_out_after_a_pushdown_keep_how_the_database_holds_them(
+    pg_database: Callable[[], str], tmp_path: Path
+) -> None:
+    """A target key holding a tab, read out of a segment that differed after the pushdown: the
+    engine's later look-ups need the key as the database holds it, not as findings write it."""
+    from reconcile.sides import Task, run_target_side, spill_target_segments
+
+    url = pg_database()
+    engine = engine_for(url)
+    with engine.begin() as c:
+        c.exec_driver_sql("CREATE TABLE tabbed (uid text PRIMARY KEY, m text)")
+        _create_crosswalk(c)
+        c.exec_driver_sql("INSERT INTO tabbed VALUES (E'E\\tx', 'ab'), ('F', 'cd')")
+        c.exec_driver_sql(
+            "INSERT INTO xw VALUES ('old', 'src', 'e', 'tabbed', E'E\\tx', 'm'), "
+            "('old', 'src', 'f', 'tabbed', 'F', 'm')"
+        )
+    engine.dispose()
+    (tmp_path / "tabbed.yml").write_text(
+        """\
+version: 1
+class: tabbed
+owner: Tester
+severity: normal
+segments: 4
+target: {table: tabbed, key: uid}
+locate:
+  crosswalk: {table: xw, target_table: tabbed}
+fields:
+  text: {target: m, normalise: [trim]}
+sources:
+  - system: old
+    table: src
+    key: [k]
+    fields: {text: a}
+""",
+        encoding="utf-8",
+    )
+    spec = load_spec(tmp_path / "tabbed.yml")
+    task = Task(spec, {"target": url}, AS_OF, b"key", tmp_path)
+    summary = run_target_side(task)
+    assert summary.pushed and summary.raw_keys == {}
+    assert spill_target_segments(task, summary, list(range(spec.segments)))
+    assert summary.raw_keys == {"E\\tx": {"E\tx"}}
 
 
 def test_a_row_the_database_places_elsewhere_sends_the_class_to_python(
