@@ -558,11 +558,12 @@ class _ScanJob:
                         key_text([row[p] for p in positions]) in changed_older
                     ):
                         parents.append((source, table, key))
-        joined = [
+        kh_all, fp_all, found_all = (
             np.concatenate(p) if p else np.zeros(0, dtype=t)
             for p, t in zip(parts, (np.int64, np.int64, bool), strict=True)
-        ]
-        return TableScan(rows, unchanged, keys, *joined, parents, hashes[~seen] if n else hashes)
+        )
+        unseen = hashes[~seen] if n else hashes
+        return TableScan(rows, unchanged, keys, kh_all, fp_all, found_all, parents, unseen)
 
 
 def _worker_started() -> None:

@@ -512,7 +512,7 @@ class WaveRunner:
         self._problems: dict[Any, Any] = {}
         self._summary = RunSummary("", self.wave.name, False, False)
         self._suites = self._wave_suites() if self.validate else []
-        self._digests: dict[tuple[str, str | None, tuple[str, ...]], str | None] = {}
+        self._digests: dict[tuple[str, str | None, tuple[str, ...] | None], str | None] = {}
 
     # -- pieces ------------------------------------------------------------------------------
 
