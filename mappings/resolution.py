@@ -40,6 +40,7 @@ from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any
 
 from continuity.domain.names import (
@@ -375,56 +376,42 @@ class Resolver:
         if self._pass_keys:
             return self._pass_keys
         nick = nicknames()
-        dob, est, sur, fore = self._dob, self._est, self._sur, self._fore
+        dob, est = self._dob, self._est
         first = self._first_key
-        surnames: dict[tuple[str, ...], frozenset[str]] = {}
-        forenames: dict[str, frozenset[str]] = {}
-        swaps: dict[int, tuple[int, int, int]] = {}
 
+        @cache
         def surname_keys(parts: tuple[str, ...]) -> frozenset[str]:
-            found = surnames.get(parts)
-            if found is None:
-                whole = first("".join(parts))
-                found = surnames[parts] = frozenset(
-                    {whole, *(first(p) for p in parts if len(parts) > 1)} - {""}
-                )
-            return found
+            whole = first("".join(parts))
+            return frozenset({whole, *(first(p) for p in parts if len(parts) > 1)} - {""})
 
+        @cache
         def forename_keys(f: str) -> frozenset[str]:
-            found = forenames.get(f)
-            if found is None:
-                found = forenames[f] = (
-                    frozenset({first(f), *("~" + c for c in nick.canonical(f))})
-                    if f
-                    else frozenset()
-                )
-            return found
+            if not f:
+                return frozenset()
+            return frozenset({first(f), *("~" + c for c in nick.canonical(f))})
 
-        def swap(ordinal: int) -> tuple[int, int, int]:
-            found = swaps.get(ordinal)
-            if found is None:
-                found = swaps[ordinal] = _swap_canon(ordinal)
-            return found
+        swap = cache(_swap_canon)
 
-        def by_surname(i: int) -> Iterable[Any]:
-            d = dob[i]
-            if d is None or est[i]:
-                return ()
-            canon = swap(d)
-            return {(k, canon) for k in surname_keys(sur[i])}
+        def dated(
+            keys: Callable[[Any], frozenset[str]], names: Sequence[Any]
+        ) -> Callable[[int], Iterable[Any]]:
+            """A pass keying a record with an exact DOB by a name's keys and the DOB either
+            way round."""
 
-        def by_forename(i: int) -> Iterable[Any]:
-            d = dob[i]
-            if d is None or est[i]:
-                return ()
-            canon = swap(d)
-            return {(k, canon) for k in forename_keys(fore[i])}
+            def keys_of(i: int) -> Iterable[Any]:
+                d = dob[i]
+                if d is None or est[i]:
+                    return ()
+                canon = swap(d)
+                return {(k, canon) for k in keys(names[i])}
+
+            return keys_of
 
         self._pass_keys = [
             # surname sounds alike, DOB in either day/month order: catches forename variants
-            by_surname,
+            dated(surname_keys, self._sur),
             # forename sounds alike (or is a nickname), DOB either way: surname variants
-            by_forename,
+            dated(forename_keys, self._fore),
             # both names, year of birth (an estimate meets the years either side of it)
             self._year_keys,
             # both names and the home, for a record with no DOB at all
