@@ -137,6 +137,6 @@ def run_bundled(
 
 def phases(summary: dict[str, Any]) -> str:
     """Where a run's time went, from its JSON summary: ``phase 1.2 s, ...``."""
-    return ", ".join(
-        f"{name} {seconds:.1f} s" for name, seconds in summary.get("phases", {}).items()
-    )
+    from continuity.waves import phases_text
+
+    return phases_text(summary.get("phases", {}))

@@ -549,8 +549,8 @@ class _ScanJob:
                     for ps, pt, positions in (*read.parents, *read.copies):
                         parents.append((ps, pt, key_text([row[p] for p in positions])))
             # A newer copy of a changed older one is migrated with it: the newer copy decides.
-            for cs, ct, positions in read.copies if older else ():
-                changed_older = older.get((cs, ct)) if older else None
+            for cs, ct, positions in read.copies:
+                changed_older = (older or {}).get((cs, ct))
                 if not changed_older:
                     continue
                 for key, row in zip(batch_keys, batch, strict=True):

@@ -1128,10 +1128,9 @@ def _summary_table(summary: Any) -> str:
                 "lists them"
             )
     if summary.phases:
-        lines.append(
-            "Where the time went: "
-            + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in summary.phases.items())
-        )
+        from continuity.waves import phases_text
+
+        lines.append(f"Where the time went: {phases_text(summary.phases)}")
     return "\n".join(lines)
 
 

@@ -397,6 +397,11 @@ VALIDATED = "validated:sources"
 VALIDATED_TARGET = "validated:target"
 
 
+def phases_text(phases: Mapping[str, float]) -> str:
+    """Where a run's time went, as ``phase 1.2 s, ...`` (the run's summary, the benchmarks)."""
+    return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items())
+
+
 class _Clock:
     """Adds the time spent in each phase of a run to ``phases``."""
 
@@ -571,7 +576,7 @@ class WaveRunner:
                         self._load_lookup(s, found)
         for name, source, selection in self._gazetteers(only):
             if name not in found:
-                found[name] = self._gazetteer(self.extractor(source), selection)
+                found[name] = self._gazetteer(source, selection)
         return found
 
     def _gazetteers(self, only: MappingSpec | None = None) -> Iterator[tuple[str, str, Selection]]:
@@ -602,26 +607,26 @@ class WaveRunner:
             self._digests[at] = self.extractor(source).content_digest(selection)
         return self._digests[at]
 
-    def _gazetteer(self, extractor: Extractor, selection: Selection) -> Any:
+    def _gazetteer(self, source: str, selection: Selection) -> Any:
         """A gazetteer, read from its source; or, for a file read before, from the project's
         cache (``.continuity/cache/``), which holds it as it was built from the same bytes: a
         rehearsal wave, and every delta, do not build it again. ``CONTINUITY_CACHE=off``
         turns the cache off."""
         import pickle
 
-        from continuity.domain.addresses import Gazetteer
+        import continuity.domain.addresses as addresses
 
+        Gazetteer = addresses.Gazetteer
+        extractor = self.extractor(source)
         folder = self.project.folder / ".continuity" / "cache"
         digest = None
         if os.environ.get("CONTINUITY_CACHE", "on") != "off":
-            digest = self._content_digest(extractor.name, selection)
+            digest = self._content_digest(source, selection)
         cached = None
         if digest is not None:
-            table = hashlib.sha256(f"{extractor.name}|{selection.table}".encode()).hexdigest()
+            table = hashlib.sha256(f"{source}|{selection.table}".encode()).hexdigest()
             # what is built from the bytes depends on the code that builds it (postcodes,
             # text keys): its source is part of the name, as the layout's version is
-            import continuity.domain.addresses as addresses
-
             code = hashlib.sha256(Path(addresses.__file__).read_bytes()).hexdigest()
             content = hashlib.sha256(f"{Gazetteer.FORMAT}|{code}|{digest}".encode()).hexdigest()
             cached = folder / f"gazetteer-{table[:12]}-{content[:32]}.pickle"
