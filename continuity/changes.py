@@ -40,6 +40,7 @@ from extractors.base import Extractor, Selection
 from mappings.compiler import key_text
 
 if TYPE_CHECKING:
+    from continuity.project import SourceConfig
     from continuity.waves import Step, WaveRunner
 
 FINGERPRINTS = "migration_fingerprint"
@@ -578,14 +579,12 @@ def _worker_started() -> None:
 
 def _scan_in_worker(
     job: _ScanJob,
-    config: Any,
+    config: SourceConfig,
     read: TableRead,
     older: dict[tuple[str, str], set[str]] | None,
 ) -> TableScan:
     """:meth:`_ScanJob.scan` in a worker process, with an extractor of its own."""
-    from extractors.registry import open_extractor
-
-    extractor = open_extractor(config.kind, config.name, config.location, config.options)
+    extractor = config.extractor()
     try:
         return job.scan(extractor, read, older)
     finally:

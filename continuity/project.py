@@ -22,13 +22,16 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from continuity.domain.errors import ConfigError
 from continuity.domain.yamlsource import Located, Path_, load, raise_all, schema_errors
+
+if TYPE_CHECKING:
+    from extractors.base import Extractor
 
 PROJECT_FILE = "continuity.yml"
 
@@ -45,6 +48,12 @@ class SourceConfig:
     location: str
     options: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+
+    def extractor(self) -> Extractor:
+        """A new extractor for this source (nothing read yet: ``check`` tests it)."""
+        from extractors.registry import open_extractor
+
+        return open_extractor(self.kind, self.name, self.location, self.options)
 
 
 @dataclass(frozen=True)

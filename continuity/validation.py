@@ -94,7 +94,7 @@ def _reachable(project: Project, suites: Sequence[Suite], target_url: str | None
             assert suite.source is not None
             checked.add(suite.source)
             cfg = project.sources[suite.source]
-            extractor = open_extractor(cfg.kind, cfg.name, cfg.location, cfg.options)
+            extractor = cfg.extractor()
             try:
                 extractor.check()
             finally:
@@ -150,7 +150,7 @@ def _locator(
         cfg = project.sources[suite.source]
         if cfg.kind == "sql":
             return scoped(suite, cfg.location, cfg.options.get("schema"))
-        extractor = open_extractor(cfg.kind, cfg.name, cfg.location, cfg.options)
+        extractor = cfg.extractor()
         selection = Selection(table=suite.table)
         try:
             columns = extractor.columns(selection)
@@ -334,7 +334,7 @@ def profile_project_source(
         raise ConfigError(f"{project.file}: no source {source!r} (sources: {known})")
     cfg = project.sources[source]
     names = list(tables) or _table_names(cfg.kind, cfg.location)
-    extractor = open_extractor(cfg.kind, cfg.name, cfg.location, cfg.options)
+    extractor = cfg.extractor()
     try:
         out = []
         for name in names:

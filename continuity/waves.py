@@ -49,7 +49,6 @@ from continuity.rollback import (
 )
 from continuity.wave_scope import wave_scopes
 from extractors.base import Extractor, Selection
-from extractors.registry import open_extractor
 from mappings.compiler import BatchOut, CompiledSource, compile_source, key_text, needed_columns
 from mappings.spec import MappingSpec, SourceMapping, load_mappings, mapping_files
 
@@ -539,7 +538,7 @@ class WaveRunner:
     def extractor(self, source: str) -> Extractor:
         if source not in self.extractors:
             cfg = self.project.sources[source]
-            ex = open_extractor(cfg.kind, cfg.name, cfg.location, cfg.options)
+            ex = cfg.extractor()
             ex.check()
             self.extractors[source] = ex
         return self.extractors[source]
