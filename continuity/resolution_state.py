@@ -600,8 +600,9 @@ def resolve_part(
     if len(part) > whole_above * total:
         return None  # resolving every record again costs less than reading this part
     rows.update(prior.rows(part - rows.keys() - fresh.keys()))
+    besides = part | gone
     outside = {
-        name: len(prior.name_anchors(name, part | gone))
+        name: len(prior.name_anchors(name, besides))
         for name in {_name(now, rows, i) for i in part if _no_dob(now, rows, i)}
         if name[0] and name[1]
     }

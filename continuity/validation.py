@@ -298,6 +298,10 @@ def _observed(f: Any) -> str:
     return f"observed {o.observed!r}"
 
 
+#: Expectations named as the slowest after a validation.
+SLOWEST = 3
+
+
 def format_result(result: ValidationResult, show: int = 5) -> str:
     """A readable table of findings: failed ones first (critical, quarantine, warning), then a
     count of those that passed; up to ``show`` example values of each failure."""
@@ -320,6 +324,16 @@ def format_result(result: ValidationResult, show: int = 5) -> str:
         f"{c['quarantine']} quarantine ({c['quarantined_rows']:,} rows), {c['warning']} warning "
         "failures."
     )
+    slow = sorted(result.findings, key=lambda f: -f.seconds)[:SLOWEST]
+    if slow:
+        lines.append(
+            "  Slowest: "
+            + "; ".join(
+                f"{f.source + '.' if f.source else ''}{f.table}"
+                f"{'.' + f.column if f.column else ''} {f.expectation} {f.seconds:.1f} s"
+                for f in slow
+            )
+        )
     lines.append("  Result: " + ("OK" if result.ok else "FAILED (critical expectations not met)"))
     return "\n".join(lines)
 

@@ -45,6 +45,7 @@ class Finding:
     outcome: Outcome
     notes: str = ""
     key: tuple[str, ...] = ()  # the suite's key columns: what ``outcome.keys`` hold
+    seconds: float = 0.0  # how long judging it took (a table's read shared among its own)
 
     @property
     def success(self) -> bool:
@@ -80,6 +81,7 @@ class Finding:
             "examples": [str(v) for v in o.examples],
             "error": o.error,
             "notes": self.notes,
+            "seconds": round(self.seconds, 3),
         }
 
 

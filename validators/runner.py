@@ -140,7 +140,9 @@ def validate(
     return result
 
 
-def _finding(c: Compiled, spec: ExpectationSpec, row_level: bool, outcome: Outcome) -> Finding:
+def _finding(
+    c: Compiled, spec: ExpectationSpec, row_level: bool, outcome: Outcome, seconds: float = 0.0
+) -> Finding:
     s = c.suite
     return Finding(
         suite=s.name,
@@ -156,6 +158,7 @@ def _finding(c: Compiled, spec: ExpectationSpec, row_level: bool, outcome: Outco
         outcome=outcome,
         notes=spec.notes,
         key=s.key,
+        seconds=seconds,
     )
 
 
@@ -179,6 +182,7 @@ def _in_database(
     for spec, expectation, row_level in c.expectations:
         if on_expectation is not None:
             on_expectation(c.suite, spec)
+        started = time.perf_counter()
         if data.rows_query is not None and _judges_rows(spec, expectation, row_level):
             outcome = (
                 engine.validate(some, expectation, spec.result_format, c.suite.key)
@@ -187,7 +191,7 @@ def _in_database(
             )
         else:
             outcome = engine.validate(batch, expectation, spec.result_format, c.suite.key)
-        found.append(_finding(c, spec, row_level, outcome))
+        found.append(_finding(c, spec, row_level, outcome, time.perf_counter() - started))
     return found
 
 
@@ -216,13 +220,16 @@ def _in_flight(
         i: {"elements": 0, "unexpected": 0, "missing": 0, "keys": [], "examples": [], "error": None}
         for i in range(len(c.expectations))
     }
+    seconds = [0.0] * len(c.expectations)
     for rows in data.batches():
         batch = engine.frame(data.columns, rows)
         for i, (spec, expectation, row_level) in enumerate(c.expectations):
             t = totals[i]
             if not row_level or t["error"]:
                 continue
+            started = time.perf_counter()
             o = engine.validate(batch, expectation, spec.result_format, c.suite.key)
+            seconds[i] += time.perf_counter() - started
             if o.error:
                 t["error"] = o.error
                 continue
@@ -255,5 +262,5 @@ def _in_flight(
                 examples=tuple(t["examples"]),
                 keys=tuple(t["keys"]) if spec.result_format == "COMPLETE" else None,
             )
-        found.append(_finding(c, spec, row_level, outcome))
+        found.append(_finding(c, spec, row_level, outcome, seconds[i]))
     return found

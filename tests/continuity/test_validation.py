@@ -330,6 +330,14 @@ def test_validate_passes_the_ideal_target_and_fails_the_damaged_one(
         (f["table"], f["expectation"]) for f in found["source"]["findings"] if not f["success"]
     }
     assert ("NOMINAL", "expect_column_values_to_match_regex") in warned  # PNC placeholders
+    # each expectation's time is kept; the slowest of each side are named
+    for side in ("source", "target"):
+        timed = sorted(found[side]["findings"], key=lambda f: -f["seconds"])
+        assert timed[0]["seconds"] > 0
+        assert sum(f["seconds"] for f in timed) <= found[side]["seconds"]
+        tops = [f for f in timed if f["seconds"] >= timed[0]["seconds"] - 0.002]  # (rounded)
+        named = [f"Slowest: {f['source'] + '.' if f['source'] else ''}{f['table']}" for f in tops]
+        assert any(n in good.output for n in named), good.output
     assert all(
         f["severity"] == "warning"
         for s in found.values()
