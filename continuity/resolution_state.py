@@ -217,15 +217,23 @@ class Prior:
         columns = [t.identity, *(t[c] for c in Row._fields)]
         return {r[0]: Row(*r[1:]) for r in self._where_in(columns, t.identity, identities)}
 
-    def name_anchors(self, name: tuple[str, str], besides: set[str]) -> set[str]:
-        """The persons (by anchor) of records of this (forename, ``|``-joined surname parts),
-        but for those ``besides`` names."""
+    def name_anchors(
+        self, names: Iterable[tuple[str, str]], besides: set[str]
+    ) -> dict[tuple[str, str], set[str]]:
+        """The persons (by anchor) of the records of each (forename, ``|``-joined surname
+        parts), but for those ``besides`` names. (A query per name: SQLite does not read a
+        row-value IN list of names through the index.)"""
         t = self.state.c
-        forename, surname = name
         query = sa.select(t.identity, t.anchor).where(
-            t.entity == self.entity, t.forename == forename[:100], t.surname == surname[:200]
+            t.entity == self.entity,
+            t.forename == sa.bindparam("forename"),
+            t.surname == sa.bindparam("surname"),
         )
-        return {a for i, a in self._c().execute(query) if i not in besides}
+        found: dict[tuple[str, str], set[str]] = {}
+        for forename, surname in names:
+            rows = self._c().execute(query, {"forename": forename[:100], "surname": surname[:200]})
+            found[(forename, surname)] = {a for i, a in rows if i not in besides}
+        return found
 
     def keys_by(self, identities: Iterable[str]) -> dict[str, set[int]]:
         """Each record's stored dependency keys."""
@@ -332,9 +340,12 @@ def write(
         for table in TABLES:
             tx.execute(f"DELETE FROM {table} WHERE entity = ?", [entity])
     else:
-        for chunk in _chunks(sorted(set(identities) | part.gone)):
-            marks = ", ".join("?" for _ in chunk)
-            for table in (STATE, KEYS):
+        # A part's record whose digest did not change keeps its dependency keys (they follow
+        # from what resolution read of it), and one whose state row comes out the same is
+        # not written again: a delta writes what changed, not the whole part.
+        for table, going in ((STATE, part.gone), (KEYS, part.gone | part.changed)):
+            for chunk in _chunks(sorted(going & part.before.keys())):
+                marks = ", ".join("?" for _ in chunk)
                 tx.execute(
                     f"DELETE FROM {table} WHERE entity = ? AND identity IN ({marks})",
                     [entity, *chunk],
@@ -345,24 +356,23 @@ def write(
         assert where is not None
         digest, looked, values = read[identity]
         forename, surname, dob = resolver.seen(identity)
-        rows.append(
-            (
-                entity,
-                identity,
-                digest,
-                resolver.component(identity),
-                forename[:100] or None,
-                surname[:200] or None,
-                int(resolver.counted_forename(identity) is not None),
-                int(not dob),
-                _json(values),
-                json.dumps(sorted(looked)),
-                where.anchor,
-                where.rule,
-                where.role,
-                where.score,
-            )
+        row = (
+            digest,
+            resolver.component(identity),
+            forename[:100] or None,
+            surname[:200] or None,
+            int(resolver.counted_forename(identity) is not None),
+            int(not dob),
+            _json(values),
+            json.dumps(sorted(looked)),
+            where.anchor,
+            where.rule,
+            where.role,
+            where.score,
         )
+        if part is not None and part.before.get(identity) == row:
+            continue
+        rows.append((entity, identity, *row))
         if len(rows) >= WRITE_EVERY:
             tx.upsert(STATE, rows)
             rows = []
@@ -400,10 +410,13 @@ def _write_keys(
             at.extend(members)
     else:
         for position, identity in enumerate(identities):
-            found = resolver.dependency_keys(identity)
-            hashes.extend(found)
-            at.extend([position] * len(found))
+            if identity in part.changed:
+                found = resolver.dependency_keys(identity)
+                hashes.extend(found)
+                at.extend([position] * len(found))
     for position, identity in enumerate(identities):
+        if part is not None and identity not in part.changed:
+            continue
         looked = read[identity][1]
         hashes.extend(looked)
         at.extend([position] * len(looked))
@@ -453,6 +466,10 @@ class Row(NamedTuple):
     nodob: int
     seen: str  # JSON of the ROLES values
     looked: str  # JSON of the lookup dependency keys
+    anchor: str
+    rule: str
+    role: str
+    score: int | None
 
     def values(self) -> list[Any]:
         return list(json.loads(self.seen))
@@ -483,6 +500,8 @@ class Part:
     #: record -> (digest, lookup keys, values) of the part's records
     read: dict[str, tuple[int, set[int], list[Any]]] = field(default_factory=dict)
     total: int = 0  # records resolution holds now, in the part or not
+    #: the state rows the part's records and the gone ones had (those the state held)
+    before: dict[str, Row] = field(default_factory=dict)
 
     def __contains__(self, identity: object) -> bool:
         return identity in self.resolver
@@ -600,11 +619,12 @@ def resolve_part(
     if len(part) > whole_above * total:
         return None  # resolving every record again costs less than reading this part
     rows.update(prior.rows(part - rows.keys() - fresh.keys()))
-    besides = part | gone
+    undated = {_name(now, rows, i) for i in part if _no_dob(now, rows, i)}
     outside = {
-        name: len(prior.name_anchors(name, besides))
-        for name in {_name(now, rows, i) for i in part if _no_dob(now, rows, i)}
-        if name[0] and name[1]
+        name: len(anchors)
+        for name, anchors in prior.name_anchors(
+            {n for n in undated if n[0] and n[1]}, part | gone
+        ).items()
     }
     values: dict[str, tuple[int, set[int], list[Any]]] = {}
     for identity in part:
@@ -632,4 +652,5 @@ def resolve_part(
         changed,
         {i: values[i] for i in ordered},
         total,
+        {i: rows[i] for i in part | gone if i in rows},
     )
