@@ -43,7 +43,7 @@ import hashlib
 import json
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -324,7 +324,7 @@ def write(
     tx: Any,
     entity: str,
     resolver: Resolver,
-    read: Mapping[str, tuple[int, set[int], list[Any]]],
+    read: Mapping[str, Kept],
     part: Part | None,
     lookups: Mapping[str, tuple[Mapping[int, int], Mapping[int, int] | None]],
     ddl: sa.Dialect | None = None,
@@ -354,7 +354,7 @@ def write(
     for identity in identities:
         where = resolver.resolved(identity)
         assert where is not None
-        digest, looked, values = read[identity]
+        digest, looked, seen = read[identity]
         forename, surname, dob = resolver.seen(identity)
         row = (
             digest,
@@ -363,7 +363,7 @@ def write(
             surname[:200] or None,
             int(resolver.counted_forename(identity) is not None),
             int(not dob),
-            _json(values),
+            seen,
             json.dumps(sorted(looked)),
             where.anchor,
             where.rule,
@@ -395,7 +395,7 @@ def _write_keys(
     tx: Any,
     entity: str,
     resolver: Resolver,
-    read: Mapping[str, tuple[int, set[int], list[Any]]],
+    read: Mapping[str, Kept],
     part: Part | None,
     ddl: sa.Dialect | None,
 ) -> None:
@@ -478,12 +478,17 @@ class Row(NamedTuple):
         return set(json.loads(self.looked))
 
 
-def _json(values: Sequence[Any]) -> str:
+def seen_text(values: Sequence[Any]) -> str:
     """Values as JSON, a date as its ISO text (resolution reads either alike)."""
     return json.dumps(
         list(values), default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)
     )
 
+
+#: What a run keeps of a record it resolved, for its state row: (digest, lookup dependency
+#: keys, the ROLES values as JSON). The JSON text, not the values: a full run holds it for
+#: every record, and a string weighs less than a list of values.
+Kept = tuple[int, Collection[int], str]
 
 #: identity -> (the ROLES values resolution reads, the record's lookup dependency keys)
 Read = Callable[[set[str]], dict[str, tuple[list[Any], set[int]]]]
@@ -498,7 +503,7 @@ class Part:
     gone: set[str]  # records the state holds that resolution does not any more
     changed: set[str]  # records whose digest changed, or new
     #: record -> (digest, lookup keys, values) of the part's records
-    read: dict[str, tuple[int, set[int], list[Any]]] = field(default_factory=dict)
+    read: dict[str, Kept] = field(default_factory=dict)
     total: int = 0  # records resolution holds now, in the part or not
     #: the state rows the part's records and the gone ones had (those the state held)
     before: dict[str, Row] = field(default_factory=dict)
@@ -626,20 +631,20 @@ def resolve_part(
             {n for n in undated if n[0] and n[1]}, part | gone
         ).items()
     }
-    values: dict[str, tuple[int, set[int], list[Any]]] = {}
-    for identity in part:
-        if identity in fresh:
-            v, lk = fresh[identity]
-            values[identity] = (digests[identity], lk, v)
-        else:
-            r = rows[identity]
-            values[identity] = (r.digest, r.lookups(), r.values())
     ordered = order(part)
     block_sizes: dict[int, int] = {k: after[k] for k in touched}
     namesakes = {(f, tuple(sn.split("|"))): n for (f, sn), n in outside.items() if n}
     resolver = Resolver(settings, decisions, Context(in_use, block_sizes, namesakes))
+    kept: dict[str, Kept] = {}
     for identity in ordered:
-        resolver.add(identity, values[identity][2])
+        if identity in fresh:
+            v, lk = fresh[identity]
+            kept[identity] = (digests[identity], lk, seen_text(v))
+        else:
+            r = rows[identity]
+            v = r.values()
+            kept[identity] = (r.digest, r.lookups(), r.seen)
+        resolver.add(identity, v)
     # A block the part holds only some records of, and no change touched: as the state
     # counts it.
     block_sizes.update(
@@ -650,7 +655,7 @@ def resolve_part(
         prior,
         gone,
         changed,
-        {i: values[i] for i in ordered},
+        kept,
         total,
         {i: rows[i] for i in part | gone if i in rows},
     )

@@ -497,7 +497,7 @@ class WaveRunner:
         self.resolution_stats: dict[str, Any] = {}
         #: per resolved entity: (its resolver, record -> (digest, lookup keys), the part a
         #: delta resolved again or None): written as the state when the run finishes
-        self._states: dict[str, tuple[Any, dict[str, tuple[int, set[int], list[Any]]], Any]] = {}
+        self._states: dict[str, tuple[Any, dict[str, resolution_state.Kept], Any]] = {}
         self._lookup_digests: dict[str, Any] = {}
         #: per resolved entity: (anchor kept, other anchor) of clusters joining two target
         #: records made earlier (a merge after the fact; see Resolver.pin)
@@ -707,14 +707,15 @@ class WaveRunner:
             )
             resolver.keep_dependencies = part is None and self._state_kept(spec)
             # record -> its digest, lookup keys and values (kept as its resolution state)
-            read: dict[str, tuple[int, set[int], list[Any]]] = {}
+            read: dict[str, resolution_state.Kept] = {}
             if part is None:
                 kept = self._state_kept(spec)  # (else nothing is held beyond the resolver)
                 for identity, values, looked in self._person_records(spec, keys, progress):
                     resolver.add(identity, values)
                     if kept:
                         digest = resolution_state.digest_of(values, looked)
-                        read[identity] = (digest, looked, values)
+                        seen = resolution_state.seen_text(values)
+                        read[identity] = (digest, tuple(looked), seen)
             else:
                 read = part.read
             resolution: Any = part if part is not None else resolver

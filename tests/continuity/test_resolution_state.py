@@ -64,7 +64,11 @@ def _resolve(population: dict[str, list[Any]]) -> Resolver:
 
 def _keep(loader: Any, resolver: Resolver, population: dict[str, list[Any]], part: Any) -> None:
     read = {
-        i: (resolution_state.digest_of(population[i], set()), set(), population[i])
+        i: (
+            resolution_state.digest_of(population[i], set()),
+            (),
+            resolution_state.seen_text(population[i]),
+        )
         for i in resolver.identities()
     }
     with loader.transaction() as tx:
