@@ -110,7 +110,8 @@ def add_tables(metadata: MetaData) -> None:
         Column("entity", String(60), primary_key=True),
         Column("key_hash", BigInteger, primary_key=True),
         Column("identity", String(300), primary_key=True),
-        Index("ix_migration_resolution_key", "entity", "identity", "key_hash"),
+        # (no index by record: a record's keys follow from its state row's values, worked out
+        # again where a delta needs them, and are deleted by the primary key)
     )
     Table(
         LOOKUPS,
@@ -135,6 +136,13 @@ def create_tables(engine: sa.Engine, metadata: MetaData) -> None:
         if present.has_table(name):
             columns = [c["name"] for c in present.get_columns(name)]
             if columns == [c.name for c in table.columns]:
+                wanted = {i.name for i in table.indexes}
+                for found in present.get_indexes(name):
+                    if found["name"] and found["name"] not in wanted:
+                        # an earlier version's index: every write would keep it up
+                        index = sa.Index(found["name"], table.c.entity)
+                        with engine.begin() as conn:
+                            conn.execute(sa.schema.DropIndex(index))
                 continue
             table.drop(engine)
         table.create(engine)
@@ -235,14 +243,6 @@ class Prior:
             found[(forename, surname)] = {a for i, a in rows if i not in besides}
         return found
 
-    def keys_by(self, identities: Iterable[str]) -> dict[str, set[int]]:
-        """Each record's stored dependency keys."""
-        t = self.keys.c
-        found: dict[str, set[int]] = {}
-        for identity, h in self._where_in([t.identity, t.key_hash], t.identity, identities):
-            found.setdefault(identity, set()).add(h)
-        return found
-
     def holders(self, keys: Iterable[int]) -> set[str]:
         """The records holding any of ``keys``."""
         t = self.keys.c
@@ -327,14 +327,9 @@ def write(
     read: Mapping[str, Kept],
     part: Part | None,
     lookups: Mapping[str, tuple[Mapping[int, int], Mapping[int, int] | None]],
-    ddl: sa.Dialect | None = None,
 ) -> None:
     """Keep ``entity``'s resolution state: all of it after a full resolution, the part's
-    records (and the gone ones' removal) after a delta's. In the caller's transaction.
-
-    ``ddl``: the database's dialect, when its transactions hold DDL (SQLite, PostgreSQL): a
-    full resolution's keys are then written before the index of them by record is built,
-    once, instead of kept through millions of inserts."""
+    records (and the gone ones' removal) after a delta's. In the caller's transaction."""
     identities = resolver.identities()
     if part is None:
         for table in TABLES:
@@ -343,13 +338,15 @@ def write(
         # A part's record whose digest did not change keeps its dependency keys (they follow
         # from what resolution read of it), and one whose state row comes out the same is
         # not written again: a delta writes what changed, not the whole part.
-        for table, going in ((STATE, part.gone), (KEYS, part.gone | part.changed)):
-            for chunk in _chunks(sorted(going & part.before.keys())):
-                marks = ", ".join("?" for _ in chunk)
-                tx.execute(
-                    f"DELETE FROM {table} WHERE entity = ? AND identity IN ({marks})",
-                    [entity, *chunk],
-                )
+        for chunk in _chunks(sorted(part.gone)):
+            marks = ", ".join("?" for _ in chunk)
+            tx.execute(
+                f"DELETE FROM {STATE} WHERE entity = ? AND identity IN ({marks})",
+                [entity, *chunk],
+            )
+        going = [(entity, h, i) for i, keys in sorted(part.old_keys.items()) for h in keys]
+        for start in range(0, len(going), WRITE_EVERY):
+            tx.delete(KEYS, going[start : start + WRITE_EVERY])
     rows: list[tuple[Any, ...]] = []
     for identity in identities:
         where = resolver.resolved(identity)
@@ -377,7 +374,7 @@ def write(
             tx.upsert(STATE, rows)
             rows = []
     tx.upsert(STATE, rows)
-    _write_keys(tx, entity, resolver, read, part, ddl)
+    _write_keys(tx, entity, resolver, read, part)
     for name, (now, before) in lookups.items():
         short = lookup_name(name)
         if part is None or before is None:
@@ -397,7 +394,6 @@ def _write_keys(
     resolver: Resolver,
     read: Mapping[str, Kept],
     part: Part | None,
-    ddl: sa.Dialect | None,
 ) -> None:
     """The records' dependency keys, in key order (the primary key's B-tree is then written
     from left to right)."""
@@ -423,10 +419,6 @@ def _write_keys(
     h_arr = np.frombuffer(hashes, dtype=np.int64)
     a_arr = np.frombuffer(at, dtype=np.int64 if at.itemsize == 8 else np.int32)
     order = np.lexsort((a_arr, h_arr))
-    (index,) = _META.tables[KEYS].indexes
-    rebuild = ddl is not None and part is None
-    if rebuild:
-        tx.execute(str(sa.schema.DropIndex(index, if_exists=True).compile(dialect=ddl)))
     for start in range(0, len(order), WRITE_EVERY):
         chunk = order[start : start + WRITE_EVERY]
         tx.upsert(
@@ -436,8 +428,6 @@ def _write_keys(
                 for h, i in zip(h_arr[chunk], a_arr[chunk], strict=True)
             ],
         )
-    if rebuild:
-        tx.execute(str(sa.schema.CreateIndex(index).compile(dialect=ddl)))
 
 
 def _name(now: Resolver, rows: Mapping[str, Row], identity: str) -> tuple[str, str]:
@@ -507,6 +497,8 @@ class Part:
     total: int = 0  # records resolution holds now, in the part or not
     #: the state rows the part's records and the gone ones had (those the state held)
     before: dict[str, Row] = field(default_factory=dict)
+    #: the dependency keys the state holds of the changed and gone records
+    old_keys: dict[str, set[int]] = field(default_factory=dict)
 
     def __contains__(self, identity: object) -> bool:
         return identity in self.resolver
@@ -524,6 +516,15 @@ class Part:
         if identity in self.resolver:
             return True
         return identity not in self.gone and self.prior.resolved(identity) is not None
+
+
+def _keys_of(settings: ResolveSettings, rows: Mapping[str, Row]) -> dict[str, set[int]]:
+    """The dependency keys the state holds of these records: worked out again from what
+    resolution read of them (a record's keys follow from its values and what it looked up)."""
+    scratch = Resolver(settings)
+    for identity, row in rows.items():
+        scratch.add(identity, row.values())
+    return {i: scratch.dependency_keys(i) | row.lookups() for i, row in rows.items()}
 
 
 def resolve_part(
@@ -554,7 +555,7 @@ def resolve_part(
         now.add(identity, fresh[identity][0])
     # Block sizes before and after; a block crossing max_block either way changes for all.
     new_keys = {i: now.dependency_keys(i) for i in changed}
-    old_keys = prior.keys_by(changed | gone)
+    old_keys = _keys_of(settings, {i: before[i] for i in changed | gone if i in before})
     touched = set().union(*new_keys.values(), *old_keys.values())
     sizes = prior.sizes(touched)
     after = Counter(sizes)
@@ -658,4 +659,5 @@ def resolve_part(
         kept,
         total,
         {i: rows[i] for i in part | gone if i in rows},
+        old_keys,
     )

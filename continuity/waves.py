@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, inspect, make_url, select
+from sqlalchemy import MetaData, inspect, select
 
 from continuity import changes, resolution_state, target_schema
 from continuity.domain.connect import engine_for
@@ -1161,13 +1161,7 @@ class WaveRunner:
                 tx.set_checkpoint(name, {"kept": False})
                 continue
             resolver, read, part = kept
-            url = make_url(self.project.target.location)
-            ddl = (
-                url.get_dialect()() if url.get_backend_name() in ("sqlite", "postgresql") else None
-            )
-            resolution_state.write(
-                tx, spec.entity, resolver, read, part, self._lookup_state(spec), ddl
-            )
+            resolution_state.write(tx, spec.entity, resolver, read, part, self._lookup_state(spec))
             tx.set_checkpoint(name, self._state_meta(spec))
 
     def _lookups_of(self, step: Step) -> list[tuple[str, list[str]]]:

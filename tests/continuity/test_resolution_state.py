@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, create_engine
+from sqlalchemy import MetaData, create_engine, inspect
 
 from continuity import resolution_state
 from continuity.db import create_tables
@@ -283,3 +283,27 @@ def test_a_new_person_of_the_name_a_record_without_dob_bears_reaches_it(tmp_path
         assert part.resolved(identity) == whole.resolved(identity), identity
     loader.close()
     part.prior.close()
+
+
+def test_an_earlier_versions_index_of_the_keys_by_record_is_dropped(tmp_path: Path) -> None:
+    """The keys are no longer indexed by record (a delta works a record's keys out again
+    from its state row): a database an earlier version made loses that index, keeping its
+    rows, so that no write keeps it up."""
+    url, loader = _state(tmp_path, {"legacy|NOMINAL|1": _record(random.Random(1))})
+    loader.close()
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE INDEX ix_migration_resolution_key "
+                "ON migration_resolution_key (entity, identity, key_hash)"
+            )
+        before = _rows(url)
+        metadata = MetaData()
+        resolution_state.add_tables(metadata)
+        resolution_state.create_tables(engine, metadata)
+        indexes = inspect(engine).get_indexes(resolution_state.KEYS)
+    finally:
+        engine.dispose()
+    assert indexes == []
+    assert _rows(url) == before and before[resolution_state.KEYS]
