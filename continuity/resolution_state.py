@@ -127,6 +127,9 @@ _META = MetaData()
 add_tables(_META)
 
 
+_OLD_KEYS_INDEX = "ix_migration_resolution_key"
+
+
 def create_tables(engine: sa.Engine, metadata: MetaData) -> None:
     """Create the state tables; one of another layout (an earlier version's) is made anew: the
     state is a cache, and the next run, finding no state it can use, resolves everything."""
@@ -136,13 +139,14 @@ def create_tables(engine: sa.Engine, metadata: MetaData) -> None:
         if present.has_table(name):
             columns = [c["name"] for c in present.get_columns(name)]
             if columns == [c.name for c in table.columns]:
-                wanted = {i.name for i in table.indexes}
-                for found in present.get_indexes(name):
-                    if found["name"] and found["name"] not in wanted:
-                        # an earlier version's index: every write would keep it up
-                        index = sa.Index(found["name"], table.c.entity)
-                        with engine.begin() as conn:
-                            conn.execute(sa.schema.DropIndex(index))
+                if name == KEYS and any(
+                    i["name"] == _OLD_KEYS_INDEX for i in present.get_indexes(name)
+                ):
+                    # an earlier version's index of the keys by record: every write kept it up
+                    # (bound to a throwaway copy of the table, not to the run's schema)
+                    bare = Table(name, MetaData(), Column("entity", String(60)))
+                    with engine.begin() as conn:
+                        conn.execute(sa.schema.DropIndex(Index(_OLD_KEYS_INDEX, bare.c.entity)))
                 continue
             table.drop(engine)
         table.create(engine)
@@ -167,8 +171,18 @@ def lookup_name(resource: str) -> str:
     return hashlib.blake2b(resource.encode("utf-8"), digest_size=8).hexdigest()
 
 
+def _keying() -> str:
+    """What a record's blocking keys follow from besides its values: the phonetic library's
+    version and the bundled nickname table. (A delta works a changed record's old keys out
+    again from its stored values: a state kept under other keying is not used.)"""
+    from importlib import metadata, resources
+
+    table = resources.files("continuity.domain").joinpath("data/nicknames.csv").read_bytes()
+    return f"{metadata.version('jellyfish')}|{hashlib.sha256(table).hexdigest()}"
+
+
 def settings_digest(settings: ResolveSettings, mapping_digest: str) -> str:
-    text = json.dumps([VERSION, repr(settings), mapping_digest])
+    text = json.dumps([VERSION, repr(settings), mapping_digest, _keying()])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -492,7 +506,7 @@ class Part:
     prior: Prior
     gone: set[str]  # records the state holds that resolution does not any more
     changed: set[str]  # records whose digest changed, or new
-    #: record -> (digest, lookup keys, values) of the part's records
+    #: record -> (digest, lookup keys, values as JSON) of the part's records
     read: dict[str, Kept] = field(default_factory=dict)
     total: int = 0  # records resolution holds now, in the part or not
     #: the state rows the part's records and the gone ones had (those the state held)

@@ -388,7 +388,7 @@ def plan_steps(specs: Sequence[MappingSpec]) -> list[Step]:
     return steps
 
 
-#: Set to 1, runs keep the resolution state a delta resolves part of the persons from.
+#: Set to 0, runs keep no resolution state (a delta resolves part of the persons from it).
 RESOLUTION_STATE_ENV = "CONTINUITY_RESOLUTION_STATE"
 
 #: The checkpoints naming the suites every source row, and every target row, last met.
@@ -495,8 +495,9 @@ class WaveRunner:
         self._resources: dict[str, Any] = {}
         self._decisions: dict[str, dict[tuple[str, str], str]] = {}
         self.resolution_stats: dict[str, Any] = {}
-        #: per resolved entity: (its resolver, record -> (digest, lookup keys), the part a
-        #: delta resolved again or None): written as the state when the run finishes
+        #: per resolved entity: (its resolver, record -> (digest, lookup keys, values as
+        #: JSON), the part a delta resolved again or None): written as the state when the run
+        #: finishes
         self._states: dict[str, tuple[Any, dict[str, resolution_state.Kept], Any]] = {}
         self._lookup_digests: dict[str, Any] = {}
         #: per resolved entity: (anchor kept, other anchor) of clusters joining two target
@@ -1025,12 +1026,12 @@ class WaveRunner:
                 progress(f"resolve {step.name}", done, done)
 
     def _state_kept(self, spec: MappingSpec) -> bool:
-        """Whether a run keeps ``spec``'s resolution state (and a delta uses it): asked for
-        (``CONTINUITY_RESOLUTION_STATE=1``: at 1,000,000 persons it does not pay yet, see
-        docs/delta.md), the sql loader, an unscoped wave, every source a table read by a
+        """Whether a run keeps ``spec``'s resolution state (and a delta uses it): not turned
+        off (``CONTINUITY_RESOLUTION_STATE=0``, see docs/delta.md), fingerprints kept (the
+        sql loader), an unscoped wave, every source a table read by a
         one-column key, one record per row."""
         return (
-            os.environ.get(RESOLUTION_STATE_ENV, "") == "1"
+            os.environ.get(RESOLUTION_STATE_ENV, "1") != "0"
             and self.fingerprints
             and not self._scoped
             and all(

@@ -45,7 +45,7 @@ class Finding:
     outcome: Outcome
     notes: str = ""
     key: tuple[str, ...] = ()  # the suite's key columns: what ``outcome.keys`` hold
-    seconds: float = 0.0  # how long judging it took (a table's read shared among its own)
+    seconds: float = 0.0  # how long judging it took (in-flight batches: not their reading)
 
     @property
     def success(self) -> bool:

@@ -350,12 +350,11 @@ def _target_rows(base: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_a_delta_resolves_again_only_the_persons_a_change_reaches_as_a_whole_run_would(
-    migrated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    migrated: Path, tmp_path: Path
 ) -> None:
     """Two deltas one after the other, each resolving the part of the person records its
     changes can reach: the same product, crosswalk and resolution state as deltas resolving
     every record."""
-    monkeypatch.setenv("CONTINUITY_RESOLUTION_STATE", "1")
     part = _copy(migrated, tmp_path / "part")
     whole = _copy(migrated, tmp_path / "whole")
     for base in (part, whole):
@@ -375,6 +374,30 @@ def test_a_delta_resolves_again_only_the_persons_a_change_reaches_as_a_whole_run
         ].get("merged_after")
         assert _target_rows(part) == _target_rows(whole)
     _assert_clean(part)
+
+
+def test_the_resolution_state_is_kept_unless_turned_off(
+    migrated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By default a run keeps the resolution state, and the next delta resolves only the part
+    a change reaches; with ``CONTINUITY_RESOLUTION_STATE=0`` a run resolves every record and
+    keeps none, so the run after it resolves every record too (and keeps the state again)."""
+    base = _copy(migrated, tmp_path / "b")
+    urls = EstateOptions(out=base / "estate").urls()
+
+    def delta(seed: int) -> dict[str, Any]:
+        evolve_estate(base / "estate", 5, urls, seed=seed, processes=1)
+        resolution: dict[str, Any] = _delta(base).resolution["person"]
+        return resolution
+
+    monkeypatch.setenv("CONTINUITY_RESOLUTION_STATE", "0")
+    assert delta(8)["incremental"] == {}
+    kept = "SELECT state FROM continuity_checkpoint WHERE step = 'resolution:person'"
+    assert [json.loads(s) for (s,) in _product(base, kept)] == [{"kept": False}]
+    monkeypatch.delenv("CONTINUITY_RESOLUTION_STATE")
+    assert delta(9)["incremental"] == {}
+    again = delta(10)
+    assert 0 < again["incremental"]["resolved_again"] < again["records"]
 
 
 def test_a_deltas_warnings_judge_the_rows_it_migrates_until_a_suite_changes(
@@ -711,20 +734,16 @@ def _delta_into(base: Path, target: str) -> None:
 
 
 @pytest.mark.postgres
-def test_a_delta_into_postgresql(
-    tmp_path: Path, pg_database: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CONTINUITY_RESOLUTION_STATE", "1")  # its state written there too
+def test_a_delta_into_postgresql(tmp_path: Path, pg_database: Any) -> None:
+    """(The resolution state is written there too, as by default.)"""
     base = tmp_path / "b"
     generate_estate(EstateOptions(out=base / "estate", persons=700, seed=4, processes=1))
     _delta_into(base, pg_database())
 
 
 @pytest.mark.mariadb
-def test_a_delta_into_mariadb(
-    tmp_path: Path, mariadb_database: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CONTINUITY_RESOLUTION_STATE", "1")  # its state written there too
+def test_a_delta_into_mariadb(tmp_path: Path, mariadb_database: Any) -> None:
+    """(The resolution state is written there too, as by default.)"""
     base = tmp_path / "b"
     generate_estate(EstateOptions(out=base / "estate", persons=700, seed=4, processes=1))
     _delta_into(base, mariadb_database())
