@@ -418,18 +418,17 @@ def _write_keys(
         for h, members in resolver.dependency_index():
             hashes.extend([h] * len(members))
             at.extend(members)
+        for position, identity in enumerate(identities):
+            looked = read[identity][1]
+            hashes.extend(looked)
+            at.extend([position] * len(looked))
     else:
+        # only the changed records' keys changed (those a delta worked out when it began)
         for position, identity in enumerate(identities):
             if identity in part.changed:
-                found = resolver.dependency_keys(identity)
+                found = part.new_keys[identity].union(read[identity][1])
                 hashes.extend(found)
                 at.extend([position] * len(found))
-    for position, identity in enumerate(identities):
-        if part is not None and identity not in part.changed:
-            continue
-        looked = read[identity][1]
-        hashes.extend(looked)
-        at.extend([position] * len(looked))
     h_arr = np.frombuffer(hashes, dtype=np.int64)
     a_arr = np.frombuffer(at, dtype=np.int64 if at.itemsize == 8 else np.int32)
     order = np.lexsort((a_arr, h_arr))
@@ -511,8 +510,11 @@ class Part:
     total: int = 0  # records resolution holds now, in the part or not
     #: the state rows the part's records and the gone ones had (those the state held)
     before: dict[str, Row] = field(default_factory=dict)
-    #: the dependency keys the state holds of the changed and gone records
+    #: the dependency keys the state holds of the changed and gone records (with the keys
+    #: of what they looked up)
     old_keys: dict[str, set[int]] = field(default_factory=dict)
+    #: the changed records' dependency keys now (blocks, PNC ID, name; not their look-ups')
+    new_keys: dict[str, set[int]] = field(default_factory=dict)
 
     def __contains__(self, identity: object) -> bool:
         return identity in self.resolver
@@ -674,4 +676,5 @@ def resolve_part(
         total,
         {i: rows[i] for i in part | gone if i in rows},
         old_keys,
+        new_keys,
     )
