@@ -19,11 +19,8 @@ instead of looking again: what changed after a run began is the next delta's to 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import hashlib
 import multiprocessing as mp
-import os
-import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,6 +33,7 @@ from continuity import target_schema
 from continuity.domain.connect import engine_for
 from continuity.domain.digest import fingerprint_key
 from continuity.domain.errors import ConfigError, ExtractError
+from continuity.processes import scan_processes, worker_started
 from extractors.base import Extractor, Selection
 from mappings.compiler import key_text
 
@@ -383,7 +381,7 @@ class Detector:
         self.runner.extractors.clear()
         sources = self.runner.project.sources
         pool = cf.ProcessPoolExecutor(
-            workers, mp_context=mp.get_context("fork"), initializer=_worker_started
+            workers, mp_context=mp.get_context("fork"), initializer=worker_started
         )
         futures: dict[int, cf.Future[TableScan]] = {}
         older: dict[tuple[str, str], set[str]] | None = None
@@ -457,20 +455,6 @@ class Detector:
         for key, h in sorted(gone.items()):
             self.changes.deleted.setdefault((read.source, read.table), []).append(key)
             self._add(read.source, read.table, key, h, None, DELETED)
-
-
-def scan_processes() -> int:
-    """How many processes change detection reads tables with (``CONTINUITY_PROCESSES``, else
-    the machine's cores)."""
-    raw = os.environ.get("CONTINUITY_PROCESSES", "")
-    if raw.strip():
-        try:
-            return max(1, int(raw))
-        except ValueError:
-            raise ConfigError(
-                f"CONTINUITY_PROCESSES must be a number of processes, not {raw!r}"
-            ) from None
-    return os.cpu_count() or 1
 
 
 @dataclass
@@ -565,16 +549,6 @@ class _ScanJob:
         )
         unseen = hashes[~seen] if n else hashes
         return TableScan(rows, unchanged, keys, kh_all, fp_all, found_all, parents, unseen)
-
-
-def _worker_started() -> None:
-    """In each worker: Ctrl-C is the run's to handle (it stops the workers); and on Linux a
-    worker dies with the run, killed or not."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _scan_in_worker(

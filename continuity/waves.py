@@ -37,6 +37,7 @@ from continuity.domain.yamlsource import raise_all
 from continuity.ledger import AuditLedger
 from continuity.loaders.base import Loader, primary_key_indexes
 from continuity.loaders.registry import open_loader
+from continuity.processes import Aside, can_fork
 from continuity.project import Project
 from continuity.rollback import (
     JOURNAL,
@@ -406,17 +407,24 @@ class _Clock:
 
     def __init__(self, phases: dict[str, float]) -> None:
         self.phases = phases
+        self._open: list[str] = []
 
     def add(self, phase: str, seconds: float) -> None:
         self.phases[phase] = self.phases.get(phase, 0.0) + seconds
 
     @contextlib.contextmanager
     def __call__(self, phase: str) -> Iterator[None]:
+        """Time a phase; one entered within another is its own, not the outer one's."""
         began = time.perf_counter()
+        self._open.append(phase)
         try:
             yield
         finally:
-            self.add(phase, time.perf_counter() - began)
+            self._open.pop()
+            spent = time.perf_counter() - began
+            self.add(phase, spent)
+            if self._open:
+                self.add(self._open[-1], -spent)
 
 
 def _portable(arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -518,6 +526,8 @@ class WaveRunner:
         self._summary = RunSummary("", self.wave.name, False, False)
         self._suites = self._wave_suites() if self.validate else []
         self._digests: dict[tuple[str, str | None, tuple[str, ...] | None], str | None] = {}
+        #: the sources' validation running aside, and what to do with its verdict
+        self._checking_sources: tuple[Aside[Any], Callable[[Any], None], _Clock] | None = None
 
     # -- pieces ------------------------------------------------------------------------------
 
@@ -740,6 +750,7 @@ class WaveRunner:
                     },
                 )
             resolver.finish()
+            self._sources_checked()  # (nothing is written before the sources' verdict)
             if resolver.merged_after:
                 self.merged_after[spec.entity] = list(resolver.merged_after)
             if self._changes is not None and not self._scoped:
@@ -1218,6 +1229,9 @@ class WaveRunner:
         }
 
     def close(self) -> None:
+        if self._checking_sources is not None:  # the run failed before it needed the verdict
+            self._checking_sources[0].cancel()
+            self._checking_sources = None
         for ex in self.extractors.values():
             ex.close()
         self.extractors.clear()
@@ -1301,10 +1315,9 @@ class WaveRunner:
                     self._changes = self._detect(loader, run_id, dry_run, progress)
             validation: dict[str, Any] = {}
             if self.validate:
-                with clock("source validation"):
-                    validation["source"] = self._validate_sources(
-                        run_id, dry_run, self._validation_scope(loader)
-                    )
+                self._check_sources(
+                    run_id, dry_run, self._validation_scope(loader), validation, clock
+                )
             # Compile everything before the first row moves: a bad mapping or a missing column
             # fails the run here, with nothing written.
             with clock("lookups and gazetteers"):
@@ -1321,6 +1334,7 @@ class WaveRunner:
                 }
             with clock("person resolution"):
                 self._resolve(keys, progress, None if dry_run else run_id)
+            self._sources_checked()
             compiled = [self.compile(step, keys) for step in self.steps]
             summary = RunSummary(run_id, self.wave.name, dry_run, resumed, delta=self.delta)
             summary.phases = phases
@@ -1467,14 +1481,52 @@ class WaveRunner:
 
         return suites_digest([s for s in self._suites if s.side == side])
 
-    def _validate_sources(
-        self, run_id: str, dry_run: bool, rows: Mapping[tuple[str, str], Any] | None = None
-    ) -> dict[str, Any]:
-        """Validate the sources; raise ValidationError (nothing loaded) on a critical failure,
-        else remember the rows to quarantine. The ledger records it (not in a dry run)."""
-        from continuity.validation import run_validation, stop_message
+    def _check_sources(
+        self,
+        run_id: str,
+        dry_run: bool,
+        rows: Mapping[tuple[str, str], Any],
+        into: dict[str, Any],
+        clock: _Clock,
+    ) -> None:
+        """Validate the sources, their verdict going ``into["source"]``.
 
-        done = run_validation(
+        When the run may use more than one process, the suites run in a forked one while the
+        run builds its lookups and resolves persons, which read and write nothing; the run
+        waits for the verdict (:meth:`_sources_checked`) before it writes anything of its own.
+        Else they run here and now."""
+
+        def verdict(done: Any) -> None:
+            into["source"] = self._judge_sources(done, run_id, dry_run)
+
+        if can_fork():
+            aside = Aside(
+                lambda: self._run_source_suites(run_id, dry_run, rows), "source validation"
+            )
+            self._checking_sources = (aside, verdict, clock)
+        else:
+            with clock("source validation"):
+                verdict(self._run_source_suites(run_id, dry_run, rows))
+
+    def _sources_checked(self) -> None:
+        """Wait for the sources' verdict, if they are validated aside: raise ValidationError
+        on a critical failure (nothing loaded), else know the rows to quarantine. The phase
+        ``source validation`` is the time waited (the validation's own is in its summary)."""
+        if self._checking_sources is None:
+            return
+        aside, verdict, clock = self._checking_sources
+        self._checking_sources = None
+        with clock("source validation"):
+            verdict(aside.result())
+
+    def _run_source_suites(
+        self, run_id: str, dry_run: bool, rows: Mapping[tuple[str, str], Any]
+    ) -> Any:
+        """The sources' validation (a ``continuity.validation.Validation``, None without
+        suites), recorded in the work store unless a dry run."""
+        from continuity.validation import run_validation
+
+        return run_validation(
             self.project,
             "source",
             run_id=run_id,
@@ -1483,6 +1535,12 @@ class WaveRunner:
             suites=self._suites,
             rows=rows,
         )
+
+    def _judge_sources(self, done: Any, run_id: str, dry_run: bool) -> dict[str, Any]:
+        """Raise ValidationError (nothing loaded) on a critical failure, else remember the
+        rows to quarantine. The ledger records a refusal (not in a dry run)."""
+        from continuity.validation import stop_message
+
         if done is None:
             return {}
         result = done.result
@@ -1505,7 +1563,13 @@ class WaveRunner:
             raise ValidationError(message)
         self._invalid = result.quarantine()
         scope = {"scope": dict(result.scope)} if result.scope else {}
-        return {"ok": True, **result.counts(), **scope, "validation_id": done.validation_id}
+        return {
+            "ok": True,
+            **result.counts(),
+            **scope,
+            "seconds": round(result.seconds, 3),
+            "validation_id": done.validation_id,
+        }
 
     def _validate_target(self, summary: RunSummary, run_id: str, loader: Loader) -> None:
         """Validate the target after the wave: a critical failure marks the run failed.

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from continuity import target_schema
 from continuity.cli import main
@@ -234,10 +235,16 @@ def test_a_deltas_warnings_judge_only_the_rows_it_migrates(
     assert other.outcome.element_count is not None and other.outcome.element_count > 3
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
 def test_a_table_level_critical_failure_stops_the_wave_with_nothing_loaded(
-    estate_on: tuple[Path, dict[str, str]], tmp_path: Path
+    estate_on: tuple[Path, dict[str, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    processes: str,
 ) -> None:
-    """PoliceWorks' persons are on the parameter's database: its count stops the wave."""
+    """PoliceWorks' persons are on the parameter's database: its count stops the wave, whether
+    the sources are validated in the run's own process or aside (while persons resolve)."""
+    monkeypatch.setenv("CONTINUITY_PROCESSES", processes)
     estate, sources = estate_on
     suite = GENDER_SUITES["pw.yml"].replace(
         "  - expect: expect_column_values_to_be_in_set\n    column: gender\n"
@@ -261,11 +268,75 @@ def test_a_table_level_critical_failure_stops_the_wave_with_nothing_loaded(
     finally:
         ledger.close()
     assert kinds == ["validation", "run-refused"]  # no run started
+    # Persons were resolved meanwhile (aside) but their review list waited for the verdict.
+    store = create_engine(project.ledger)
+    try:
+        if inspect(store).has_table("person_review"):
+            assert rows(project.ledger, "SELECT COUNT(*) FROM person_review") == [(0,)]
+    finally:
+        store.dispose()
     from continuity.runs import wave_status
 
     status = wave_status(project)
     assert "refused (validation)" in status and "stopped before loading" in status
     assert entry.payload["ok"] is False
+
+
+def test_the_sources_are_validated_aside_while_persons_resolve(
+    small_estate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With two processes the source suites run in a process of their own (their verdict and
+    its quarantine the same); the run's phase is the time it waited, the summary says how long
+    the validation took."""
+    from continuity.waves import WaveRunner
+
+    monkeypatch.setenv("CONTINUITY_PROCESSES", "2")
+    ran_in = tmp_path / "pid"
+    own = WaveRunner._run_source_suites
+
+    def noting(self: WaveRunner, *args: Any) -> Any:
+        ran_in.write_text(str(os.getpid()))
+        return own(self, *args)
+
+    monkeypatch.setattr(WaveRunner, "_run_source_suites", noting)
+    target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
+    project = project_with(small_estate, target, tmp_path / "p", GENDER_SUITES)
+    summary = run_wave(project, "all")
+    assert int(ran_in.read_text()) != os.getpid()
+    source = summary.validation["source"]
+    assert source["ok"] is True and source["seconds"] > 0
+    assert summary.phases["source validation"] >= 0
+    # the suites quarantined exactly their rows all the same
+    unknown = rows(
+        f"sqlite:///{small_estate / 'policeworks.sqlite'}",
+        "SELECT person_id FROM pw_person WHERE gender = 'U'",
+    )
+    assert unknown
+    assert sorted(unknown) == rows(
+        target,
+        "SELECT source_key FROM migration_quarantine WHERE source_table = 'pw_person' "
+        "AND reason LIKE 'validation:%' ORDER BY source_key",
+    )
+
+
+def _dies(*_: Any) -> None:
+    os._exit(9)
+
+
+def test_a_validation_process_that_dies_stops_the_wave_in_one_line(
+    small_estate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from continuity.domain.errors import ContinuityError
+    from continuity.waves import WaveRunner
+
+    monkeypatch.setenv("CONTINUITY_PROCESSES", "2")
+    monkeypatch.setattr(WaveRunner, "_run_source_suites", _dies)
+    target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
+    project = project_with(small_estate, target, tmp_path / "p", GENDER_SUITES)
+    with pytest.raises(ContinuityError, match=r"source validation: its process died") as raised:
+        run_wave(project, "all")
+    assert "\n" not in str(raised.value)
+    assert rows(target, "SELECT COUNT(*) FROM person") == [(0,)]
 
 
 def test_a_critical_failure_on_the_target_fails_the_run(small_estate: Path, tmp_path: Path) -> None:
