@@ -309,6 +309,11 @@ class Prior:
             self._resolved[identity] = found
         return found
 
+    def know(self, rows: Mapping[str, Row]) -> None:
+        """Where these records went, as their state rows (read already) say."""
+        for identity, r in rows.items():
+            self._resolved[identity] = Resolved(r.anchor, r.rule, r.role, r.score)
+
     def lookup_digests(self, name: str) -> dict[int, int]:
         t = self.lookups.c
         query = sa.select(t.key_hash, t.digest).where(
@@ -605,13 +610,17 @@ def resolve_part(
     decided = {x for pair in decisions for x in pair}
     decided = {i for i in decided if i in fresh} | set(prior.rows(decided - fresh.keys()))
     pncs = {dependency_hash(PNC_KEY, p) for i in changed if (p := now.pnc(i))}
-    seeds = set(fresh) | partners | decided
+    # (A record read again whose digest did not change seeds nothing: it resolves as before
+    # unless something else reaches its component.)
+    seeds = changed | partners | decided
     seeds |= prior.holders(crossing | pncs)
     seeds |= prior.named(flipped)
     seeds -= gone
     rows = prior.rows(seeds - fresh.keys())
     # (a gone record's too: its going may part its cluster)
-    components = {r.component for r in rows.values()} | {r.component for r in before.values()}
+    components = {r.component for r in rows.values()} | {
+        r.component for i in seeds | gone if (r := before.get(i)) is not None
+    }
     part = (prior.members(components) | seeds) - gone
     total = prior.count() - len(gone) + len(changed - before.keys())
     # Names: a record with no DOB weighs every person of its name (one of them it may join;
@@ -640,6 +649,8 @@ def resolve_part(
             break
     if len(part) > whole_above * total:
         return None  # resolving every record again costs less than reading this part
+    # The records read again that the part does not hold go where the state says.
+    prior.know({i: r for i, r in before.items() if i not in part and i not in gone})
     rows.update(prior.rows(part - rows.keys() - fresh.keys()))
     undated = {_name(now, rows, i) for i in part if _no_dob(now, rows, i)}
     outside = {

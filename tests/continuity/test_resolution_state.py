@@ -93,7 +93,9 @@ def test_the_part_a_change_reaches_resolves_as_every_record_would(
         added = {_identity(rng, 1000 + 10 * _round + n) for n in range(5)} - population.keys()
         for identity in added:
             population[identity] = _record(rng)
-        part = _part(url, population, changed | added, deleted)
+        # read again but unchanged (a new alias or link of theirs): they seed nothing
+        related = set(rng.sample(sorted(population.keys() - changed - added), 6))
+        part = _part(url, population, changed | added | related, deleted)
         try:
             whole = _resolve(population)
             assert part.total == len(population)
@@ -112,6 +114,30 @@ def test_the_part_a_change_reaches_resolves_as_every_record_would(
         assert _rows(url) == _rows(fresh_url)
     loader.close()
     assert min(resolved_again) < len(population)  # a part, not everything
+
+
+def test_a_record_read_again_unchanged_is_not_resolved_again(tmp_path: Path) -> None:
+    """A person record a delta reads again only because a child row of its changed (a new
+    alias, a new link), of a person no change reaches, resolves as the state says: it is not
+    part of what the delta resolves again."""
+    rng = random.Random(3)
+    population = {_identity(rng, n): _record(rng) for n in range(160)}
+    alone = "legacy|NOMINAL|99999"
+    population[alone] = ["Xavier", "Quist", dt.date(1950, 5, 5), False, None, "M", None, "Z1"]
+    url, loader = _state(tmp_path, population)
+    loader.close()
+    changed = set(rng.sample(sorted(population.keys() - {alone}), 2))
+    for identity in changed:
+        population[identity] = _record(rng)
+    part = _part(url, population, changed | {alone}, set())
+    try:
+        assert alone not in part.resolver
+        whole = _resolve(population)
+        for identity in population:
+            assert part.resolved(identity) == whole.resolved(identity), identity
+        assert part.resolved(alone) == whole.resolved(alone) is not None
+    finally:
+        part.prior.close()
 
 
 def _rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
