@@ -12,11 +12,12 @@ A delta then resolves only the *part* of the population a change can reach, whic
 1. the records change detection wants again (added, changed, related), those whose looked-up
    values changed, read through the mapping; those whose digest differs are *changed*;
    records gone from the source (or no longer resolved: quarantined, excluded) are *gone*;
-2. the part starts with those records, and the records a changed one now pairs with (scored
-   against what the state read of them, in every block within ``max_block``), every record
-   of a block whose size crosses ``max_block`` either way, the records sharing a changed one's
-   PNC ID, the records of a forename whose standing as a name in use flipped, and the records
-   reviewers decided on;
+2. the part starts with the changed records (one read again with the same digest starts
+   nothing: it goes where its state row says, unless the part reaches it), the records a
+   changed one now pairs with (scored against what the state read of them, in every block
+   within ``max_block``), every record of a block whose size crosses ``max_block`` either
+   way, the records sharing a changed one's PNC ID, the records of a forename whose standing
+   as a name in use flipped, and the records reviewers decided on;
 3. the part grows to whole components, the changed and gone records' old ones included.
    Nothing outside it can resolve differently: a pair of unchanged records in a block whose
    capping did not change scores as it did, so it tied them into one component before;
