@@ -32,6 +32,8 @@ from continuity.loaders.registry import open_loader
 from continuity.project import Project
 from continuity.runs import runs
 
+#: The checkpoint saying which target suites every target row met (see continuity.waves).
+VALIDATED_TARGET = "validated:target"
 JOURNAL = "continuity_journal"
 
 
@@ -247,6 +249,8 @@ def rollback_wave(project: Project, wave: str) -> dict[str, int]:
                 # resolves every record again (see continuity.resolution_state).
                 for name in states:
                     tx.set_checkpoint(name, {"kept": False})
+                # Nor did the target validation judge what it puts back: the next judges all.
+                tx.set_checkpoint(VALIDATED_TARGET, {})
         finally:
             loader.close()
         ledger.append("rollback", {"rolled_back": last.run_id, "counts": counts}, last.run_id, wave)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from extractors.base import Selection
 from extractors.registry import open_extractor
 from validators.model import ValidationResult
 from validators.profile import TableProfile, profile_rows
-from validators.runner import Data, compile_suites, validate
+from validators.runner import Data, compile_suites, reach_of, validate
 from validators.suite import ExpectationSpec, Suite, load_suites, suites_digest
 
 #: Rows per in-flight batch of a file source.
@@ -102,8 +102,39 @@ def _reachable(project: Project, suites: Sequence[Suite], target_url: str | None
 
 
 #: (source, table) -> (key column, the keys of the rows a delta migrates); ("target", table)
-#: -> the same of the rows it wrote
+#: -> the same of the rows it wrote (a key column of several: the rows sharing its values)
 Rows = Mapping[tuple[str, str], tuple[str, Sequence[str]]]
+
+
+@dataclass(frozen=True)
+class TargetChanges:
+    """What a delta did to the target, for its critical references
+    (``validators.runner.Data.reaching``): a row's reference can only have broken if the
+    delta wrote the row, or removed the row it names."""
+
+    #: table -> column -> the values of the rows the delta wrote (the columns it kept)
+    written: Mapping[str, Mapping[str, Collection[str]]]
+    #: table -> keys of the rows the delta deleted (tables keyed by one column)
+    removed: Mapping[str, Collection[str]]
+    #: table -> its one key column (tables keyed by one column)
+    keyed_by: Mapping[str, str]
+    #: every table the run writes or may delete from
+    tables: Collection[str]
+
+    def reach(self, table: str, column: str, other: str, other_column: str) -> set[str] | None:
+        """The values of ``table.column`` whose rows a reference to ``other.other_column``
+        must judge again; None: every row. A row the delta did not write, naming a row that
+        is still there, is as it was when it met the suites. The named rows stay if the
+        delta removed none, and ``other_column`` is the other table's one key (an update of
+        another column could change the value a row names) or the run does not write it."""
+        values = self.written.get(table, {}).get(column)
+        if values is None:
+            return None
+        if other not in self.tables:
+            return set(values)
+        if self.keyed_by.get(other) != other_column:
+            return None
+        return set(values) | set(self.removed.get(other, ()))
 
 
 def rows_query(url: str, table: str, schema: str | None, key: str, keys: Sequence[str]) -> str:
@@ -127,12 +158,29 @@ def rows_query(url: str, table: str, schema: str | None, key: str, keys: Sequenc
 
 
 def _locator(
-    project: Project, target_url: str | None, rows: Rows | None = None
+    project: Project,
+    target_url: str | None,
+    rows: Rows | None = None,
+    changed: TargetChanges | None = None,
 ) -> Callable[[Suite], Data]:
+    def reaching(suite: Suite, url: str) -> dict[tuple[str, str, str], tuple[str, int]]:
+        found: dict[tuple[str, str, str], tuple[str, int]] = {}
+        if changed is None or suite.side != "target":
+            return found
+        for spec in suite.expectations:
+            reach = reach_of(spec)
+            values = None if reach is None else changed.reach(suite.table, *reach)
+            if reach is not None and values is not None:
+                query = rows_query(url, suite.table, None, reach[0], sorted(values))
+                found[reach] = (query, len(values))
+        return found
+
     def scoped(suite: Suite, url: str, schema: str | None) -> Data:
         some = (rows or {}).get((suite.source or "target", suite.table))
-        if some is None or tuple(suite.key) != (some[0],):
-            return Data(url=url, table=suite.table, schema=schema)
+        if some is None or (
+            tuple(suite.key) != (some[0],) and not (suite.side == "target" and some[0] in suite.key)
+        ):
+            return Data(url=url, table=suite.table, schema=schema, reaching=reaching(suite, url))
         key, keys = some
         return Data(
             url=url,
@@ -140,6 +188,7 @@ def _locator(
             schema=schema,
             rows_query=rows_query(url, suite.table, schema, key, keys),
             rows=len(keys),
+            reaching=reaching(suite, url),
         )
 
     def locate(suite: Suite) -> Data:
@@ -180,6 +229,7 @@ def run_validation(
     on_expectation: Callable[[Suite, ExpectationSpec], None] | None = None,
     suites: Sequence[Suite] | None = None,
     rows: Rows | None = None,
+    changed: TargetChanges | None = None,
 ) -> Validation | None:
     """Validate one side of ``project`` with its suites (None when it has none for that side).
 
@@ -190,6 +240,8 @@ def run_validation(
         rows: a delta's: of each table, the rows it migrates (or wrote, on the target), which
             alone its row-level expectations judge (see ``validators.runner._judges_rows``;
             the ledger entry's ``scope`` says how many).
+        changed: a delta's, on the target: what it wrote and removed, of which its critical
+            references judge the rows that may have broken (see :class:`TargetChanges`).
     """
     chosen = list(suites) if suites is not None else project_suites(project, side)
     chosen = [s for s in chosen if s.side == side]
@@ -200,7 +252,7 @@ def run_validation(
     if target_url is None and project.target.loader == "sql":
         target_url = project.target.location
     _reachable(project, chosen, target_url)
-    result = validate(compiled, _locator(project, target_url, rows), side, on_expectation)
+    result = validate(compiled, _locator(project, target_url, rows, changed), side, on_expectation)
     validation = Validation(str(uuid.uuid4()), result, len(chosen), suites_digest(chosen))
     if ledger:
         record(project, validation, run_id, wave)

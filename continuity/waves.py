@@ -41,6 +41,7 @@ from continuity.processes import Aside, can_fork
 from continuity.project import Project
 from continuity.rollback import (
     JOURNAL,
+    VALIDATED_TARGET,
     Journal,
     empty_tables,
     from_json,
@@ -394,7 +395,6 @@ RESOLUTION_STATE_ENV = "CONTINUITY_RESOLUTION_STATE"
 
 #: The checkpoints naming the suites every source row, and every target row, last met.
 VALIDATED = "validated:sources"
-VALIDATED_TARGET = "validated:target"
 
 
 def phases_text(phases: Mapping[str, float]) -> str:
@@ -517,7 +517,12 @@ class WaveRunner:
         self._retired: dict[str, list[str]] = {}
         self._loader: Loader | None = None  # the run's, while it runs
         self._checkpoints: Loader | None = None  # the same, in a dry run too (to read)
-        self._written: dict[str, set[str]] = {}  # entity -> keys a delta wrote
+        #: a delta's: entity -> column -> the values the rows it wrote hold (see _watched)
+        self._written: dict[str, dict[str, set[str]]] = {}
+        #: table -> keys of the rows a run deleted from it (tables keyed by one column)
+        self._removed: dict[str, set[str]] = {}
+        #: the checkpoint validated:target as the run found it (the run clears it meanwhile)
+        self._target_validated: dict[str, Any] | None = None
         self._scoped = any(self._scopes.values())
         self._journal: Journal | None = None
         self._fresh: frozenset[str] = frozenset()
@@ -887,7 +892,7 @@ class WaveRunner:
                     with loader.transaction() as tx:
                         journal = self._journal_for(run_id)
                         for name, keys_of_rows in doomed:
-                            gone = _delete(tx, journal, name, keys_of_rows)
+                            gone = self._delete(tx, journal, name, keys_of_rows)
                             if gone:
                                 counts[name] = counts.get(name, 0) + gone
         finally:
@@ -1325,12 +1330,11 @@ class WaveRunner:
             self._loader = None if dry_run else loader
             self._checkpoints = loader
             if self.delta and not dry_run and not resumed:
-                # The rows a delta writes, of each table keyed by one column: the target's
-                # row-level expectations judge those (a resumed run wrote others before).
+                # The rows a delta writes: the target's row-level expectations judge those
+                # (a resumed run wrote others before); see _watched.
                 self._written = {
-                    step.spec.entity: set()
+                    step.spec.entity: {column: set() for column in self._watched(step.spec)}
                     for step in self.steps
-                    if len(primary_key_indexes(self.metadata.tables[step.spec.entity])) == 1
                 }
             with clock("person resolution"):
                 self._resolve(keys, progress, None if dry_run else run_id)
@@ -1363,8 +1367,13 @@ class WaveRunner:
                     run_id,
                     self.wave.name,
                 )
+                self._target_validated = loader.checkpoint(VALIDATED_TARGET)
                 with loader.transaction() as tx:
                     tx.set_checkpoint(wave_step, {"run_id": run_id, "finished": False, **settings})
+                    # A run that does not finish leaves rows its target validation never judged:
+                    # the next judges every row (a delta judges its own only after a run that
+                    # validated the target whole, or its own).
+                    tx.set_checkpoint(VALIDATED_TARGET, {})
             try:
                 for step, source in zip(self.steps, compiled, strict=True):
                     began = time.perf_counter()
@@ -1481,6 +1490,20 @@ class WaveRunner:
 
         return suites_digest([s for s in self._suites if s.side == side])
 
+    def _watched(self, spec: MappingSpec) -> list[str]:
+        """The columns of an entity's table whose values a delta keeps of the rows it writes:
+        its key columns, and those its target suites name (a reference judges the rows holding
+        the values written: see continuity.validation.TargetChanges)."""
+        table = self.metadata.tables[spec.entity]
+        named = {
+            column
+            for s in self._suites
+            if s.side == "target" and s.table == spec.entity
+            for e in s.expectations
+            if isinstance(column := e.arguments.get("column"), str) and column in table.columns
+        }
+        return [c.name for c in table.columns if c.primary_key or c.name in named]
+
     def _check_sources(
         self,
         run_id: str,
@@ -1577,15 +1600,28 @@ class WaveRunner:
         A delta's row-level expectations judge the rows it wrote, when every other row met
         the same suites after the last run (the checkpoint ``validated:target``, kept only
         while the target passes)."""
-        from continuity.validation import run_validation, stop_message
+        from continuity.validation import TargetChanges, run_validation, stop_message
 
         digest = self._validated_digest("target")
         rows: dict[tuple[str, str], tuple[str, list[str]]] = {}
-        if self._written and (loader.checkpoint(VALIDATED_TARGET) or {}).get("suites") == digest:
-            for entity, keys in self._written.items():
+        changed: TargetChanges | None = None
+        if self._written and (self._target_validated or {}).get("suites") == digest:
+            for entity, written in self._written.items():
                 table = self.metadata.tables[entity]
-                (at,) = primary_key_indexes(table)
-                rows[("target", entity)] = (table.columns[at].name, sorted(keys))
+                # (of a table keyed by several columns, the rows sharing the first key column's
+                # values with the rows written: more rows than those, which met the suites)
+                first = table.columns[primary_key_indexes(table)[0]].name
+                rows[("target", entity)] = (first, sorted(written[first]))
+            changed = TargetChanges(
+                written=self._written,
+                removed=self._removed,
+                keyed_by={
+                    t.name: t.columns[at[0]].name
+                    for t in self.metadata.sorted_tables
+                    if len(at := primary_key_indexes(t)) == 1
+                },
+                tables=frozenset(self.metadata.tables),
+            )
         done = run_validation(
             self.project,
             "target",
@@ -1593,6 +1629,7 @@ class WaveRunner:
             wave=self.wave.name,
             suites=self._suites,
             rows=rows,
+            changed=changed,
         )
         if done is None:
             return
@@ -1690,7 +1727,7 @@ class WaveRunner:
                             (QUARANTINE, ids),
                             (EXCLUSION, ids),
                         ):
-                            _delete(tx, journal, name, keys_of)
+                            self._delete(tx, journal, name, keys_of)
                         if rows:
                             if journal is not None:
                                 journal.record(tx, DELETION, rows)
@@ -1980,7 +2017,16 @@ class WaveRunner:
         excluded = [tuple(r[:3]) for r in out.excluded if (r[0], r[1]) in stale]
         rejected = [tuple(r[:3]) for r in out.quarantine if (r[0], r[1]) in stale]
         for table, keys in ((QUARANTINE, placed + excluded), (EXCLUSION, placed + rejected)):
-            _delete(tx, journal, table, keys)
+            self._delete(tx, journal, table, keys)
+
+    def _delete(
+        self, tx: Any, journal: Journal | None, table: str, keys: Sequence[tuple[Any, ...]]
+    ) -> int:
+        """:func:`_delete`, the keys of a table keyed by one column kept (``_removed``: a
+        delta's validation judges the rows that named them)."""
+        if keys and len(primary_key_indexes(self.metadata.tables[table])) == 1:
+            self._removed.setdefault(table, set()).update(str(k[0]) for k in keys)
+        return _delete(tx, journal, table, keys)
 
     def _stale(self, url: str) -> set[tuple[str, str]]:
         """(source, table) pairs with records in the target's quarantine or exclusions."""
@@ -2081,8 +2127,10 @@ class WaveRunner:
                 rows_now = out.rows + self._absent(tx, step.spec.entity, out)
                 written = self._written.get(step.spec.entity)
                 if written is not None:  # a delta's, for the target's validation
-                    (at,) = primary_key_indexes(self.metadata.tables[step.spec.entity])
-                    written.update(str(r[at]) for r in rows_now)
+                    columns = self.metadata.tables[step.spec.entity].columns
+                    for column, values in written.items():
+                        at = columns.keys().index(column)
+                        values.update(str(r[at]) for r in rows_now if r[at] is not None)
                 for table, rows in (
                     (step.spec.entity, rows_now),
                     (CROSSWALK, out.crosswalk),

@@ -269,6 +269,9 @@ class ExpectColumnValuesToReferenceExistingRows(ColumnMapExpectation):
 
     #: a row's verdict changes with another table's rows (see validators.runner._judges_rows)
     judges_other_rows: ClassVar[bool] = True
+    #: ...only with the row itself and the rows of ``referenced_table`` whose
+    #: ``referenced_column`` holds its ``column``'s value (see validators.runner.Data.reaching)
+    reaches: ClassVar[tuple[str, str, str]] = ("column", "referenced_table", "referenced_column")
     map_metric: ClassVar[str] = "column_values.reference_existing_row"
     success_keys: ClassVar[tuple[str, ...]] = ("mostly", "referenced_table", "referenced_column")
     args_keys: ClassVar[tuple[str, ...]] = ("column", "referenced_table", "referenced_column")

@@ -93,7 +93,8 @@ class ValidationResult:
     findings: list[Finding] = field(default_factory=list)
     seconds: float = 0.0
     #: "source.table" -> rows judged, of the tables whose row-level expectations judged only
-    #: some rows (a delta's: see validators.runner.Data.rows_query)
+    #: some rows (a delta's: see validators.runner.Data.rows_query); "source.table.column" ->
+    #: values whose rows a reference judged (validators.runner.Data.reaching)
     scope: dict[str, int] = field(default_factory=dict)
 
     @property

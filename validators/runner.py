@@ -11,8 +11,8 @@ Nothing here knows a project: the caller says where each suite's data is
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from continuity.domain.errors import ValidationError
@@ -37,6 +37,12 @@ class Data:
     #: (see ``_judges_rows``).
     rows_query: str | None = None
     rows: int = 0
+    #: a delta's, for a critical expectation whose verdict on a row changes only with the row
+    #: and with the rows of another table holding its value (a reference): by (column, other
+    #: table, other column), the query of the rows that may have changed verdict (those the
+    #: delta wrote, and those whose value names a row it removed from the other table) and
+    #: how many values it names. One not named here judges every row.
+    reaching: Mapping[tuple[str, str, str], tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -130,8 +136,11 @@ def validate(
                 found = _in_flight(engine, c, data, on_expectation)
             else:
                 found = _in_database(engine, c, data, on_expectation)
+                where = f"{c.suite.source or side}.{c.suite.table}"
                 if data.rows_query is not None:
-                    result.scope[f"{c.suite.source or side}.{c.suite.table}"] = data.rows
+                    result.scope[where] = data.rows
+                for (column, _, _), (_, values) in data.reaching.items():
+                    result.scope[f"{where}.{column}"] = values
             result.findings += found
     finally:
         if own:
@@ -179,15 +188,26 @@ def _in_database(
         missing = Outcome(False, error=f"cannot read {c.suite.table}: {gx.first_problem(exc)}")
         return [_finding(c, spec, row, missing) for spec, _, row in c.expectations]
     found = []
+    nothing = Outcome(True, element_count=0, unexpected_count=0, missing_count=0, keys=())
     for spec, expectation, row_level in c.expectations:
         if on_expectation is not None:
             on_expectation(c.suite, spec)
         started = time.perf_counter()
+        reach = _reach(spec, row_level)
         if data.rows_query is not None and _judges_rows(spec, expectation, row_level):
             outcome = (
                 engine.validate(some, expectation, spec.result_format, c.suite.key)
                 if some is not None
-                else Outcome(True, element_count=0, unexpected_count=0, missing_count=0, keys=())
+                else nothing
+            )
+        elif reach is not None and reach in data.reaching:
+            query, values = data.reaching[reach]
+            outcome = (
+                engine.validate(
+                    engine.query(data.url, query), expectation, spec.result_format, c.suite.key
+                )
+                if values
+                else nothing
             )
         else:
             outcome = engine.validate(batch, expectation, spec.result_format, c.suite.key)
@@ -205,6 +225,32 @@ def _judges_rows(spec: ExpectationSpec, expectation: Any, row_level: bool) -> bo
     if not row_level or spec.name in _ACROSS_ROWS or spec.severity == "quarantine":
         return False
     return spec.severity == "warning" or not getattr(type(expectation), "judges_other_rows", False)
+
+
+def reach_of(spec: ExpectationSpec) -> tuple[str, str, str] | None:
+    """(column, other table, other column) of an expectation whose verdict on a row changes
+    only with the row and with the rows of the other table holding its value (its class's
+    ``reaches``, a reference): None for any other."""
+    from validators.expectations import LIBRARY
+
+    names = getattr(LIBRARY.get(spec.name), "reaches", None)
+    if names is None:
+        return None
+    column, table, other = (spec.arguments.get(n) for n in names)
+    if not (isinstance(column, str) and isinstance(table, str) and isinstance(other, str)):
+        return None
+    return column, table, other
+
+
+def _reach(spec: ExpectationSpec, row_level: bool) -> tuple[str, str, str] | None:
+    """:func:`reach_of` of an expectation that judges the rows of ``Data.reaching``: not a
+    quarantine (it holds back every row it finds), nor one with ``mostly`` (a share of some
+    rows is not the share of all)."""
+    if not row_level or spec.severity == "quarantine":
+        return None
+    if spec.arguments.get("mostly", 1) not in (1, 1.0):
+        return None
+    return reach_of(spec)
 
 
 def _in_flight(

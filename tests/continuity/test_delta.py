@@ -426,6 +426,10 @@ def test_a_deltas_warnings_judge_the_rows_it_migrates_until_a_suite_changes(
     _assert_clean(base)
 
 
+def _stops(*_: Any) -> None:
+    raise RuntimeError("stopped")
+
+
 def test_a_deltas_target_validation_judges_the_rows_it_wrote_while_the_target_passes(
     migrated: Path, tmp_path: Path
 ) -> None:
@@ -434,7 +438,20 @@ def test_a_deltas_target_validation_judges_the_rows_it_wrote_while_the_target_pa
     evolve_estate(base / "estate", 5, urls, seed=6, processes=1)
     summary = _delta(base)
     (events,) = _product(base, "SELECT COUNT(*) FROM event")[0]
-    assert 0 < summary.validation["target"]["scope"]["target.event"] < events
+    (persons,) = _product(base, "SELECT COUNT(*) FROM person")[0]
+    scope = summary.validation["target"]["scope"]
+    assert 0 < scope["target.event"] < events
+    # a link's reference judges the links of the persons the delta wrote links of
+    assert 0 < scope["target.event_person.person_id"] < persons
+    # A run that does not finish: the next judges every row.
+    from continuity.waves import WaveRunner
+
+    evolve_estate(base / "estate", 5, urls, seed=10, processes=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(WaveRunner, "_retire", _stops)
+        with pytest.raises(RuntimeError, match="stopped"):
+            _delta(base)
+    assert "scope" not in _delta(base, restart=True).validation["target"]
     # Someone else's duplicate crime: uniqueness judges every row, and the run fails...
     with sqlite3.connect(base / "product.sqlite") as conn:
         conn.executescript(

@@ -339,6 +339,67 @@ def test_a_validation_process_that_dies_stops_the_wave_in_one_line(
     assert rows(target, "SELECT COUNT(*) FROM person") == [(0,)]
 
 
+LINK_SUITE = """\
+version: 1
+side: target
+table: person_dob
+key: [person_id, dob]
+expectations:
+  - expect: expect_column_values_to_reference_existing_rows
+    column: person_id
+    referenced_table: person
+    referenced_column: person_id
+    severity: critical
+"""
+
+
+def test_a_deltas_reference_judges_the_rows_it_wrote_and_those_naming_rows_it_removed(
+    small_estate: Path, tmp_path: Path
+) -> None:
+    """A row's reference can only have broken if the delta wrote the row or removed the row
+    it names: those are judged, by the values they hold; no other row is."""
+    from continuity.validation import TargetChanges, run_validation
+
+    target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
+    project = project_with(small_estate, target, tmp_path / "p", {"t.yml": LINK_SUITE})
+    engine = create_engine(target)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO person (person_id, surname, dob_estimated, gender_code, "
+                "record_origin) VALUES ('p1', 'A', 0, 'M', 'x'), ('p2', 'B', 0, 'F', 'x')"
+            )
+        )
+        for person, day in (("p1", 1), ("p2", 2), ("written", 3), ("removed", 4), ("other", 5)):
+            conn.execute(
+                text(f"INSERT INTO person_dob VALUES ('{person}', '2000-01-0{day}', 0, 'x')")
+            )
+    engine.dispose()
+
+    def judged(changed: TargetChanges | None) -> tuple[int, int, dict[str, int]]:
+        done = run_validation(project, "target", ledger=False, changed=changed)
+        assert done is not None
+        (finding,) = done.result.findings
+        outcome = finding.outcome
+        return outcome.element_count or 0, outcome.unexpected_count or 0, done.result.scope
+
+    def changes(keyed: bool = True, tables: tuple[str, ...] = ("person", "person_dob")) -> Any:
+        return TargetChanges(
+            written={"person_dob": {"person_id": {"p1", "written"}}},
+            removed={"person": {"removed"}},
+            keyed_by={"person": "person_id"} if keyed else {},
+            tables=tables,
+        )
+
+    # the rows written, and the row naming a removed person: 'other' was judged before
+    assert judged(changes()) == (3, 2, {"target.person_dob.person_id": 3})
+    assert judged(None) == (5, 3, {})  # a full run's: every row
+    # a referenced column not the other table's key: an update may have changed it
+    assert judged(changes(keyed=False)) == (5, 3, {})
+    # a table the run does not write: only the rows written can have broken
+    assert judged(changes(tables=("person_dob",))) == (2, 1, {"target.person_dob.person_id": 2})
+
+
 def test_a_critical_failure_on_the_target_fails_the_run(small_estate: Path, tmp_path: Path) -> None:
     suite = """\
 version: 1
