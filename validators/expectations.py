@@ -302,18 +302,27 @@ class HasVictim(MulticolumnMapMetricProvider):
         **_: Any,
     ) -> Any:
         key, offence = column_list
-        link: Any = sa.column(link_column)
-        victims: Any = (
-            sa.select(link)
+        # A victim link of this row's event, looked up by the link table's index (an IN list
+        # of every victim link would be built again by each of GX's queries). The link
+        # table's columns are renamed so that the unqualified outer key cannot name them: GX
+        # gives the row's table no name that its queries keep.
+        links: Any = (
+            sa.select(
+                sa.column(link_column).label("continuity_link"),
+                sa.column(role_column).label("continuity_role"),
+            )
             .select_from(sa.table(link_table))
-            .where(sa.column(role_column).in_(victim_roles), link.is_not(None))
+            .subquery("continuity_victims")
+        )
+        victims: Any = sa.exists().where(
+            links.c.continuity_link == key, links.c.continuity_role.in_(victim_roles)
         )
         # every branch is true or false, never NULL (a NULL condition is neither expected nor
         # unexpected to GX: the row would vanish from the count)
         return sa.or_(
             offence.is_(None),
             offence.not_in(offence_codes),
-            sa.and_(key.is_not(None), key.in_(victims)),
+            sa.and_(key.is_not(None), victims),
         )
 
 
