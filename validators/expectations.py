@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -277,6 +278,19 @@ class ExpectColumnValuesToReferenceExistingRows(ColumnMapExpectation):
     args_keys: ClassVar[tuple[str, ...]] = ("column", "referenced_table", "referenced_column")
 
 
+@functools.lru_cache(maxsize=64)
+def _leads_an_index(engine: Any, table: str, column: str) -> bool:
+    """Whether ``column`` is the first column of ``table``'s primary key or of an index (in
+    the database ``engine`` reads)."""
+    try:
+        found = sa.inspect(engine)
+        leading = [found.get_pk_constraint(table).get("constrained_columns") or []]
+        leading += [ix.get("column_names") or [] for ix in found.get_indexes(table)]
+    except sa.exc.SQLAlchemyError:  # (no such table: the query says so)
+        return False
+    return any(columns and str(columns[0]).lower() == column.lower() for columns in leading)
+
+
 class HasVictim(MulticolumnMapMetricProvider):
     """An event whose offence needs a victim has a link with a victim role."""
 
@@ -302,21 +316,30 @@ class HasVictim(MulticolumnMapMetricProvider):
         **_: Any,
     ) -> Any:
         key, offence = column_list
-        # A victim link of this row's event, looked up by the link table's index (an IN list
-        # of every victim link would be built again by each of GX's queries). The link
-        # table's columns are renamed so that the unqualified outer key cannot name them: GX
-        # gives the row's table no name that its queries keep.
-        links: Any = (
-            sa.select(
-                sa.column(link_column).label("continuity_link"),
-                sa.column(role_column).label("continuity_role"),
+        victims: Any
+        if _leads_an_index(_["_sqlalchemy_engine"], link_table, link_column):
+            # A victim link of this row's event, looked up by the link table's index (an IN
+            # list of every victim link would be built again by each of GX's queries). The
+            # link table's columns are renamed so that the unqualified outer key cannot name
+            # them: GX gives the row's table no name that its queries keep.
+            links: Any = (
+                sa.select(
+                    sa.column(link_column).label("continuity_link"),
+                    sa.column(role_column).label("continuity_role"),
+                )
+                .select_from(sa.table(link_table))
+                .subquery("continuity_victims")
             )
-            .select_from(sa.table(link_table))
-            .subquery("continuity_victims")
-        )
-        victims: Any = sa.exists().where(
-            links.c.continuity_link == key, links.c.continuity_role.in_(victim_roles)
-        )
+            victims = sa.exists().where(
+                links.c.continuity_link == key, links.c.continuity_role.in_(victim_roles)
+            )
+        else:  # (a look-up per row would read the whole link table each time)
+            link: Any = sa.column(link_column)
+            victims = key.in_(
+                sa.select(link)
+                .select_from(sa.table(link_table))
+                .where(sa.column(role_column).in_(victim_roles), link.is_not(None))
+            )
         # every branch is true or false, never NULL (a NULL condition is neither expected nor
         # unexpected to GX: the row would vanish from the count)
         return sa.or_(

@@ -61,6 +61,15 @@ links = Table(
     Column("person_id", String(8)),
     Column("role", String(10)),
 )
+#: the same links, looked up by an index on the crime (a victim is then found per row)
+indexed_links = Table(
+    "indexed_links",
+    meta,
+    Column("link_id", String(8)),
+    Column("crime_id", String(8), index=True),
+    Column("person_id", String(8)),
+    Column("role", String(10)),
+)
 warnings_ = Table(
     "warnings",
     meta,
@@ -97,6 +106,7 @@ ROWS: dict[Table, list[dict[str, Any]]] = {
         {"link_id": "l4", "crime_id": "c6", "person_id": None, "role": "REPORTER"},
         {"link_id": "l5", "crime_id": None, "person_id": "p1", "role": "VICTIM"},
     ],
+    indexed_links: [],  # (links' rows, below)
     warnings_: [
         {
             "warning_id": "w1",
@@ -142,6 +152,9 @@ ROWS: dict[Table, list[dict[str, Any]]] = {
         },
     ],
 }
+
+
+ROWS[indexed_links] = ROWS[links]
 
 
 def load(url: str) -> str:
@@ -239,6 +252,20 @@ def cases(codes: Path) -> list[tuple[str, str, str, dict[str, Any], set[str]]]:
             {"c5"},
         ),
         (
+            "crimes",
+            "crime_id",
+            "expect_offences_needing_a_victim_to_have_one",
+            {
+                "column_list": ["crime_id", "offence"],
+                "code_list": ho,
+                "link_table": "indexed_links",
+                "link_column": "crime_id",
+                "role_column": "role",
+                "victim_roles": ["VICTIM"],
+            },
+            {"c5"},
+        ),
+        (
             "links",
             "link_id",
             "expect_column_values_to_reference_existing_rows",
@@ -265,6 +292,7 @@ CASE_IDS = [
     "ho_offence",
     "crosswalk",
     "victim",
+    "victim_by_index",
     "dangling",
     "warning",
 ]
@@ -294,6 +322,21 @@ def test_passes_on_good_rows(engine: gx.GX, url: str, codes: Path, case: int) ->
     assert outcome.error is None
     assert outcome.success, outcome
     assert outcome.keys == ()
+
+
+def test_a_victim_is_looked_up_per_row_only_through_an_index(url: str) -> None:
+    """Per row (EXISTS) where the link column leads an index, else one IN list of victims: a
+    look-up per row without an index reads the whole link table each time."""
+    from validators.expectations import _leads_an_index
+
+    engine = create_engine(url)
+    try:
+        assert _leads_an_index(engine, "indexed_links", "crime_id")
+        assert not _leads_an_index(engine, "links", "crime_id")
+        assert not _leads_an_index(engine, "indexed_links", "person_id")
+        assert not _leads_an_index(engine, "no_such_table", "crime_id")
+    finally:
+        engine.dispose()
 
 
 def test_row_level_library_works_on_in_flight_rows(engine: gx.GX) -> None:
