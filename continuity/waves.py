@@ -533,6 +533,7 @@ class WaveRunner:
         self._digests: dict[tuple[str, str | None, tuple[str, ...] | None], str | None] = {}
         #: the sources' validation running aside, and what to do with its verdict
         self._checking_sources: tuple[Aside[Any], Callable[[Any], None], _Clock] | None = None
+        self._asides: list[Aside[Any]] = []  # work running aside (stopped if the run fails)
 
     # -- pieces ------------------------------------------------------------------------------
 
@@ -1235,8 +1236,10 @@ class WaveRunner:
 
     def close(self) -> None:
         if self._checking_sources is not None:  # the run failed before it needed the verdict
-            self._checking_sources[0].cancel()
             self._checking_sources = None
+        for aside in self._asides:
+            aside.cancel()
+        self._asides.clear()
         for ex in self.extractors.values():
             ex.close()
         self.extractors.clear()
@@ -1391,6 +1394,9 @@ class WaveRunner:
                             "merged_after_the_fact": {e: len(t) for e, t in self._retired.items()},
                             "rows_deleted": retired,
                         }
+                judge_target = None
+                if self.validate and not dry_run and target.loader == "sql":
+                    judge_target = self._check_target(run_id)
                 if not dry_run:
                     with clock("finishing"), loader.transaction() as tx:
                         tx.set_checkpoint(
@@ -1401,9 +1407,9 @@ class WaveRunner:
                             self._keep_states(tx)
                             if self.validate:  # the suites every source row has met
                                 tx.set_checkpoint(VALIDATED, {"suites": self._validated_digest()})
-                if self.validate and not dry_run and target.loader == "sql":
+                if judge_target is not None:
                     with clock("target validation"):
-                        self._validate_target(summary, run_id, loader)
+                        judge_target(summary, loader)
             except BaseException as exc:
                 if ledger is not None:
                     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -1526,6 +1532,7 @@ class WaveRunner:
             aside = Aside(
                 lambda: self._run_source_suites(run_id, dry_run, rows), "source validation"
             )
+            self._asides.append(aside)
             self._checking_sources = (aside, verdict, clock)
         else:
             with clock("source validation"):
@@ -1594,13 +1601,33 @@ class WaveRunner:
             "validation_id": done.validation_id,
         }
 
+    def _check_target(self, run_id: str) -> Callable[[RunSummary, Loader], None]:
+        """Validate the target once the wave's rows are in (:meth:`_validate_target`); when
+        the run may use more than one process, in a forked one while the run finishes (its
+        state and fingerprints are no rows the suites judge). The callable returned waits for
+        the verdict and records it."""
+        if not can_fork() or not any(s.side == "target" for s in self._suites):
+            return lambda summary, loader: self._validate_target(summary, run_id, loader)
+        aside = Aside(lambda: self._run_target_suites(run_id), "target validation")
+        self._asides.append(aside)
+
+        def verdict(summary: RunSummary, loader: Loader) -> None:
+            self._judge_target(aside.result(), summary, loader)
+
+        return verdict
+
     def _validate_target(self, summary: RunSummary, run_id: str, loader: Loader) -> None:
-        """Validate the target after the wave: a critical failure marks the run failed.
+        """Validate the target after the wave: a critical failure marks the run failed."""
+        self._judge_target(self._run_target_suites(run_id), summary, loader)
+
+    def _run_target_suites(self, run_id: str) -> Any:
+        """The target's validation (a ``continuity.validation.Validation``, None without
+        suites), recorded in the work store.
 
         A delta's row-level expectations judge the rows it wrote, when every other row met
         the same suites after the last run (the checkpoint ``validated:target``, kept only
         while the target passes)."""
-        from continuity.validation import TargetChanges, run_validation, stop_message
+        from continuity.validation import TargetChanges, run_validation
 
         digest = self._validated_digest("target")
         rows: dict[tuple[str, str], tuple[str, list[str]]] = {}
@@ -1622,7 +1649,7 @@ class WaveRunner:
                 },
                 tables=frozenset(self.metadata.tables),
             )
-        done = run_validation(
+        return run_validation(
             self.project,
             "target",
             run_id=run_id,
@@ -1631,13 +1658,21 @@ class WaveRunner:
             rows=rows,
             changed=changed,
         )
+
+    def _judge_target(self, done: Any, summary: RunSummary, loader: Loader) -> None:
+        """A critical failure marks the run failed; the checkpoint ``validated:target`` says
+        whether every row now meets the suites."""
+        from continuity.validation import stop_message
+
         if done is None:
             return
+        digest = self._validated_digest("target")
         result = done.result
         summary.validation["target"] = {
             "ok": result.ok,
             **result.counts(),
             **({"scope": dict(result.scope)} if result.scope else {}),
+            "seconds": round(result.seconds, 3),
             "validation_id": done.validation_id,
         }
         with loader.transaction() as tx:

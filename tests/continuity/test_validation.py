@@ -323,20 +323,31 @@ def _dies(*_: Any) -> None:
     os._exit(9)
 
 
+@pytest.mark.parametrize("side", ["source", "target"])
 def test_a_validation_process_that_dies_stops_the_wave_in_one_line(
-    small_estate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    small_estate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, side: str
 ) -> None:
+    """The sources' (nothing loaded) or the target's (the run failed, in the ledger)."""
     from continuity.domain.errors import ContinuityError
     from continuity.waves import WaveRunner
 
     monkeypatch.setenv("CONTINUITY_PROCESSES", "2")
-    monkeypatch.setattr(WaveRunner, "_run_source_suites", _dies)
+    monkeypatch.setattr(WaveRunner, f"_run_{side}_suites", _dies)
     target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
-    project = project_with(small_estate, target, tmp_path / "p", GENDER_SUITES)
-    with pytest.raises(ContinuityError, match=r"source validation: its process died") as raised:
+    suites = {**GENDER_SUITES, "t.yml": LINK_SUITE}
+    project = project_with(small_estate, target, tmp_path / "p", suites)
+    with pytest.raises(ContinuityError, match=rf"{side} validation: its process died") as raised:
         run_wave(project, "all")
     assert "\n" not in str(raised.value)
-    assert rows(target, "SELECT COUNT(*) FROM person") == [(0,)]
+    if side == "source":
+        assert rows(target, "SELECT COUNT(*) FROM person") == [(0,)]
+    else:
+        ledger = AuditLedger(project.ledger)
+        try:
+            kinds = [e.kind for e in ledger.entries()]
+        finally:
+            ledger.close()
+        assert kinds[-1] == "run-failed"
 
 
 LINK_SUITE = """\
@@ -400,7 +411,11 @@ def test_a_deltas_reference_judges_the_rows_it_wrote_and_those_naming_rows_it_re
     assert judged(changes(tables=("person_dob",))) == (2, 1, {"target.person_dob.person_id": 2})
 
 
-def test_a_critical_failure_on_the_target_fails_the_run(small_estate: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_critical_failure_on_the_target_fails_the_run(
+    small_estate: Path, tmp_path: Path, processes: str
+) -> None:
+    """Whether the target is validated in the run's own process or aside (while it finishes)."""
     suite = """\
 version: 1
 side: target
@@ -417,7 +432,7 @@ expectations:
     result = CliRunner().invoke(
         main,
         ["run", "all", "-p", str(folder), "--no-search-index"],
-        env=env(small_estate, target),
+        env={**env(small_estate, target), "CONTINUITY_PROCESSES": processes},
     )
     assert result.exit_code == 1, result.output
     assert "run failed: target validation:" in result.output
