@@ -201,7 +201,9 @@ def _chunks(items: Iterable[Any]) -> Iterator[list[Any]]:
 class Prior:
     """The state an earlier run left for one entity, read as the increment asks."""
 
-    def __init__(self, url: str, entity: str) -> None:
+    def __init__(self, url: str, entity: str, kept: Mapping[str, Any] | None = None) -> None:
+        """``kept``: the state's checkpoint (what :func:`write` returned), if it says how many
+        records the state holds and how many count toward each forename."""
         self.entity = entity
         self.engine = engine_for(url)
         self.state = _META.tables[STATE]
@@ -209,7 +211,9 @@ class Prior:
         self.lookups = _META.tables[LOOKUPS]
         self._conn: sa.Connection | None = None
         self._resolved: dict[str, Resolved | None] = {}
-        self._count: int | None = None
+        kept = kept or {}
+        self._count: int | None = kept.get("records")
+        self._forenames: dict[str, int] | None = kept.get("forenames")
 
     def _c(self) -> sa.Connection:
         if self._conn is None:
@@ -280,6 +284,8 @@ class Prior:
         }
 
     def forename_counts(self) -> Counter[str]:
+        if self._forenames is not None:
+            return Counter(self._forenames)
         t = self.state.c
         query = (
             sa.select(t.forename, sa.func.count())
@@ -347,10 +353,15 @@ def write(
     read: Mapping[str, Kept],
     part: Part | None,
     lookups: Mapping[str, tuple[Mapping[int, int], Mapping[int, int] | None]],
-) -> None:
+) -> dict[str, Any]:
     """Keep ``entity``'s resolution state: all of it after a full resolution, the part's
-    records (and the gone ones' removal) after a delta's. In the caller's transaction."""
+    records (and the gone ones' removal) after a delta's. In the caller's transaction.
+
+    Returns what the state's checkpoint keeps beside it: how many records it holds and how
+    many count toward each forename in use (:class:`Prior` reads them there, not by counting
+    every row)."""
     identities = resolver.identities()
+    counts: Counter[str] = Counter()
     if part is None:
         for table in TABLES:
             tx.execute(f"DELETE FROM {table} WHERE entity = ?", [entity])
@@ -373,12 +384,15 @@ def write(
         assert where is not None
         digest, looked, seen = read[identity]
         forename, surname, dob = resolver.seen(identity)
+        counted = resolver.counted_forename(identity) is not None
+        if counted and part is None:
+            counts[forename[:100]] += 1
         row = (
             digest,
             resolver.component(identity),
             forename[:100] or None,
             surname[:200] or None,
-            int(resolver.counted_forename(identity) is not None),
+            int(counted),
             int(not dob),
             seen,
             json.dumps(sorted(looked)),
@@ -406,6 +420,9 @@ def write(
             tx.upsert(
                 LOOKUPS, [(entity, short, h, d) for h, d in changed[start : start + WRITE_EVERY]]
             )
+    if part is not None:
+        return {"records": part.total, "forenames": dict(sorted(part.forenames.items()))}
+    return {"records": len(identities), "forenames": dict(sorted(counts.items()))}
 
 
 def _write_keys(
@@ -521,6 +538,8 @@ class Part:
     old_keys: dict[str, set[int]] = field(default_factory=dict)
     #: the changed records' dependency keys now (blocks, PNC ID, name; not their look-ups')
     new_keys: dict[str, set[int]] = field(default_factory=dict)
+    #: how many records, in the part or not, count toward each forename now
+    forenames: Counter[str] = field(default_factory=Counter)
 
     def __contains__(self, identity: object) -> bool:
         return identity in self.resolver
@@ -689,4 +708,5 @@ def resolve_part(
         {i: rows[i] for i in part | gone if i in rows},
         old_keys,
         new_keys,
+        +counts,
     )

@@ -1074,7 +1074,8 @@ class WaveRunner:
             return None
         decisions = self._decisions.get(spec.entity, {})
         meta = loader.checkpoint(resolution_state.checkpoint_name(spec.entity)) or {}
-        if meta != self._state_meta(spec):
+        expected = self._state_meta(spec)
+        if {k: meta.get(k) for k in expected} != expected:
             return None
         prefixes = [(s, f"{s.mapping.source}|{s.mapping.table}|") for s in steps]
         wanted: set[str] = set()
@@ -1083,7 +1084,7 @@ class WaveRunner:
             table = (s.mapping.source, s.mapping.table or "")
             wanted |= {prefix + k for k in found.keys(*table)}
             deleted |= {prefix + k for k in found.deleted.get(table, ())}
-        prior = resolution_state.Prior(self.project.target.location, spec.entity)
+        prior = resolution_state.Prior(self.project.target.location, spec.entity, meta)
         total = prior.count()
         if total == 0 or len(wanted) + len(deleted) > resolution_state.WHOLE_ABOVE * total:
             prior.close()
@@ -1179,8 +1180,10 @@ class WaveRunner:
                 tx.set_checkpoint(name, {"kept": False})
                 continue
             resolver, read, part = kept
-            resolution_state.write(tx, spec.entity, resolver, read, part, self._lookup_state(spec))
-            tx.set_checkpoint(name, self._state_meta(spec))
+            held = resolution_state.write(
+                tx, spec.entity, resolver, read, part, self._lookup_state(spec)
+            )
+            tx.set_checkpoint(name, {**self._state_meta(spec), **held})
 
     def _lookups_of(self, step: Step) -> list[tuple[str, list[str]]]:
         """The lookups a step's fields make: (resource name, the columns looked up by)."""

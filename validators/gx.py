@@ -215,7 +215,7 @@ class GX:
             element_count=result.get("element_count"),
             unexpected_count=result.get("unexpected_count"),
             missing_count=result.get("missing_count"),
-            observed=_plain(observed) if not isinstance(observed, dict | list) else observed,
+            observed=_plain(observed),
             examples=tuple(_plain(v) for v in (result.get("partial_unexpected_list") or [])[:10]),
             keys=tuple(keys) if keys is not None else None,
         )
@@ -227,7 +227,15 @@ def _one_line(message: Any) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """A numpy or pandas scalar as the Python value a database driver would have given."""
+    """A numpy or pandas scalar as the Python value a database driver would have given; GX's
+    own text types as text, in lists and dicts too (an outcome crosses processes: it holds
+    nothing that needs GX to be read)."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value) if type(value) in (list, tuple) else value
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
     item = getattr(value, "item", None)
     if callable(item) and not isinstance(value, str | bytes):
         with contextlib.suppress(TypeError, ValueError):

@@ -231,9 +231,11 @@ def reach_of(spec: ExpectationSpec) -> tuple[str, str, str] | None:
     """(column, other table, other column) of an expectation whose verdict on a row changes
     only with the row and with the rows of the other table holding its value (its class's
     ``reaches``, a reference): None for any other."""
-    from validators.expectations import LIBRARY
-
-    names = getattr(LIBRARY.get(spec.name), "reaches", None)
+    try:
+        cls = gx.expectation_class(spec.name)
+    except KeyError:
+        return None
+    names = getattr(cls, "reaches", None)
     if names is None:
         return None
     column, table, other = (spec.arguments.get(n) for n in names)

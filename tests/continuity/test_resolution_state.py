@@ -62,7 +62,9 @@ def _resolve(population: dict[str, list[Any]]) -> Resolver:
     return r
 
 
-def _keep(loader: Any, resolver: Resolver, population: dict[str, list[Any]], part: Any) -> None:
+def _keep(
+    loader: Any, resolver: Resolver, population: dict[str, list[Any]], part: Any
+) -> dict[str, Any]:
     read = {
         i: (
             resolution_state.digest_of(population[i], set()),
@@ -72,7 +74,7 @@ def _keep(loader: Any, resolver: Resolver, population: dict[str, list[Any]], par
         for i in resolver.identities()
     }
     with loader.transaction() as tx:
-        resolution_state.write(tx, "person", resolver, read, part, {})
+        return resolution_state.write(tx, "person", resolver, read, part, {})
 
 
 @pytest.mark.parametrize("seed", range(int(__import__("os").environ.get("SEEDS", "12"))))
@@ -105,13 +107,21 @@ def test_the_part_a_change_reaches_resolves_as_every_record_would(
             for identity in part.resolver.identities():
                 assert part.resolver.component(identity) == whole.component(identity)
             resolved_again.append(len(part.resolver))
-            _keep(loader, part.resolver, population, part)
+            held = _keep(loader, part.resolver, population, part)
         finally:
             part.prior.close()
-        # The state the delta kept is the one a full resolution keeps.
+        # The state the delta kept is the one a full resolution keeps, and so are the counts
+        # its checkpoint keeps (the next delta reads them there).
         fresh_url, fresh = _state(tmp_path / f"fresh{_round}", population)
         fresh.close()
         assert _rows(url) == _rows(fresh_url)
+        assert held == _keep_counts(population)
+        counting = resolution_state.Prior(url, "person")  # (none kept: it counts the rows)
+        try:
+            assert held["forenames"] == dict(counting.forename_counts())
+            assert held["records"] == counting.count()
+        finally:
+            counting.close()
     loader.close()
     assert min(resolved_again) < len(population)  # a part, not everything
 
@@ -138,6 +148,19 @@ def test_a_record_read_again_unchanged_is_not_resolved_again(tmp_path: Path) -> 
         assert part.resolved(alone) == whole.resolved(alone) is not None
     finally:
         part.prior.close()
+
+
+def _keep_counts(population: dict[str, list[Any]]) -> dict[str, Any]:
+    """What a full resolution's write of ``population`` returns for its checkpoint."""
+    metadata = MetaData()
+    resolution_state.add_tables(metadata)
+    loader = open_loader("sql", "sqlite://", metadata)
+    try:
+        engine = loader.engine  # type: ignore[attr-defined]
+        create_tables(engine, metadata)
+        return _keep(loader, _resolve(population), population, None)
+    finally:
+        loader.close()
 
 
 def _rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
