@@ -255,6 +255,18 @@ class ReferencesExistingRow(ColumnMapMetricProvider):
     def _sqlalchemy(
         cls, column: Any, referenced_table: str, referenced_column: str, **_: Any
     ) -> Any:
+        if _a_query(_.get("_table")) and _leads_an_index(
+            _["_sqlalchemy_engine"], referenced_table, referenced_column
+        ):
+            # Some rows (a delta's): each value looked up by the referenced table's index,
+            # not compared with a list of all its values that each of GX's queries would build
+            # again. (Renamed, so that the unqualified outer column cannot name it.)
+            values: Any = (
+                sa.select(sa.column(referenced_column).label("continuity_referenced"))
+                .select_from(sa.table(referenced_table))
+                .subquery("continuity_references")
+            )
+            return sa.exists().where(values.c.continuity_referenced == column)
         referenced: Any = sa.column(referenced_column)
         # one NULL among the referenced values would make every unmatched IN NULL (not false)
         target: Any = sa.select(referenced).select_from(sa.table(referenced_table))
@@ -276,6 +288,12 @@ class ExpectColumnValuesToReferenceExistingRows(ColumnMapExpectation):
     map_metric: ClassVar[str] = "column_values.reference_existing_row"
     success_keys: ClassVar[tuple[str, ...]] = ("mostly", "referenced_table", "referenced_column")
     args_keys: ClassVar[tuple[str, ...]] = ("column", "referenced_table", "referenced_column")
+
+
+def _a_query(selectable: Any) -> bool:
+    """Whether GX's batch is a query's rows (a delta's, a filter's), not a whole table: over
+    a whole table a look-up per row costs more than one list of the referenced values."""
+    return isinstance(getattr(selectable, "element", None), sa.TextualSelect)
 
 
 @functools.lru_cache(maxsize=64)

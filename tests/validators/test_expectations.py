@@ -62,6 +62,15 @@ links = Table(
     Column("person_id", String(8)),
     Column("role", String(10)),
 )
+#: the same people, looked up by an index on their id (a reference is then found per row)
+indexed_people = Table(
+    "indexed_people",
+    meta,
+    Column("person_id", String(8), index=True),
+    Column("dob", Date),
+    Column("dob_estimated", Boolean),
+    Column("postcode", String(10)),
+)
 #: the same links, looked up by an index on the crime (a victim is then found per row)
 indexed_links = Table(
     "indexed_links",
@@ -156,6 +165,7 @@ ROWS: dict[Table, list[dict[str, Any]]] = {
 
 
 ROWS[indexed_links] = ROWS[links]
+ROWS[indexed_people] = ROWS[people]
 
 
 def load(url: str) -> str:
@@ -341,6 +351,30 @@ def test_a_victim_is_looked_up_per_row_only_through_an_index(url: str) -> None:
         assert not _leads_an_index(engine, "no_such_table", "crime_id")
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("referenced", ["people", "indexed_people"])
+def test_a_reference_on_a_querys_rows_finds_the_dangling_ones(
+    engine: gx.GX, url: str, referenced: str
+) -> None:
+    """Some rows (a query: a delta's) look each value up where the referenced column leads an
+    index; the same dangling link is found either way, and a NULL among the referenced
+    values changes nothing."""
+    batch = engine.query(url, "SELECT * FROM links WHERE link_id IN ('l1', 'l2', 'l3', 'l4')")
+    arguments = {
+        "column": "person_id",
+        "referenced_table": referenced,
+        "referenced_column": "person_id",
+    }
+    outcome = engine.validate(
+        batch,
+        gx.build("expect_column_values_to_reference_existing_rows", arguments),
+        "COMPLETE",
+        ["link_id"],
+    )
+    assert outcome.error is None
+    assert outcome.keys == (("l3",),)
+    assert outcome.unexpected_count == 1
 
 
 def test_row_level_library_works_on_in_flight_rows(engine: gx.GX) -> None:
