@@ -623,7 +623,7 @@ def resolve_part(
     for identity in changed:
         f = now.counted_forename(identity)
         if f is not None:
-            counts[f] += 1
+            counts[f[:100]] += 1  # (as the state keeps it)
     in_use = names_in_use(+counts)
     flipped = was ^ in_use
     # Records reviewers decided on, where resolution holds them.

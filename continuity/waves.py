@@ -756,7 +756,12 @@ class WaveRunner:
                     },
                 )
             resolver.finish()
-            self._sources_checked()  # (nothing is written before the sources' verdict)
+            try:
+                self._sources_checked()  # (nothing is written before the sources' verdict)
+            except BaseException:
+                if part is not None:
+                    part.prior.close()
+                raise
             if resolver.merged_after:
                 self.merged_after[spec.entity] = list(resolver.merged_after)
             if self._changes is not None and not self._scoped:
@@ -1342,6 +1347,9 @@ class WaveRunner:
                     step.spec.entity: {column: set() for column in self._watched(step.spec)}
                     for step in self.steps
                 }
+            if self._quarantine_reaches_resolution():
+                # (what resolution reads leaves out the records the suites hold back)
+                self._sources_checked()
             with clock("person resolution"):
                 self._resolve(keys, progress, None if dry_run else run_id)
             self._sources_checked()
@@ -1397,9 +1405,6 @@ class WaveRunner:
                             "merged_after_the_fact": {e: len(t) for e, t in self._retired.items()},
                             "rows_deleted": retired,
                         }
-                judge_target = None
-                if self.validate and not dry_run and target.loader == "sql":
-                    judge_target = self._check_target(run_id)
                 if not dry_run:
                     with clock("finishing"), loader.transaction() as tx:
                         tx.set_checkpoint(
@@ -1410,9 +1415,11 @@ class WaveRunner:
                             self._keep_states(tx)
                             if self.validate:  # the suites every source row has met
                                 tx.set_checkpoint(VALIDATED, {"suites": self._validated_digest()})
-                if judge_target is not None:
+                if self.validate and not dry_run and target.loader == "sql":
+                    # (in the run's own process: one forked now would copy the run's memory
+                    # as it finishes)
                     with clock("target validation"):
-                        judge_target(summary, loader)
+                        self._validate_target(summary, run_id, loader)
             except BaseException as exc:
                 if ledger is not None:
                     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -1531,7 +1538,11 @@ class WaveRunner:
         def verdict(done: Any) -> None:
             into["source"] = self._judge_sources(done, run_id, dry_run)
 
-        if can_fork():
+        if can_fork() and any(s.side == "source" for s in self._suites):
+            # The forked process opens its own connections: none of this one's may cross.
+            for extractor in self.extractors.values():
+                extractor.close()
+            self.extractors.clear()
             aside = Aside(
                 lambda: self._run_source_suites(run_id, dry_run, rows), "source validation"
             )
@@ -1540,6 +1551,21 @@ class WaveRunner:
         else:
             with clock("source validation"):
                 verdict(self._run_source_suites(run_id, dry_run, rows))
+
+    def _quarantine_reaches_resolution(self) -> bool:
+        """Whether a source suite holds back rows of a table persons are resolved from: the
+        records resolution reads leave those out, so it waits for the sources' verdict."""
+        resolved = {
+            (s.mapping.source, s.mapping.table or s.mapping.as_table)
+            for s in self.steps
+            if s.spec.resolve is not None
+        }
+        return any(
+            s.side == "source"
+            and (s.source, s.table) in resolved
+            and any(e.severity == "quarantine" for e in s.expectations)
+            for s in self._suites
+        )
 
     def _sources_checked(self) -> None:
         """Wait for the sources' verdict, if they are validated aside: raise ValidationError
@@ -1604,21 +1630,6 @@ class WaveRunner:
             "validation_id": done.validation_id,
         }
 
-    def _check_target(self, run_id: str) -> Callable[[RunSummary, Loader], None]:
-        """Validate the target once the wave's rows are in (:meth:`_validate_target`); when
-        the run may use more than one process, in a forked one while the run finishes (its
-        state and fingerprints are no rows the suites judge). The callable returned waits for
-        the verdict and records it."""
-        if not can_fork() or not any(s.side == "target" for s in self._suites):
-            return lambda summary, loader: self._validate_target(summary, run_id, loader)
-        aside = Aside(lambda: self._run_target_suites(run_id), "target validation")
-        self._asides.append(aside)
-
-        def verdict(summary: RunSummary, loader: Loader) -> None:
-            self._judge_target(aside.result(), summary, loader)
-
-        return verdict
-
     def _validate_target(self, summary: RunSummary, run_id: str, loader: Loader) -> None:
         """Validate the target after the wave: a critical failure marks the run failed."""
         self._judge_target(self._run_target_suites(run_id), summary, loader)
@@ -1638,9 +1649,12 @@ class WaveRunner:
         if self._written and (self._target_validated or {}).get("suites") == digest:
             for entity, written in self._written.items():
                 table = self.metadata.tables[entity]
+                at = primary_key_indexes(table)
+                if not at:
+                    continue  # (no key: every row is judged)
                 # (of a table keyed by several columns, the rows sharing the first key column's
                 # values with the rows written: more rows than those, which met the suites)
-                first = table.columns[primary_key_indexes(table)[0]].name
+                first = table.columns[at[0]].name
                 rows[("target", entity)] = (first, sorted(written[first]))
             changed = TargetChanges(
                 written=self._written,

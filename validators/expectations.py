@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import functools
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -296,10 +295,20 @@ def _a_query(selectable: Any) -> bool:
     return isinstance(getattr(selectable, "element", None), sa.TextualSelect)
 
 
-@functools.lru_cache(maxsize=64)
+#: (database URL, table, column) -> whether the column leads an index (see _leads_an_index)
+_LEADING: dict[tuple[str, str, str], bool] = {}
+
+
 def _leads_an_index(engine: Any, table: str, column: str) -> bool:
     """Whether ``column`` is the first column of ``table``'s primary key or of an index (in
-    the database ``engine`` reads)."""
+    the database ``engine`` reads); asked once per database and run."""
+    at = (str(engine.url), table, column)
+    if at not in _LEADING:
+        _LEADING[at] = _index_led_by(engine, table, column)
+    return _LEADING[at]
+
+
+def _index_led_by(engine: Any, table: str, column: str) -> bool:
     try:
         found = sa.inspect(engine)
         leading = [found.get_pk_constraint(table).get("constrained_columns") or []]

@@ -139,8 +139,13 @@ def validate(
                 where = f"{c.suite.source or side}.{c.suite.table}"
                 if data.rows_query is not None:
                     result.scope[where] = data.rows
-                for (column, _, _), (_, values) in data.reaching.items():
-                    result.scope[f"{where}.{column}"] = values
+                for spec, expectation, row_level in c.expectations:
+                    reach = _reach(spec, row_level)
+                    judged = data.rows_query is not None and _judges_rows(
+                        spec, expectation, row_level
+                    )
+                    if reach is not None and reach in data.reaching and not judged:
+                        result.scope[f"{where}.{reach[0]}"] = data.reaching[reach][1]
             result.findings += found
     finally:
         if own:
