@@ -1,7 +1,10 @@
 """Run a command and measure its wall time and the peak memory of its whole process tree.
 
 ``ru_maxrss`` reports only the largest single process; Continuity's commands run worker
-processes, so the tree's resident memory is summed, sampled every 50 ms from /proc.
+processes, so the tree's memory is summed, sampled every 50 ms from /proc. Each process counts
+its proportional set size (PSS: a page shared by n processes counts 1/n in each), not its
+resident set: a forked worker shares its parent's pages, which a sum of resident sets would
+count twice. Where the kernel gives no PSS, the resident set is summed.
 """
 
 from __future__ import annotations
@@ -35,6 +38,17 @@ def _tree(pid: int) -> list[int]:
     return pids
 
 
+def _memory_kb(pid: int) -> int:
+    """A process's proportional set size in kB (its resident set where there is none)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return _rss_kb(pid)
+
+
 def _rss_kb(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -61,7 +75,7 @@ def run(argv: list[str], env: dict[str, str] | None = None) -> Measurement:
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, sum(_rss_kb(p) for p in _tree(proc.pid)))
+            peak = max(peak, sum(_memory_kb(p) for p in _tree(proc.pid)))
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
