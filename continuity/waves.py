@@ -533,7 +533,6 @@ class WaveRunner:
         self._digests: dict[tuple[str, str | None, tuple[str, ...] | None], str | None] = {}
         #: the sources' validation running aside, and what to do with its verdict
         self._checking_sources: tuple[Aside[Any], Callable[[Any], None], _Clock] | None = None
-        self._asides: list[Aside[Any]] = []  # work running aside (stopped if the run fails)
 
     # -- pieces ------------------------------------------------------------------------------
 
@@ -1244,10 +1243,8 @@ class WaveRunner:
 
     def close(self) -> None:
         if self._checking_sources is not None:  # the run failed before it needed the verdict
+            self._checking_sources[0].cancel()
             self._checking_sources = None
-        for aside in self._asides:
-            aside.cancel()
-        self._asides.clear()
         for ex in self.extractors.values():
             ex.close()
         self.extractors.clear()
@@ -1546,7 +1543,6 @@ class WaveRunner:
             aside = Aside(
                 lambda: self._run_source_suites(run_id, dry_run, rows), "source validation"
             )
-            self._asides.append(aside)
             self._checking_sources = (aside, verdict, clock)
         else:
             with clock("source validation"):
@@ -1631,17 +1627,12 @@ class WaveRunner:
         }
 
     def _validate_target(self, summary: RunSummary, run_id: str, loader: Loader) -> None:
-        """Validate the target after the wave: a critical failure marks the run failed."""
-        self._judge_target(self._run_target_suites(run_id), summary, loader)
-
-    def _run_target_suites(self, run_id: str) -> Any:
-        """The target's validation (a ``continuity.validation.Validation``, None without
-        suites), recorded in the work store.
+        """Validate the target after the wave: a critical failure marks the run failed.
 
         A delta's row-level expectations judge the rows it wrote, when every other row met
         the same suites after the last run (the checkpoint ``validated:target``, kept only
         while the target passes)."""
-        from continuity.validation import TargetChanges, run_validation
+        from continuity.validation import TargetChanges, run_validation, stop_message
 
         digest = self._validated_digest("target")
         rows: dict[tuple[str, str], tuple[str, list[str]]] = {}
@@ -1666,7 +1657,7 @@ class WaveRunner:
                 },
                 tables=frozenset(self.metadata.tables),
             )
-        return run_validation(
+        done = run_validation(
             self.project,
             "target",
             run_id=run_id,
@@ -1675,15 +1666,8 @@ class WaveRunner:
             rows=rows,
             changed=changed,
         )
-
-    def _judge_target(self, done: Any, summary: RunSummary, loader: Loader) -> None:
-        """A critical failure marks the run failed; the checkpoint ``validated:target`` says
-        whether every row now meets the suites."""
-        from continuity.validation import stop_message
-
         if done is None:
             return
-        digest = self._validated_digest("target")
         result = done.result
         summary.validation["target"] = {
             "ok": result.ok,

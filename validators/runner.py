@@ -135,17 +135,10 @@ def validate(
             if data.batches is not None:
                 found = _in_flight(engine, c, data, on_expectation)
             else:
-                found = _in_database(engine, c, data, on_expectation)
                 where = f"{c.suite.source or side}.{c.suite.table}"
+                found = _in_database(engine, c, data, on_expectation, result.scope, where)
                 if data.rows_query is not None:
                     result.scope[where] = data.rows
-                for spec, expectation, row_level in c.expectations:
-                    reach = _reach(spec, row_level)
-                    judged = data.rows_query is not None and _judges_rows(
-                        spec, expectation, row_level
-                    )
-                    if reach is not None and reach in data.reaching and not judged:
-                        result.scope[f"{where}.{reach[0]}"] = data.reaching[reach][1]
             result.findings += found
     finally:
         if own:
@@ -181,7 +174,11 @@ def _in_database(
     c: Compiled,
     data: Data,
     on_expectation: Callable[[Suite, ExpectationSpec], None] | None,
+    scope: dict[str, int],
+    where: str,
 ) -> list[Finding]:
+    """Each expectation judged by the database; a reference judging only ``Data.reaching``'s
+    rows says so in ``scope`` (``where.column`` -> values)."""
     assert data.url is not None
     try:
         if data.query is not None:
@@ -207,6 +204,7 @@ def _in_database(
             )
         elif reach is not None and reach in data.reaching:
             query, values = data.reaching[reach]
+            scope[f"{where}.{reach[0]}"] = values
             outcome = (
                 engine.validate(
                     engine.query(data.url, query), expectation, spec.result_format, c.suite.key

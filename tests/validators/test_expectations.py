@@ -62,24 +62,20 @@ links = Table(
     Column("person_id", String(8)),
     Column("role", String(10)),
 )
-#: the same people, looked up by an index on their id (a reference is then found per row)
-indexed_people = Table(
-    "indexed_people",
-    meta,
-    Column("person_id", String(8), index=True),
-    Column("dob", Date),
-    Column("dob_estimated", Boolean),
-    Column("postcode", String(10)),
-)
-#: the same links, looked up by an index on the crime (a victim is then found per row)
-indexed_links = Table(
-    "indexed_links",
-    meta,
-    Column("link_id", String(8)),
-    Column("crime_id", String(8), index=True),
-    Column("person_id", String(8)),
-    Column("role", String(10)),
-)
+
+
+def _indexed(table: Table, column: str) -> Table:
+    """A copy of ``table`` (``indexed_`` + its name, the same rows) with an index on
+    ``column``: a reference or a victim is then looked up per row."""
+    return Table(
+        f"indexed_{table.name}",
+        meta,
+        *(Column(c.name, c.type, index=c.name == column) for c in table.columns),
+    )
+
+
+indexed_people = _indexed(people, "person_id")
+indexed_links = _indexed(links, "crime_id")
 warnings_ = Table(
     "warnings",
     meta,
@@ -116,7 +112,6 @@ ROWS: dict[Table, list[dict[str, Any]]] = {
         {"link_id": "l4", "crime_id": "c6", "person_id": None, "role": "REPORTER"},
         {"link_id": "l5", "crime_id": None, "person_id": "p1", "role": "VICTIM"},
     ],
-    indexed_links: [],  # (links' rows, below)
     warnings_: [
         {
             "warning_id": "w1",
