@@ -154,6 +154,8 @@ class TableRead:
     parents: list[tuple[str, str, tuple[int, ...]]] = field(default_factory=list)
     #: the older copies this table's records are newer copies of (``copy_of``), as parents
     copies: list[tuple[str, str, tuple[int, ...]]] = field(default_factory=list)
+    #: each of its mappings' filters in this wave (``where`` is any of them)
+    filters: frozenset[str | None] = frozenset()
 
 
 @dataclass
@@ -168,6 +170,12 @@ class Changes:
     moved: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     #: "source.table" -> {added, changed, related, deleted, unchanged}
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: (source, table) -> (key, its mappings' filters) of the tables read in which every row's
+    #: key had no null part and a text no other row's had: nor has any mapping's selection of
+    #: them, all read (:meth:`WaveRunner._key_problems` asks the database no more)
+    unique: dict[tuple[str, str], tuple[tuple[str, ...], frozenset[str | None]]] = field(
+        default_factory=dict
+    )
 
     def count(self, source: str, table: str, what: str, n: int = 1) -> None:
         found = self.counts.setdefault(
@@ -222,6 +230,7 @@ def table_reads(runner: WaveRunner) -> list[TableRead]:
             _any([sel.where for sel in selections]),
             _any([s.mapping.where for s in steps]),
             any(runner.scope_of(s) for s in steps),
+            filters=frozenset(sel.where for sel in selections),
         )
         for s in steps:
             c = s.mapping.copy_of
@@ -431,6 +440,8 @@ class Detector:
         """Count and write one table's findings; return the parents of its changed records."""
         source, table = read.source, read.table
         self.changes.count(source, table, "unchanged", scan.unchanged)
+        if scan.unique:
+            self.changes.unique[(source, table)] = (read.key, read.filters)
         for key, h, fp, found in zip(
             scan.keys, scan.hashes.tolist(), scan.prints.tolist(), scan.found.tolist(), strict=True
         ):
@@ -469,6 +480,8 @@ class TableScan:
     found: np.ndarray[Any, Any]  # in the baseline (changed), or not (added)
     parents: list[tuple[str, str, str]]  # of changed records, and newer copies of changed ones
     unseen: np.ndarray[Any, Any]  # key hashes of the baseline the read did not meet
+    #: every row's key had no null part and a text no other row's had
+    unique: bool = False
 
 
 @dataclass(frozen=True)
@@ -507,12 +520,17 @@ class _ScanJob:
         keys: list[str] = []
         parts: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
         parents: list[tuple[str, str, str]] = []
+        every: list[np.ndarray[Any, Any]] = []  # every row's key hash (8 bytes a row)
+        nulls = False
         for batch in extractor.batches(selection, 10_000):
             if width == 1:
                 batch_keys = ["" if row[0] is None else str(row[0]) for row in batch]
+                nulls = nulls or any(row[0] is None for row in batch)
             else:
                 batch_keys = [key_text(row[:width]) for row in batch]
+                nulls = nulls or any(v is None for row in batch for v in row[:width])
             kh = key_hashes(batch_keys)
+            every.append(kh)
             fp = fingerprint.many(batch)
             if n:
                 at = np.minimum(np.searchsorted(hashes, kh), n - 1)
@@ -548,7 +566,9 @@ class _ScanJob:
             for p, t in zip(parts, (np.int64, np.int64, bool), strict=True)
         )
         unseen = hashes[~seen] if n else hashes
-        return TableScan(rows, unchanged, keys, kh_all, fp_all, found_all, parents, unseen)
+        met = np.sort(np.concatenate(every)) if every else np.zeros(0, dtype=np.int64)
+        unique = not nulls and not bool((met[1:] == met[:-1]).any())
+        return TableScan(rows, unchanged, keys, kh_all, fp_all, found_all, parents, unseen, unique)
 
 
 def _scan_in_worker(

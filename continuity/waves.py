@@ -59,6 +59,10 @@ QUARANTINE = "migration_quarantine"
 DELETION = "migration_deletion"
 #: Keys asked for per read by a delta (bound parameters: SQLite allows 32,766 in a statement).
 KEYS_PER_READ = 5_000
+#: Moved keys asked for per read of the rows referring to them, over all the references a
+#: step reads: each such read scans the table (the referring column has no index), so it asks
+#: for as many as one statement can bind.
+MOVED_PER_READ = 30_000
 EXCLUSION = "migration_exclusion"
 #: The gazetteer's columns as ``Gazetteer.add`` takes them, and their default names.
 GAZETTEER_COLUMNS = {
@@ -1985,6 +1989,7 @@ class WaveRunner:
         # the extractor could filter, so memory holds those rows alone.
         wanted = set(ordered)  # read above already
         moved = [(at[0], sorted(keys)) for at, keys in moved_refs]
+        size = max(size, MOVED_PER_READ // len(moved))
         # each moved key's batch; a row is read in the first batch naming any key it refers to
         part_of = [(at, {k: i // size for i, k in enumerate(keys)}) for at, keys in moved]
         parts = max((len(keys) + size - 1) // size for _, keys in moved)
@@ -2099,6 +2104,8 @@ class WaveRunner:
         m = step.mapping
         memo_key = (m.source, selection.table, selection.query, selection.key, selection.where)
         found = self._problems.get(memo_key)
+        if found is None and self._keys_unique(step, selection):
+            found = self._problems[memo_key] = ({}, [])
         if found is None:
             bad: dict[tuple[Any, ...], str] = {}
             nulls: list[tuple[str, str, str, str]] = []
@@ -2115,6 +2122,21 @@ class WaveRunner:
             bad = {**invalid[1], **bad}  # a duplicate key's reason is the more basic one
         # The quarantine rows name this step's table (as_table): rebuilt for it.
         return bad, [(m.source, m.as_table, k, r) for _, _, k, r in nulls]
+
+    def _keys_unique(self, step: Step, selection: Selection) -> bool:
+        """Whether change detection, reading every row of this selection (and maybe more),
+        met every key once and none with a null part: then the database has no key problem to
+        tell (as of that read, as a grouping query would have been as of its own)."""
+        m = step.mapping
+        found = self._changes
+        if found is None or selection.table is None or selection.query is not None:
+            return False
+        key, filters = found.unique.get((m.source, selection.table), ((), frozenset()))
+        return (
+            key == tuple(selection.key)
+            and selection.where in filters
+            and self.extractor(m.source).keys_equal_as_text(selection)
+        )
 
     def _map(
         self,

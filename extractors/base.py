@@ -217,6 +217,12 @@ class Extractor(ABC):
                 counts[row] = counts.get(row, 0) + 1
         yield from problems_from_counts(key, counts.items())
 
+    def keys_equal_as_text(self, selection: Selection) -> bool:
+        """Whether the source holds two rows' keys for one key exactly when their texts
+        (``key_text``) are one: then a reader that met every key's text once knows that
+        :meth:`key_problems` would find nothing. False (the default) where unsure."""
+        return False
+
     def content_digest(self, selection: Selection) -> str | None:
         """A digest that changes whenever what :meth:`batches` delivers for ``selection`` may,
         if one costs far less than reading the rows (a file's bytes); None where it does not

@@ -72,6 +72,7 @@ class SqlExtractor(Extractor):
         self.dialect = self.engine.dialect
         self._columns: dict[tuple[str, str], list[str]] = {}
         self._key_types: dict[tuple[str, str], str | None] = {}
+        self._text_keys: dict[tuple[str, tuple[str, ...]], bool] = {}
 
     # -- the source ----------------------------------------------------------------------------
 
@@ -284,6 +285,41 @@ class SqlExtractor(Extractor):
                 while found := self._fetch(cursor, selection, 10_000):
                     for row in found:
                         yield problem(key, tuple(row[:-1]), int(row[-1]))
+
+    def keys_equal_as_text(self, selection: Selection) -> bool:
+        """True on SQLite and PostgreSQL for a table whose key columns are declared text (no
+        collation of their own) or whole numbers: equal there means the same text. Not on
+        MariaDB, whose usual collations hold ``abc`` and ``ABC `` for one value; nor for an
+        untyped SQLite column, where the integer 1 and the real 1.0 are one value."""
+        if selection.table is None or self.dialect.name not in ("sqlite", "postgresql"):
+            return False
+        at = (selection.table, tuple(selection.key))
+        if at not in self._text_keys:
+            columns = sa.inspect(self.engine).get_columns(selection.table, schema=self.schema)
+            types = {c["name"]: c["type"] for c in columns}
+            self._text_keys[at] = not self._sqlite_collates(selection.table) and all(
+                isinstance(t, sa.Integer)
+                or (
+                    isinstance(t, sa.String)
+                    and not isinstance(t, sa.Enum)
+                    and getattr(t, "collation", None) is None
+                )
+                for t in (types.get(k) for k in selection.key)
+            )
+        return self._text_keys[at]
+
+    def _sqlite_collates(self, table: str) -> bool:
+        """Whether a SQLite table declares a collation anywhere (which its reflected column
+        types do not show): then none of its columns is trusted to compare as text."""
+        if self.dialect.name != "sqlite":
+            return False
+        master = f"{self.schema}.sqlite_master" if self.schema else "sqlite_master"
+        with self.engine.connect() as conn:
+            declared = conn.execute(
+                sa.text(f"SELECT sql FROM {master} WHERE type = 'table' AND name = :name"),
+                {"name": table},
+            ).scalar()
+        return declared is None or "COLLATE" in str(declared).upper()
 
     def close(self) -> None:
         """Close the engine's pooled connections."""

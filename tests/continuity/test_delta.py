@@ -290,6 +290,60 @@ def test_an_update_in_place_is_migrated(migrated: Path, tmp_path: Path) -> None:
     _assert_clean(base)
 
 
+def test_a_delta_asks_the_source_for_key_problems_only_where_detection_met_one(
+    migrated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Change detection reads every key of every table: where it met each once, the delta does
+    not ask the database again (a grouping query over the whole table). A key held twice, or
+    a null key, is still asked for, and quarantined as before."""
+    from extractors.sql import SqlExtractor
+
+    base = _copy(migrated, tmp_path / "b")
+    (occurrence,), *_ = _sql(
+        base, "policeworks.sqlite", "SELECT occurrence_id FROM pw_occurrence ORDER BY 1"
+    )
+    _sql(
+        base,
+        "policeworks.sqlite",
+        "UPDATE pw_occurrence SET mo_text = 'changed' WHERE occurrence_id = ?",
+        (occurrence,),
+    )
+    (link,), *_ = _sql(base, "policeworks.sqlite", "SELECT link_id FROM pw_link ORDER BY 1")
+    _sql(
+        base,
+        "policeworks.sqlite",
+        "INSERT INTO pw_link SELECT link_id, from_type, from_id, to_type, to_id, 'VICTIM' "
+        "FROM pw_link WHERE link_id = ?",
+        (link,),
+    )
+    _sql(
+        base,
+        "policeworks.sqlite",
+        "INSERT INTO pw_intel (intel_id, grading, review_state, summary) "
+        "VALUES (NULL, 'B2', 'AWAITING_REVIEW', 'no key')",
+    )
+    asked: list[str] = []
+    real = SqlExtractor.key_problems
+
+    def counted(self: SqlExtractor, selection: Any) -> Any:
+        asked.append(selection.table)
+        return real(self, selection)
+
+    monkeypatch.setattr(SqlExtractor, "key_problems", counted)
+    summary = _delta(base)
+    assert summary.changes["policeworks.pw_occurrence"]["changed"] == 1
+    assert "pw_occurrence" not in asked
+    assert "pw_link" in asked and "pw_intel" in asked
+    quarantined = _product(
+        base,
+        "SELECT source_table, source_key, reason FROM migration_quarantine "
+        "WHERE source_table LIKE 'pw_link%' OR source_table = 'pw_intel' ORDER BY 1, 2",
+    )
+    assert link in {k for t, k, _ in quarantined if t.startswith("pw_link")}
+    assert any(t == "pw_intel" for t, _, _ in quarantined)
+    assert all("duplicate" in r or "null" in r or "no key" in r for _, _, r in quarantined)
+
+
 def test_a_change_in_a_child_only_migrates_its_parent_again(migrated: Path, tmp_path: Path) -> None:
     """A new alias and a corrected one: the aliases' nominals count as changed too."""
     base = _copy(migrated, tmp_path / "b")
@@ -617,6 +671,7 @@ def test_a_new_occurrence_linking_two_persons_migrated_apart_merges_them(
     _pw_person(base, "pw-c", "occ-2", str(dob)[:10], pnc)
     if keys_per_read is not None:  # keys, and moved keys, read one at a time
         monkeypatch.setattr("continuity.waves.KEYS_PER_READ", keys_per_read)
+        monkeypatch.setattr("continuity.waves.MOVED_PER_READ", keys_per_read)
     summary = _delta(base)
     assert summary.retired["merged_after_the_fact"] == {"person": 1}
     assert summary.resolution["person"]["merged_after"] == [

@@ -314,3 +314,35 @@ def test_matching_asks_for_rows_holding_those_values_in_any_column(url: str) -> 
         ex.close()
     with pytest.raises(ConfigError, match="read apart"):
         Selection(table="nominal", key=("ref",), keys=("N01",), matching=(("ref", ("N01",)),))
+
+
+def test_keys_are_equal_as_text_only_where_the_database_says_so(url: str) -> None:
+    """Text keys without a collation of their own and whole-number keys are one key exactly
+    when their texts are, on SQLite and PostgreSQL; a collated or a decimal key is not, nor
+    an untyped SQLite column (1 and 1.0 are one value there), nor any key on MariaDB, whose
+    usual collations hold ``abc`` and ``ABC `` for one."""
+    engine = sa.create_engine(url)
+    kinds = sa.MetaData()
+    collation = {"sqlite": "NOCASE", "postgresql": "C", "mysql": "utf8mb4_bin"}
+    sa.Table(
+        "kinds",
+        kinds,
+        sa.Column("collated", sa.String(10, collation=collation[engine.dialect.name])),
+        sa.Column("amount", sa.Numeric(10, 2)),
+    )
+    kinds.create_all(engine)
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE loose (k, v)"))
+    engine.dispose()
+    ex = open_extractor("sql", "legacy", url)
+    try:
+        plain = ex.keys_equal_as_text(Selection(table="nominal", key=("ref", "seq")))
+        assert plain is (not url.startswith("mysql"))
+        assert not ex.keys_equal_as_text(Selection(table="kinds", key=("collated",)))
+        assert not ex.keys_equal_as_text(Selection(table="kinds", key=("amount",)))
+        assert not ex.keys_equal_as_text(Selection(query="SELECT ref FROM nominal", key=("ref",)))
+        if url.startswith("sqlite"):
+            assert not ex.keys_equal_as_text(Selection(table="loose", key=("k",)))
+    finally:
+        ex.close()
