@@ -1029,7 +1029,10 @@ class WaveRunner:
             key_at = [source.columns.index(k) for k in m.key]
             if only is not None:
                 batches: Iterator[Sequence[tuple[Any, ...]]] = (
-                    rows for _, rows in self._keyed_reads(step, sorted(only[step.name]), 0)
+                    rows
+                    for _, rows in self._keyed_reads(
+                        step, sorted(only[step.name]), 0, key_index=key_at
+                    )
                 )
             else:
                 batches = iter(self.extractor(m.source).batches(whole, self.batch_size))
@@ -1909,10 +1912,11 @@ class WaveRunner:
         bad, nulls = self._key_problems(step, selection)
         out = BatchOut()
         # A delta asks the source for the records that changed, a batch of keys at a time
-        # (its checkpoint counts batches), then for the rows referring to records resolution
-        # moved; a full run, or a delta with rows referring to moved records by a key of more
-        # than one column, reads the whole selection in key order.
-        keyed = wanted is not None and len(m.key) == 1 and all(len(at) == 1 for at, _ in moved_refs)
+        # (its checkpoint counts batches; a key of several columns by its first), then for the
+        # rows referring to records resolution moved; a full run, or a delta with rows
+        # referring to moved records by a key of more than one column, reads the whole
+        # selection in key order.
+        keyed = wanted is not None and all(len(at) == 1 for at, _ in moved_refs)
         done_chunks = int(state.get("chunk", 0)) if state and state.get("run_id") == run_id else 0
         if after is None and done_chunks == 0:
             # Rows with a null key part, which neither the key-ordered read nor a read by keys
@@ -1977,11 +1981,28 @@ class WaveRunner:
         size = min(self.batch_size, KEYS_PER_READ)
         ex = self.extractor(step.mapping.source)
         chunks = (len(ordered) + size - 1) // size
+        key = step.mapping.key
         for number in range(done, chunks):
+            these = ordered[number * size : (number + 1) * size]
+            if len(key) == 1:
+                selection = dataclasses.replace(self.selection(step), keys=tuple(these))
+                yield number + 1, [row for batch in ex.batches(selection, size) for row in batch]
+                continue
+            # A key of several columns: the rows holding one of the keys' first parts, of
+            # which those with one of the keys are kept.
             selection = dataclasses.replace(
-                self.selection(step), keys=tuple(ordered[number * size : (number + 1) * size])
+                self.selection(step), matching=((key[0], _first_parts(these, len(key))),)
             )
-            yield number + 1, [row for batch in ex.batches(selection, size) for row in batch]
+            keep = set(these)
+            yield (
+                number + 1,
+                [
+                    row
+                    for batch in ex.batches(selection, size)
+                    for row in batch
+                    if key_text([row[i] for i in key_index]) in keep
+                ],
+            )
         if not moved_refs:
             return
         # The moved keys a batch at a time too (a statement binds so many values at most), each
@@ -2254,6 +2275,16 @@ class _Existing:
     def close(self) -> None:
         self.conn.close()
         self.engine.dispose()
+
+
+def _first_parts(keys: Sequence[str], width: int) -> tuple[str, ...]:
+    """The first parts of keys of ``width`` columns written as ``key_text`` (parts joined by
+    ``|``): every one a key could have where a part itself holds a ``|``."""
+    found: set[str] = set()
+    for k in keys:
+        parts = k.split("|")
+        found.update("|".join(parts[:i]) for i in range(1, len(parts) - width + 2))
+    return tuple(sorted(found))
 
 
 def run_wave(

@@ -344,6 +344,46 @@ def test_a_delta_asks_the_source_for_key_problems_only_where_detection_met_one(
     assert all("duplicate" in r or "null" in r or "no key" in r for _, _, r in quarantined)
 
 
+def test_a_delta_asks_for_changed_rows_of_a_key_of_several_columns_by_its_first(
+    migrated: Path, tmp_path: Path
+) -> None:
+    """A new crime-nominal link (keyed by crime, nominal and role) is asked of the database by
+    its crime number, not found by reading every link; it is migrated."""
+    base = _copy(migrated, tmp_path / "b")
+    (crime, role), *_ = _sql(
+        base, "legacy.sqlite", "SELECT CRIME_NO, ROLE FROM CRIME_NOMINAL ORDER BY 1"
+    )
+    (other,), *_ = _sql(
+        base,
+        "legacy.sqlite",
+        "SELECT NOMINAL_REF FROM NOMINAL WHERE NOMINAL_REF NOT IN (SELECT NOMINAL_REF FROM "
+        "CRIME_NOMINAL WHERE CRIME_NO = ?) ORDER BY 1",
+        (crime,),
+    )
+    _sql(base, "legacy.sqlite", "INSERT INTO CRIME_NOMINAL VALUES (?, ?, ?)", (crime, other, role))
+    summary = _delta(base)
+    assert summary.changes["legacy.CRIME_NOMINAL"]["added"] == 1
+    step = summary.steps["event_person<-legacy.CRIME_NOMINAL"]
+    assert step.read >= 1 and step.unchanged == 0
+    linked = _product(
+        base,
+        "SELECT count(*) FROM event_person l "
+        "JOIN migration_crosswalk e ON e.target_key = l.event_id AND e.source_table = 'CRIME' "
+        "JOIN migration_crosswalk p ON p.target_key = l.person_id "
+        "AND p.source_table = 'NOMINAL' WHERE e.source_key = ? AND p.source_key = ?",
+        (crime, other),
+    )
+    assert linked == [(1,)]
+    _assert_clean(base)
+
+
+def test_the_first_parts_of_keys_include_every_reading_of_a_bar_in_a_part() -> None:
+    from continuity.waves import _first_parts
+
+    assert _first_parts(["a|b", "a|c", "x|y|z"], 2) == ("a", "x", "x|y")
+    assert _first_parts(["p|q|r"], 3) == ("p",)
+
+
 def test_a_change_in_a_child_only_migrates_its_parent_again(migrated: Path, tmp_path: Path) -> None:
     """A new alias and a corrected one: the aliases' nominals count as changed too."""
     base = _copy(migrated, tmp_path / "b")
