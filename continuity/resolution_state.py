@@ -73,6 +73,8 @@ TABLES = (STATE, KEYS, LOOKUPS)
 VERSION = 4
 #: Values per IN list.
 CHUNK = 500
+#: Values per IN list of a read through the driver (SQLite binds 32,766 values at most).
+READ_CHUNK = 5000
 #: State rows written per transaction call.
 WRITE_EVERY = 20_000
 #: Above this share of the records wanted again (or reached), resolving them all is cheaper.
@@ -187,11 +189,11 @@ def settings_digest(settings: ResolveSettings, mapping_digest: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _chunks(items: Iterable[Any]) -> Iterator[list[Any]]:
+def _chunks(items: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:
     chunk: list[Any] = []
     for item in items:
         chunk.append(item)
-        if len(chunk) >= CHUNK:
+        if len(chunk) >= size:
             yield chunk
             chunk = []
     if chunk:
@@ -214,6 +216,9 @@ class Prior:
         kept = kept or {}
         self._count: int | None = kept.get("records")
         self._forenames: dict[str, int] | None = kept.get("forenames")
+        #: the keys more than ``max_block`` records hold (None: the checkpoint does not say)
+        capped = kept.get("capped")
+        self.capped: frozenset[int] | None = None if capped is None else frozenset(capped)
 
     def _c(self) -> sa.Connection:
         if self._conn is None:
@@ -226,17 +231,35 @@ class Prior:
             self._conn = None
         self.engine.dispose()
 
+    def _cursor(self) -> Any:
+        """A cursor of the driver on the state's connection: the reads below return hundreds
+        of thousands of rows, which SQLAlchemy's statements and rows would cost seconds."""
+        return self._c().connection.cursor()
+
+    def _sql(self, text: str) -> str:
+        """``text`` with ``?`` marks written as the driver takes them."""
+        return text if self.engine.dialect.name == "sqlite" else text.replace("?", "%s")
+
     def _where_in(
         self, columns: Sequence[Any], column: Any, values: Iterable[Any], group: bool = False
     ) -> Iterator[Any]:
         """Rows of ``columns`` whose ``column`` is one of ``values`` (asked a chunk at a
         time), counted by ``columns`` with ``group``."""
-        for chunk in _chunks(sorted(set(values))):
-            query = sa.select(*columns).where(column.table.c.entity == self.entity)
-            query = query.where(column.in_(chunk))
-            if group:
-                query = query.add_columns(sa.func.count()).group_by(*columns)
-            yield from self._c().execute(query)
+        quote = self.engine.dialect.identifier_preparer.quote
+        names = ", ".join(quote(c.name) for c in columns)
+        head = (
+            f"SELECT {names}{', COUNT(*)' if group else ''} FROM {quote(column.table.name)} "
+            f"WHERE {quote('entity')} = ? AND {quote(column.name)} IN "
+        )
+        cursor = self._cursor()
+        try:
+            for chunk in _chunks(sorted(set(values)), READ_CHUNK):
+                marks = ", ".join("?" * len(chunk))
+                tail = f" GROUP BY {names}" if group else ""
+                cursor.execute(self._sql(f"{head}({marks}){tail}"), [self.entity, *chunk])
+                yield from cursor.fetchall()
+        finally:
+            cursor.close()
 
     def rows(self, identities: Iterable[str]) -> dict[str, Row]:
         """The state of those of ``identities`` it holds."""
@@ -250,16 +273,19 @@ class Prior:
         """The persons (by anchor) of the records of each (forename, ``|``-joined surname
         parts), but for those ``besides`` names. (A query per name: SQLite does not read a
         row-value IN list of names through the index.)"""
-        t = self.state.c
-        query = sa.select(t.identity, t.anchor).where(
-            t.entity == self.entity,
-            t.forename == sa.bindparam("forename"),
-            t.surname == sa.bindparam("surname"),
+        quote = self.engine.dialect.identifier_preparer.quote
+        query = self._sql(
+            f"SELECT {quote('identity')}, {quote('anchor')} FROM {quote(STATE)} "
+            f"WHERE {quote('entity')} = ? AND {quote('forename')} = ? AND {quote('surname')} = ?"
         )
         found: dict[tuple[str, str], set[str]] = {}
-        for forename, surname in names:
-            rows = self._c().execute(query, {"forename": forename[:100], "surname": surname[:200]})
-            found[(forename, surname)] = {a for i, a in rows if i not in besides}
+        cursor = self._cursor()
+        try:
+            for forename, surname in names:
+                cursor.execute(query, (self.entity, forename[:100], surname[:200]))
+                found[(forename, surname)] = {a for i, a in cursor.fetchall() if i not in besides}
+        finally:
+            cursor.close()
         return found
 
     def holders(self, keys: Iterable[int]) -> set[str]:
@@ -408,7 +434,7 @@ def write(
             tx.upsert(STATE, rows)
             rows = []
     tx.upsert(STATE, rows)
-    _write_keys(tx, entity, resolver, read, part)
+    capped = _write_keys(tx, entity, resolver, read, part)
     for name, (now, before) in lookups.items():
         short = lookup_name(name)
         if part is None or before is None:
@@ -420,9 +446,14 @@ def write(
             tx.upsert(
                 LOOKUPS, [(entity, short, h, d) for h, d in changed[start : start + WRITE_EVERY]]
             )
-    if part is not None:
-        return {"records": part.total, "forenames": dict(sorted(part.forenames.items()))}
-    return {"records": len(identities), "forenames": dict(sorted(counts.items()))}
+    kept: dict[str, Any] = (
+        {"records": part.total, "forenames": dict(sorted(part.forenames.items()))}
+        if part is not None
+        else {"records": len(identities), "forenames": dict(sorted(counts.items()))}
+    )
+    if capped is not None:
+        kept["capped"] = sorted(capped)
+    return kept
 
 
 def _write_keys(
@@ -431,9 +462,10 @@ def _write_keys(
     resolver: Resolver,
     read: Mapping[str, Kept],
     part: Part | None,
-) -> None:
+) -> set[int] | None:
     """The records' dependency keys, in key order (the primary key's B-tree is then written
-    from left to right)."""
+    from left to right). Returns the keys more than ``max_block`` records hold now, where
+    known: counted over every key after a full resolution, carried over a part's."""
     identities = resolver.identities()
     hashes = array("q")
     at = array("l")
@@ -455,6 +487,10 @@ def _write_keys(
     h_arr = np.frombuffer(hashes, dtype=np.int64)
     a_arr = np.frombuffer(at, dtype=np.int64 if at.itemsize == 8 else np.int32)
     order = np.lexsort((a_arr, h_arr))
+    capped: set[int] | None = part.capped if part is not None else None
+    if part is None and len(order):
+        held, counts = np.unique(h_arr[order], return_counts=True)
+        capped = set(held[counts > resolver.settings.max_block].tolist())
     for start in range(0, len(order), WRITE_EVERY):
         chunk = order[start : start + WRITE_EVERY]
         tx.upsert(
@@ -464,6 +500,7 @@ def _write_keys(
                 for h, i in zip(h_arr[chunk], a_arr[chunk], strict=True)
             ],
         )
+    return capped
 
 
 def _name(now: Resolver, rows: Mapping[str, Row], identity: str) -> tuple[str, str]:
@@ -540,6 +577,9 @@ class Part:
     new_keys: dict[str, set[int]] = field(default_factory=dict)
     #: how many records, in the part or not, count toward each forename now
     forenames: Counter[str] = field(default_factory=Counter)
+    #: the keys more than ``max_block`` records, in the part or not, hold now (None: the
+    #: state's checkpoint did not say)
+    capped: set[int] | None = None
 
     def __contains__(self, identity: object) -> bool:
         return identity in self.resolver
@@ -694,10 +734,15 @@ def resolve_part(
             kept[identity] = (r.digest, r.lookups(), r.seen)
         resolver.add(identity, v)
     # A block the part holds only some records of, and no change touched: as the state
-    # counts it.
-    block_sizes.update(
-        prior.sizes(key for key, n in resolver.block_keys() if key not in block_sizes and n <= cap)
-    )
+    # counts it (where the checkpoint lists the blocks too large to compare, only whether
+    # it is one of those matters).
+    rest = [key for key, n in resolver.block_keys() if key not in block_sizes and n <= cap]
+    capped: set[int] | None = None
+    if prior.capped is not None:
+        block_sizes.update((key, cap + 1) for key in rest if key in prior.capped)
+        capped = set(prior.capped - touched) | {k for k in touched if after[k] > cap}
+    else:
+        block_sizes.update(prior.sizes(rest))
     return Part(
         resolver,
         prior,
@@ -709,4 +754,5 @@ def resolve_part(
         old_keys,
         new_keys,
         +counts,
+        capped,
     )

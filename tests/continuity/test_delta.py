@@ -842,6 +842,9 @@ def _delta_into(base: Path, target: str) -> None:
     evolve_estate(base / "estate", 30, EstateOptions(out=base / "estate").urls(), processes=1)
     summary = run_wave(load_project(base / "project", env), "all", delta=True)
     assert summary.changes["policeworks.pw_occurrence"]["added"] > 0
+    # persons resolved from the state kept there, in part
+    stats = summary.resolution["person"]
+    assert 0 < stats["incremental"]["resolved_again"] < stats["records"]
     estate = base / "estate"
     urls = {s: f"sqlite:///{estate / f'{s}.sqlite'}" for s in ("legacy", "policeworks")}
     specs = load_specs(spec_files(bundled_specs_dir()))
