@@ -75,6 +75,10 @@ VERSION = 4
 CHUNK = 500
 #: Values per IN list of a read through the driver (SQLite binds 32,766 values at most).
 READ_CHUNK = 5000
+#: Bytes of a SQLite state database mapped into memory while a delta works out its part:
+#: the reads go by key all over a file of gigabytes, which SQLite's page cache of a few
+#: megabytes reads from the file again and again (four times slower at 1M persons).
+MAP_BYTES = 2**31
 #: State rows written per transaction call.
 WRITE_EVERY = 20_000
 #: Above this share of the records wanted again (or reached), resolving them all is cheaper.
@@ -223,7 +227,18 @@ class Prior:
     def _c(self) -> sa.Connection:
         if self._conn is None:
             self._conn = self.engine.connect()
+            self._map(MAP_BYTES)
         return self._conn
+
+    def _map(self, size: int) -> None:
+        """Map (or, with 0, unmap) up to ``size`` bytes of a SQLite state database."""
+        if self._conn is not None and self.engine.dialect.name == "sqlite":
+            self._conn.exec_driver_sql(f"PRAGMA mmap_size={int(size)}")
+
+    def unmap(self) -> None:
+        """The part is known: later reads are a record at a time, and the mapped pages would
+        count as the run's memory."""
+        self._map(0)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -743,6 +758,7 @@ def resolve_part(
         capped = set(prior.capped - touched) | {k for k in touched if after[k] > cap}
     else:
         block_sizes.update(prior.sizes(rest))
+    prior.unmap()
     return Part(
         resolver,
         prior,
