@@ -253,7 +253,7 @@ class Prior:
 
     def _sql(self, text: str) -> str:
         """``text`` with ``?`` marks written as the driver takes them."""
-        return text if self.engine.dialect.name == "sqlite" else text.replace("?", "%s")
+        return text if self.engine.dialect.paramstyle == "qmark" else text.replace("?", "%s")
 
     def _where_in(
         self, columns: Sequence[Any], column: Any, values: Iterable[Any], group: bool = False
@@ -398,9 +398,10 @@ def write(
     """Keep ``entity``'s resolution state: all of it after a full resolution, the part's
     records (and the gone ones' removal) after a delta's. In the caller's transaction.
 
-    Returns what the state's checkpoint keeps beside it: how many records it holds and how
-    many count toward each forename in use (:class:`Prior` reads them there, not by counting
-    every row)."""
+    Returns what the state's checkpoint keeps beside it: how many records it holds, how many
+    count toward each forename in use, and the keys of their own values (blocks, PNC IDs,
+    names) more than ``max_block`` records hold (:class:`Prior` reads them there, not by
+    counting the state's rows)."""
     identities = resolver.identities()
     counts: Counter[str] = Counter()
     if part is None:
@@ -484,10 +485,12 @@ def _write_keys(
     identities = resolver.identities()
     hashes = array("q")
     at = array("l")
+    own = 0  # (the keys of the records' own values come first, then those they looked up)
     if part is None:
         for h, members in resolver.dependency_index():
             hashes.extend([h] * len(members))
             at.extend(members)
+        own = len(hashes)
         for position, identity in enumerate(identities):
             looked = read[identity][1]
             hashes.extend(looked)
@@ -503,8 +506,10 @@ def _write_keys(
     a_arr = np.frombuffer(at, dtype=np.int64 if at.itemsize == 8 else np.int32)
     order = np.lexsort((a_arr, h_arr))
     capped: set[int] | None = part.capped if part is not None else None
-    if part is None and len(order):
-        held, counts = np.unique(h_arr[order], return_counts=True)
+    if part is None and own:
+        # (of the records' own keys: a delta knows how many hold those it touched, not how
+        # many look a value up)
+        held, counts = np.unique(h_arr[:own], return_counts=True)
         capped = set(held[counts > resolver.settings.max_block].tolist())
     for start in range(0, len(order), WRITE_EVERY):
         chunk = order[start : start + WRITE_EVERY]
@@ -755,7 +760,9 @@ def resolve_part(
     capped: set[int] | None = None
     if prior.capped is not None:
         block_sizes.update((key, cap + 1) for key in rest if key in prior.capped)
-        capped = set(prior.capped - touched) | {k for k in touched if after[k] > cap}
+        looked = set().union(*(r.lookups() for i in changed | gone if (r := before.get(i))))
+        capped = set(prior.capped - touched)
+        capped |= {k for k in touched - looked if after[k] > cap}
     else:
         block_sizes.update(prior.sizes(rest))
     prior.unmap()

@@ -108,10 +108,9 @@ Rows = Mapping[tuple[str, str], tuple[str, Sequence[str]]]
 
 @dataclass(frozen=True)
 class TargetChanges:
-    """What a delta did to the target, for its references and uniqueness checks
+    """What a delta did to the target, for its critical references
     (``validators.runner.Data.reaching``): a row's reference can only have broken if the
-    delta wrote the row, or removed the row it names; a value can only be held twice if the
-    delta wrote a row holding it."""
+    delta wrote the row, or removed the row it names."""
 
     #: table -> column -> the values of the rows the delta wrote (the columns it kept)
     written: Mapping[str, Mapping[str, Collection[str]]]
@@ -131,10 +130,6 @@ class TargetChanges:
         values = self.written.get(table, {}).get(column)
         if values is None:
             return None
-        if not other:
-            # uniqueness: a value is held twice only once the delta wrote a row holding it
-            # (removing a row parts no pair of rows holding one value)
-            return set(values)
         if other not in self.tables:
             return set(values)
         if self.keyed_by.get(other) != other_column:

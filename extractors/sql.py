@@ -50,6 +50,11 @@ _cursor_names = itertools.count()
 _MYSQL_NET_WRITE_TIMEOUT = 3600
 
 
+#: Reflected text types whose equality is their text's (no collation given): not
+#: PostgreSQL's ``citext`` and other case-insensitive or custom kinds.
+_PLAIN_TEXT = (sa.String, sa.Text, sa.VARCHAR, sa.TEXT, sa.CHAR, sa.NVARCHAR, sa.NCHAR)
+
+
 class SqlExtractor(Extractor):
     """Reads tables and queries of a database given by any SQLAlchemy URL.
 
@@ -287,10 +292,11 @@ class SqlExtractor(Extractor):
                         yield problem(key, tuple(row[:-1]), int(row[-1]))
 
     def keys_equal_as_text(self, selection: Selection) -> bool:
-        """True on SQLite and PostgreSQL for a table whose key columns are declared text (no
-        collation of their own) or whole numbers: equal there means the same text. Not on
-        MariaDB, whose usual collations hold ``abc`` and ``ABC `` for one value; nor for an
-        untyped SQLite column, where the integer 1 and the real 1.0 are one value."""
+        """True on SQLite and PostgreSQL for a table whose key columns are declared plain
+        text (no collation of their own) or whole numbers: equal there means the same text.
+        Not on MariaDB, whose usual collations hold ``abc`` and ``ABC `` for one value; nor
+        for PostgreSQL's ``citext`` (case-insensitive) or any other text type, nor an untyped
+        SQLite column, where the integer 1 and the real 1.0 are one value."""
         if selection.table is None or self.dialect.name not in ("sqlite", "postgresql"):
             return False
         at = (selection.table, tuple(selection.key))
@@ -299,11 +305,7 @@ class SqlExtractor(Extractor):
             types = {c["name"]: c["type"] for c in columns}
             self._text_keys[at] = not self._sqlite_collates(selection.table) and all(
                 isinstance(t, sa.Integer)
-                or (
-                    isinstance(t, sa.String)
-                    and not isinstance(t, sa.Enum)
-                    and getattr(t, "collation", None) is None
-                )
+                or (type(t) in _PLAIN_TEXT and getattr(t, "collation", None) is None)
                 for t in (types.get(k) for k in selection.key)
             )
         return self._text_keys[at]

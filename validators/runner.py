@@ -37,12 +37,11 @@ class Data:
     #: (see ``_judges_rows``).
     rows_query: str | None = None
     rows: int = 0
-    #: a delta's, for an expectation whose verdict on a row changes only with the row and
-    #: with the rows of another table holding its value (a reference), or of its own table
-    #: (uniqueness: other table ``""``): by (column, other table, other column), the query of
-    #: the rows that may have changed verdict (those holding a value the delta wrote, and
-    #: those whose value names a row it removed from the other table) and how many values it
-    #: names. One not named here judges every row.
+    #: a delta's, for a critical expectation whose verdict on a row changes only with the row
+    #: and with the rows of another table holding its value (a reference): by (column, other
+    #: table, other column), the query of the rows that may have changed verdict (those the
+    #: delta wrote, and those whose value names a row it removed from the other table) and
+    #: how many values it names. One not named here judges every row.
     reaching: Mapping[tuple[str, str, str], tuple[str, int]] = field(default_factory=dict)
 
 
@@ -231,19 +230,10 @@ def _judges_rows(spec: ExpectationSpec, expectation: Any, row_level: bool) -> bo
     return spec.severity == "warning" or not getattr(type(expectation), "judges_other_rows", False)
 
 
-#: Expectations whose verdict on a row changes only with the rows of its own table holding
-#: its value: a value is held twice only once a row holding it was written.
-_OWN_VALUE = frozenset({"expect_column_values_to_be_unique"})
-
-
 def reach_of(spec: ExpectationSpec) -> tuple[str, str, str] | None:
     """(column, other table, other column) of an expectation whose verdict on a row changes
     only with the row and with the rows of the other table holding its value (its class's
-    ``reaches``, a reference); (column, ``""``, column) of one whose verdict changes only with
-    the rows of its own table holding the value (uniqueness); None for any other."""
-    if spec.name in _OWN_VALUE:
-        column = spec.arguments.get("column")
-        return (column, "", column) if isinstance(column, str) else None
+    ``reaches``, a reference): None for any other."""
     try:
         cls = gx.expectation_class(spec.name)
     except KeyError:

@@ -416,65 +416,6 @@ def test_a_deltas_reference_judges_the_rows_it_wrote_and_those_naming_rows_it_re
     assert judged(changes(tables=("person_dob",))) == (2, 1, {"target.person_dob.person_id": 2})
 
 
-UNIQUE_SUITE = """\
-version: 1
-side: target
-table: person
-key: [person_id]
-expectations:
-  - expect: expect_column_values_to_be_unique
-    column: surname
-    severity: critical
-"""
-
-
-def test_a_deltas_uniqueness_check_judges_the_rows_holding_the_values_it_wrote(
-    small_estate: Path, tmp_path: Path
-) -> None:
-    """A value can only be held twice once the delta wrote a row holding it: the rows holding
-    the values it wrote are judged (a new twin is found, with the row it twins), no other."""
-    from continuity.validation import TargetChanges, run_validation
-
-    target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
-    project = project_with(small_estate, target, tmp_path / "p", {"t.yml": UNIQUE_SUITE})
-    engine = create_engine(target)
-    with engine.begin() as conn:
-        for person, surname in (("p1", "OLD"), ("p2", "OLD"), ("p3", "NEW"), ("p4", "NEW")):
-            conn.execute(
-                text(
-                    "INSERT INTO person (person_id, surname, dob_estimated, gender_code, "
-                    f"record_origin) VALUES ('{person}', '{surname}', 0, 'M', 'x')"
-                )
-            )
-        conn.execute(
-            text(
-                "INSERT INTO person (person_id, surname, dob_estimated, gender_code, "
-                "record_origin) VALUES ('p5', 'ALONE', 0, 'M', 'x')"
-            )
-        )
-    engine.dispose()
-
-    def judged(written: set[str]) -> tuple[int, int, dict[str, int]]:
-        changed = TargetChanges(
-            written={"person": {"surname": written, "person_id": set()}},
-            removed={"person": {"p9"}},
-            keyed_by={"person": "person_id"},
-            tables=("person",),
-        )
-        done = run_validation(project, "target", ledger=False, changed=changed)
-        assert done is not None
-        (finding,) = done.result.findings
-        outcome = finding.outcome
-        return outcome.element_count or 0, outcome.unexpected_count or 0, done.result.scope
-
-    # the delta wrote p4 (NEW): p3 and p4 are judged and found twins; OLD's pair is old news
-    assert judged({"NEW"}) == (2, 2, {"target.person.surname": 1})
-    assert judged({"ALONE"}) == (1, 0, {"target.person.surname": 1})
-    done = run_validation(project, "target", ledger=False, changed=None)
-    assert done is not None
-    assert done.result.findings[0].outcome.unexpected_count == 4  # a full run's: every row
-
-
 @pytest.mark.parametrize("processes", ["1", "2"])
 def test_a_critical_failure_on_the_target_fails_the_run(
     small_estate: Path, tmp_path: Path, processes: str
