@@ -524,8 +524,9 @@ class _ScanJob:
         nulls = False
         for batch in extractor.batches(selection, 10_000):
             if width == 1:
-                batch_keys = ["" if row[0] is None else str(row[0]) for row in batch]
-                nulls = nulls or any(row[0] is None for row in batch)
+                firsts = [row[0] for row in batch]
+                nulls = nulls or None in firsts
+                batch_keys = ["" if v is None else str(v) for v in firsts]
             else:
                 batch_keys = [key_text(row[:width]) for row in batch]
                 nulls = nulls or any(v is None for row in batch for v in row[:width])

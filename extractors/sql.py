@@ -78,6 +78,7 @@ class SqlExtractor(Extractor):
         self._columns: dict[tuple[str, str], list[str]] = {}
         self._key_types: dict[tuple[str, str], str | None] = {}
         self._text_keys: dict[tuple[str, tuple[str, ...]], bool] = {}
+        self._column_types: dict[str, dict[str, Any]] = {}
 
     # -- the source ----------------------------------------------------------------------------
 
@@ -209,8 +210,7 @@ class SqlExtractor(Extractor):
             return None
         at = (selection.table, name or selection.key[0])
         if at not in self._key_types:
-            columns = sa.inspect(self.engine).get_columns(selection.table, schema=self.schema)
-            found = {c["name"]: c["type"] for c in columns}.get(at[1])
+            found = self._types(selection.table).get(at[1])
             kind = None
             if isinstance(found, sa.String) and not isinstance(found, sa.Enum):
                 kind = "text"
@@ -218,6 +218,13 @@ class SqlExtractor(Extractor):
                 kind = "integer"
             self._key_types[at] = kind
         return self._key_types[at]
+
+    def _types(self, table: str) -> dict[str, Any]:
+        """A table's column types, as the database describes them (asked once per table)."""
+        if table not in self._column_types:
+            columns = sa.inspect(self.engine).get_columns(table, schema=self.schema)
+            self._column_types[table] = {c["name"]: c["type"] for c in columns}
+        return self._column_types[table]
 
     def _after(self, key: list[Any], after: tuple[Any, ...]) -> Any:
         """``key > after`` in the database's own order."""
@@ -301,8 +308,7 @@ class SqlExtractor(Extractor):
             return False
         at = (selection.table, tuple(selection.key))
         if at not in self._text_keys:
-            columns = sa.inspect(self.engine).get_columns(selection.table, schema=self.schema)
-            types = {c["name"]: c["type"] for c in columns}
+            types = self._types(selection.table)
             self._text_keys[at] = not self._sqlite_collates(selection.table) and all(
                 isinstance(t, sa.Integer)
                 or (type(t) in _PLAIN_TEXT and getattr(t, "collation", None) is None)
