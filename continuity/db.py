@@ -8,18 +8,56 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, inspect, select
+from sqlalchemy import Connection, Engine, MetaData, Select, inspect, select
 
 from continuity.domain.connect import MYSQL_FAMILY
 from continuity.domain.digest import row_text
 
 sqlite3.register_adapter(dt.date, dt.date.isoformat)
 sqlite3.register_adapter(dt.datetime, lambda v: v.isoformat(" ", "microseconds"))
+
+
+_streams = itertools.count()
+
+
+def stream(
+    conn: Connection, statement: Select[Any], size: int = 20_000
+) -> Iterator[tuple[Any, ...]]:
+    """The rows of a ``SELECT`` as the driver returns them, read from its cursor ``size`` at a
+    time: hundreds of thousands of narrow rows (crosswalk keys, digests) cost more as
+    SQLAlchemy's rows than as the driver's tuples. The driver's values are not converted, so
+    the columns read are those it returns as they are (text, numbers). PostgreSQL and
+    MariaDB stream through a server-side cursor, in ``conn``'s transaction; the rows must be
+    read to the end (or the generator closed) before ``conn`` runs anything else."""
+    dialect = conn.dialect
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    values = compiled.construct_params()
+    params: Any = values
+    if dialect.paramstyle in ("qmark", "numeric", "format"):
+        params = tuple(values[name] for name in compiled.positiontup or ())
+    if not conn.in_transaction():
+        conn.begin()  # (as its own execute would: its rollback then ends what the driver began)
+    raw: Any = conn.connection.dbapi_connection
+    if dialect.name == "postgresql":
+        cursor = raw.cursor(name=f"continuity_stream_{next(_streams)}")
+    elif dialect.name in MYSQL_FAMILY:
+        import pymysql.cursors
+
+        cursor = raw.cursor(pymysql.cursors.SSCursor)
+    else:
+        cursor = raw.cursor()
+    try:
+        cursor.execute(str(compiled), params)
+        while rows := cursor.fetchmany(size):
+            yield from rows
+    finally:
+        cursor.close()
 
 
 def existing_tables(engine: Engine, metadata: MetaData) -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -31,6 +31,7 @@ from sqlalchemy import (
     select,
 )
 
+from continuity.db import stream
 from continuity.domain.errors import ContinuityError
 from continuity.ledger import AuditLedger, open_store, operator
 
@@ -110,51 +111,87 @@ def save_review(
     only: set[str] | None = None,
 ) -> int:
     """Replace ``entity``'s review list with ``pairs`` (:class:`mappings.resolution.Pair`);
-    with ``only``, just the pairs of those records (a delta resolved them again)."""
+    with ``only``, just the pairs of those records (a delta resolved them again): a pair
+    listed already as it is now keeps its number and the run that listed it, the others of
+    those records go, and the new ones are added. Returns how many pairs were written."""
     engine = _engine(url)
-    first = 1
-    keep: list[int] = []
-    if only is not None:
-        with engine.connect() as conn:
-            t = person_review.c
-            listed = conn.execute(
-                select(t.pair_id, t.record_a, t.record_b).where(t.entity == entity)
-            ).all()
-        keep = [p for p, a, b in listed if a not in only and b not in only]
-        first = max((p for p, _, _ in listed), default=0) + 1
+    t = person_review.c
+    written = (t.score, t.rule, t.reasons, t.merged, t.refused, t.a_seen, t.b_seen)
     rows = [
+        (
+            p.a,
+            p.b,
+            p.score,
+            p.rule,
+            ",".join(p.reasons),
+            int(p.merged),
+            p.refused,
+            p.a_seen[:200],
+            p.b_seen[:200],
+        )
+        for p in pairs
+    ]
+    doomed: list[int] = []
+    first = 1
+    if only is not None:
+        now = {(r[0], r[1]): r for r in rows}
+        kept: set[tuple[str, str]] = set()
+        with engine.connect() as conn:
+            for number, a, b, *values in stream(
+                conn, select(t.pair_id, t.record_a, t.record_b, *written).where(t.entity == entity)
+            ):
+                first = max(first, number + 1)
+                if a not in only and b not in only:
+                    continue
+                same = now.get((a, b))
+                if same is not None and _same_pair(same[2:], values) and (a, b) not in kept:
+                    kept.add((a, b))
+                else:
+                    doomed.append(number)
+        rows = [r for r in rows if (r[0], r[1]) not in kept]
+    fresh = [
         {
             "entity": entity,
             "pair_id": number,
-            "record_a": p.a,
-            "record_b": p.b,
-            "score": p.score,
-            "rule": p.rule,
-            "reasons": ",".join(p.reasons),
-            "merged": int(p.merged),
-            "refused": p.refused,
-            "a_seen": p.a_seen[:200],
-            "b_seen": p.b_seen[:200],
+            "record_a": a,
+            "record_b": b,
+            "score": score,
+            "rule": rule,
+            "reasons": reasons,
+            "merged": merged,
+            "refused": refused,
+            "a_seen": a_seen,
+            "b_seen": b_seen,
             "run_id": run_id,
         }
-        for number, p in enumerate(pairs, start=first)
+        for number, (a, b, score, rule, reasons, merged, refused, a_seen, b_seen) in enumerate(
+            rows, start=first
+        )
     ]
     try:
         with engine.begin() as conn:
             gone = delete(person_review).where(person_review.c.entity == entity)
             if only is not None:
-                doomed = sorted({p for p, _, _ in listed} - set(keep))
+                doomed.sort()
                 for start in range(0, len(doomed), 500):
                     conn.execute(
                         gone.where(person_review.c.pair_id.in_(doomed[start : start + 500]))
                     )
             else:
                 conn.execute(gone)
-            if rows:
-                conn.execute(insert(person_review), rows)
+            if fresh:
+                conn.execute(insert(person_review), fresh)
     finally:
         engine.dispose()
-    return len(rows)
+    return len(fresh)
+
+
+def _same_pair(now: Sequence[Any], listed: Sequence[Any]) -> bool:
+    """Whether a pair's listed values are those worked out now (its score as a database's
+    float keeps it: to a millionth)."""
+    score, *rest = now
+    was, *listed_rest = listed
+    return abs(float(score) - float(was)) < 1e-6 and list(rest) == list(listed_rest)
 
 
 def review(url: str, entity: str) -> list[dict[str, Any]]:

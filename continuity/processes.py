@@ -60,16 +60,54 @@ def _sendable(exc: BaseException) -> BaseException:
     return exc
 
 
-def _run_aside(call: Callable[[], Any], sender: Any) -> None:
-    worker_started()
+def _outcome(call: Callable[[], Any]) -> tuple[bool, Any]:
     try:
-        outcome: tuple[bool, Any] = (True, call())
+        return (True, call())
     except BaseException as exc:
-        outcome = (False, _sendable(exc))
+        return (False, _sendable(exc))
+
+
+def _send(sender: Any, outcome: tuple[bool, Any]) -> None:
     try:
         sender.send(outcome)
     except Exception as exc:  # the result would not pickle
         sender.send((False, ContinuityError(f"{type(exc).__name__}: {exc}")))
+
+
+def _give_back() -> None:
+    """Collect what is garbage and give the heap's free memory back to the system (glibc's
+    ``malloc_trim``; elsewhere, only the collection)."""
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _run_aside(
+    call: Callable[[], Any],
+    sender: Any,
+    then: Callable[[Any], Any] | None,
+    requests: Any,
+    asking: Any,
+) -> None:
+    worker_started()
+    if asking is not None:
+        asking.close()  # (the run's end of the requests, copied by the fork)
+    try:
+        _send(sender, _outcome(call))
+        if then is None:
+            return
+        _give_back()  # (it may wait a long time: what the first call freed goes back now)
+        # Then, asked once, ``then(request)``; the run's end (or None) ends the process.
+        try:
+            request = requests.recv()
+        except EOFError:
+            return
+        if request is not None:
+            _send(sender, _outcome(lambda: then(request)))
     finally:
         sender.close()
 
@@ -77,37 +115,92 @@ def _run_aside(call: Callable[[], Any], sender: Any) -> None:
 class Aside(Generic[T]):
     """``call()`` run in a forked process while the caller goes on; :meth:`result` waits for
     its value, or raises what it raised. The call must open its own connections and return
-    something that pickles."""
+    something that pickles.
 
-    def __init__(self, call: Callable[[], T], what: str) -> None:
+    With ``then``, the process stays for one more piece of work: :meth:`ask` sends it a
+    request (something that pickles), on which it runs ``then(request)`` while the caller goes
+    on again; :meth:`answer` waits for that value. Work given to a process forked early runs
+    in what the caller had then: what it imported since (a library imported for the first
+    call), not the memory it has grown to since."""
+
+    def __init__(
+        self, call: Callable[[], T], what: str, then: Callable[[Any], Any] | None = None
+    ) -> None:
         self.what = what
         context = mp.get_context("fork")
         self._receiver, sender = context.Pipe(duplex=False)
-        self._process = context.Process(target=_run_aside, args=(call, sender), daemon=True)
+        self._requests: Any = None
+        requests = None
+        if then is not None:
+            requests, self._requests = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_run_aside, args=(call, sender, then, requests, self._requests), daemon=True
+        )
         # The child flushes its copy of these buffers when it ends: the text would show twice.
         sys.stdout.flush()
         sys.stderr.flush()
         self._process.start()
         sender.close()  # the child's end: once it exits, a read here ends instead of waiting
+        if requests is not None:
+            requests.close()
+        self._asked = False
 
-    def result(self) -> T:
+    def _receive(self, what: str) -> Any:
         try:
             ok, value = self._receiver.recv()
         except EOFError:
             self._process.join()
             raise ContinuityError(
-                f"{self.what}: its process died (exit {self._process.exitcode}; out of "
+                f"{what}: its process died (exit {self._process.exitcode}; out of "
                 "memory?); CONTINUITY_PROCESSES=1 does it in the run's own process"
             ) from None
-        finally:
-            self._receiver.close()
-        self._process.join()
         if not ok:
             raise value
         return value
 
+    def result(self) -> T:
+        if self._requests is not None:  # (the process now waits for a request, or the end)
+            try:
+                return self._receive(self.what)
+            except BaseException:
+                self.cancel()
+                raise
+        try:
+            return self._receive(self.what)
+        finally:
+            self._receiver.close()
+            self._process.join()
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the process waits for a request (:meth:`ask`)."""
+        return self._requests is not None and not self._asked and self._process.is_alive()
+
+    def ask(self, request: Any) -> None:
+        """Give the process its further work (once): ``then(request)``."""
+        if self._requests is None or self._asked:
+            raise ValueError(f"{self.what}: nothing more to ask")
+        self._asked = True
+        self._requests.send(request)
+
+    def answer(self, what: str) -> Any:
+        """Wait for what ``then`` returned (or raise what it raised); the process ends."""
+        try:
+            return self._receive(what)
+        finally:
+            self._requests.close()
+            self._receiver.close()
+            self._process.join()
+
     def cancel(self) -> None:
-        """Stop the call if it still runs (the run failed meanwhile)."""
+        """End the process: stop its work if it still runs (the run failed meanwhile), or let
+        it go if it waits for a request."""
+        if self._requests is not None and not self._asked:
+            self._asked = True
+            with contextlib.suppress(OSError):
+                self._requests.send(None)  # (a process waiting for a request ends)
+                self._requests.close()
+            self._process.join(timeout=5)
         if self._process.is_alive():
             self._process.terminate()
         self._process.join()

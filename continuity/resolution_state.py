@@ -52,6 +52,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
 
+from continuity.db import stream
 from continuity.domain.connect import engine_for
 from mappings.resolution import (
     LOOKUP_KEY,
@@ -367,7 +368,7 @@ class Prior:
         query = sa.select(t.key_hash, t.digest).where(
             t.entity == self.entity, t.lookup == lookup_name(name)
         )
-        return {h: d for h, d in self._c().execute(query)}
+        return dict(stream(self._c(), query))
 
 
 def lookup_digests(table: Mapping[str, Any]) -> dict[int, int]:
@@ -375,9 +376,26 @@ def lookup_digests(table: Mapping[str, Any]) -> dict[int, int]:
     return {_hash64(k): _hash64(repr(v)) for k, v in table.items()}
 
 
-def changed_lookups(name: str, now: Mapping[int, int], before: Mapping[int, int]) -> set[int]:
+@dataclass(frozen=True)
+class LookupChanges:
+    """How a looked-up relation changed since its state was kept (worked out once a run, by
+    :func:`lookup_changes`): the keys whose value changed or came, with their digests now,
+    and the keys that went."""
+
+    changed: dict[int, int]
+    gone: set[int]
+
+
+def lookup_changes(now: Mapping[int, int], before: Mapping[int, int]) -> LookupChanges:
+    """Digests of a relation now (:func:`lookup_digests`) against those the state kept."""
+    return LookupChanges(
+        {h: d for h, d in now.items() if before.get(h) != d}, set(before.keys() - now.keys())
+    )
+
+
+def changed_lookups(name: str, changes: LookupChanges) -> set[int]:
     """The dependency keys of the lookup keys whose value changed, came or went."""
-    keys = {h for h, d in now.items() if before.get(h) != d} | (before.keys() - now.keys())
+    keys = changes.changed.keys() | changes.gone
     # the dependency key names the lookup key's text; the relation is keyed by its hash
     return {dependency_hash(LOOKUP_KEY, (lookup_name(name), h)) for h in keys}
 
@@ -393,7 +411,7 @@ def write(
     resolver: Resolver,
     read: Mapping[str, Kept],
     part: Part | None,
-    lookups: Mapping[str, tuple[Mapping[int, int], Mapping[int, int] | None]],
+    lookups: Mapping[str, tuple[Mapping[int, int], LookupChanges | None]],
 ) -> dict[str, Any]:
     """Keep ``entity``'s resolution state: all of it after a full resolution, the part's
     records (and the gone ones' removal) after a delta's. In the caller's transaction.
@@ -451,13 +469,13 @@ def write(
             rows = []
     tx.upsert(STATE, rows)
     capped = _write_keys(tx, entity, resolver, read, part)
-    for name, (now, before) in lookups.items():
+    for name, (now, since) in lookups.items():
         short = lookup_name(name)
-        if part is None or before is None:
+        if part is None or since is None:
             changed = list(now.items())
         else:
-            changed = [(h, d) for h, d in now.items() if before.get(h) != d]
-            tx.delete(LOOKUPS, [(entity, short, h) for h in before.keys() - now.keys()])
+            changed = list(since.changed.items())
+            tx.delete(LOOKUPS, [(entity, short, h) for h in sorted(since.gone)])
         for start in range(0, len(changed), WRITE_EVERY):
             tx.upsert(
                 LOOKUPS, [(entity, short, h, d) for h, d in changed[start : start + WRITE_EVERY]]
@@ -756,7 +774,9 @@ def resolve_part(
     # A block the part holds only some records of, and no change touched: as the state
     # counts it (where the checkpoint lists the blocks too large to compare, only whether
     # it is one of those matters).
-    rest = [key for key, n in resolver.block_keys() if key not in block_sizes and n <= cap]
+    rest = [
+        key for key, n in resolver.block_keys(remember=True) if key not in block_sizes and n <= cap
+    ]
     capped: set[int] | None = None
     if prior.capped is not None:
         block_sizes.update((key, cap + 1) for key in rest if key in prior.capped)

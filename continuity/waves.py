@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import MetaData, inspect, select
 
 from continuity import changes, resolution_state, target_schema
+from continuity.db import stream
 from continuity.domain.connect import engine_for
 from continuity.domain.errors import ConfigError, MappingError, ValidationError
 from continuity.domain.yamlsource import raise_all
@@ -252,26 +253,30 @@ class RunKeys:
             with engine.connect() as conn:
                 for (system, table), entity in sorted(self.wanted.items()):
                     keys = self.keys[(system, table)]
-                    rows = conn.execution_options(yield_per=50_000).execute(
-                        select(xw.c.source_key, xw.c.target_key).where(
-                            xw.c.source_system == system,
-                            xw.c.source_table == table,
-                            xw.c.target_table == entity,
+                    # (the whole crosswalk of a table: the driver's rows, see stream)
+                    keys.update(
+                        stream(
+                            conn,
+                            select(xw.c.source_key, xw.c.target_key).where(
+                                xw.c.source_system == system,
+                                xw.c.source_table == table,
+                                xw.c.target_table == entity,
+                            ),
                         )
                     )
-                    for key, target in rows:
-                        keys[key] = target
                     fates = self.fates[(system, table)]
-                    for key, reason in conn.execute(
+                    for key, reason in stream(
+                        conn,
                         select(qt.c.source_key, qt.c.reason).where(
                             qt.c.source_system == system, qt.c.source_table == table
-                        )
+                        ),
                     ):
                         fates[key] = ("rejected", reason)
-                    for key, reason in conn.execute(
+                    for key, reason in stream(
+                        conn,
                         select(ex.c.source_key, ex.c.reason).where(
                             ex.c.source_system == system, ex.c.source_table == table
-                        )
+                        ),
                     ):
                         fates[key] = ("excluded", reason)
         finally:
@@ -537,6 +542,8 @@ class WaveRunner:
         self._digests: dict[tuple[str, str | None, tuple[str, ...] | None], str | None] = {}
         #: the sources' validation running aside, and what to do with its verdict
         self._checking_sources: tuple[Aside[Any], Callable[[Any], None], _Clock] | None = None
+        #: the process that validated the sources, waiting to validate the target
+        self._validator: Aside[Any] | None = None
 
     # -- pieces ------------------------------------------------------------------------------
 
@@ -933,9 +940,7 @@ class WaveRunner:
                     columns = (c.source_system, c.source_table, c.source_key, c.target_key, c.rule)
                     mine = c.target_table == spec.entity
                     if only is None:
-                        found: Iterator[Any] = conn.execution_options(yield_per=50_000).execute(
-                            select(*columns).where(mine)
-                        )
+                        found: Iterator[Any] = stream(conn, select(*columns).where(mine))
                     elif live:
                         entries = self._entries_of(conn, table, only, physical)
                         targets = sorted({r[3] for r in entries})
@@ -971,7 +976,7 @@ class WaveRunner:
                     c.source_table == as_table,
                     c.source_key.in_(keys[start : start + 500]),
                 )
-                rows += [tuple(r) for r in conn.execute(query)]
+                rows += stream(conn, query)
         return rows
 
     @staticmethod
@@ -988,7 +993,7 @@ class WaveRunner:
                 c.target_key.in_(targets[start : start + 500]),
                 c.rule == "anchor",
             )
-            rows += [tuple(r) for r in conn.execute(query)]
+            rows += stream(conn, query)
         return rows
 
     def _person_records(
@@ -1101,8 +1106,10 @@ class WaveRunner:
             prior.close()
             return None
         lookup_changes: set[int] = set()
-        for name, (now, before) in self._lookup_state(spec, prior).items():
-            lookup_changes |= resolution_state.changed_lookups(name, now, before or {})
+        for name, (now, since) in self._lookup_state(spec, prior).items():
+            if since is None:  # (not asked of a state: none)
+                since = resolution_state.lookup_changes(now, {})
+            lookup_changes |= resolution_state.changed_lookups(name, since)
 
         def by_step(identities: set[str]) -> dict[str, list[str]]:
             grouped: dict[str, list[str]] = {}
@@ -1167,19 +1174,19 @@ class WaveRunner:
 
     def _lookup_state(
         self, spec: MappingSpec, prior: resolution_state.Prior | None = None
-    ) -> dict[str, tuple[dict[int, int], dict[int, int] | None]]:
+    ) -> dict[str, tuple[dict[int, int], resolution_state.LookupChanges | None]]:
         """Each lookup ``spec``'s records make: its digests now and (given the state an
-        earlier run kept) then. Found once per run."""
+        earlier run kept) how they changed since. Found once per run."""
         found = self._lookup_digests.get(spec.entity)
         if found is None:
             names = {n for s in self.steps if s.spec is spec for n, _ in self._lookups_of(s)}
-            found = {
-                name: (
-                    resolution_state.lookup_digests(self._resources[name]),
-                    prior.lookup_digests(name) if prior is not None else None,
-                )
-                for name in sorted(names)
-            }
+            found = {}
+            for name in sorted(names):
+                now = resolution_state.lookup_digests(self._resources[name])
+                since = None
+                if prior is not None:
+                    since = resolution_state.lookup_changes(now, prior.lookup_digests(name))
+                found[name] = (now, since)
             self._lookup_digests[spec.entity] = found
         return found
 
@@ -1256,6 +1263,9 @@ class WaveRunner:
         if self._checking_sources is not None:  # the run failed before it needed the verdict
             self._checking_sources[0].cancel()
             self._checking_sources = None
+        if self._validator is not None:  # (a dry run, or one that failed, asks nothing)
+            self._validator.cancel()
+            self._validator = None
         for ex in self.extractors.values():
             ex.close()
         self.extractors.clear()
@@ -1413,6 +1423,8 @@ class WaveRunner:
                             "merged_after_the_fact": {e: len(t) for e, t in self._retired.items()},
                             "rows_deleted": retired,
                         }
+                if self._validates_target(dry_run):
+                    self._ask_target()
                 if not dry_run:
                     with clock("finishing"), loader.transaction() as tx:
                         tx.set_checkpoint(
@@ -1423,9 +1435,8 @@ class WaveRunner:
                             self._keep_states(tx)
                             if self.validate:  # the suites every source row has met
                                 tx.set_checkpoint(VALIDATED, {"suites": self._validated_digest()})
-                if self.validate and not dry_run and target.loader == "sql":
-                    # (in the run's own process: one forked now would copy the run's memory
-                    # as it finishes)
+                if self._validates_target(dry_run):
+                    # (the time waited for it, where it ran beside finishing)
                     with clock("target validation"):
                         self._validate_target(summary, run_id, loader)
             except BaseException as exc:
@@ -1551,8 +1562,15 @@ class WaveRunner:
             for extractor in self.extractors.values():
                 extractor.close()
             self.extractors.clear()
+            # It then waits to validate the target, which the run asks of it once the wave's
+            # rows are in and finishes the run meanwhile; Great Expectations is imported
+            # there already, and the process holds the memory of the run as it is now, not
+            # as it has grown by then (see _ask_target).
+            then = None
+            if self._validates_target(dry_run) and any(s.side == "target" for s in self._suites):
+                then = self._target_suites_aside(run_id)
             aside = Aside(
-                lambda: self._run_source_suites(run_id, dry_run, rows), "source validation"
+                lambda: self._run_source_suites(run_id, dry_run, rows), "source validation", then
             )
             self._checking_sources = (aside, verdict, clock)
         else:
@@ -1583,7 +1601,10 @@ class WaveRunner:
         aside, verdict, clock = self._checking_sources
         self._checking_sources = None
         with clock("source validation"):
-            verdict(aside.result())
+            value = aside.result()
+            if aside.waiting:  # (it validates the target later)
+                self._validator = aside
+            verdict(value)
 
     def _run_source_suites(
         self, run_id: str, dry_run: bool, rows: Mapping[tuple[str, str], Any]
@@ -1637,13 +1658,42 @@ class WaveRunner:
             "validation_id": done.validation_id,
         }
 
-    def _validate_target(self, summary: RunSummary, run_id: str, loader: Loader) -> None:
-        """Validate the target after the wave: a critical failure marks the run failed.
+    def _validates_target(self, dry_run: bool) -> bool:
+        """Whether the run validates the target after the wave (a SQL target, not dry)."""
+        return self.validate and not dry_run and self.project.target.loader == "sql"
 
-        A delta's row-level expectations judge the rows it wrote, when every other row met
-        the same suites after the last run (the checkpoint ``validated:target``, kept only
-        while the target passes)."""
-        from continuity.validation import TargetChanges, run_validation, stop_message
+    def _target_suites_aside(self, run_id: str) -> Callable[[Any], Any]:
+        """The target's validation, as the source validation's process runs it when asked:
+        ``request`` is :meth:`_target_scope`'s (rows, changed)."""
+
+        def validate(request: Any) -> Any:
+            from continuity.validation import run_validation
+
+            rows, changed = request
+            return run_validation(
+                self.project,
+                "target",
+                run_id=run_id,
+                wave=self.wave.name,
+                suites=self._suites,
+                rows=rows,
+                changed=changed,
+            )
+
+        return validate
+
+    def _ask_target(self) -> None:
+        """Once every row of the wave is written: the target's validation begins in the
+        process that validated the sources, if it waits for it, while this one finishes
+        the run (each on a core of its own; the suites read the wave's tables, finishing
+        writes the run's checkpoints and states)."""
+        if self._validator is not None:
+            self._validator.ask(self._target_scope())
+
+    def _target_scope(self) -> tuple[dict[tuple[str, str], tuple[str, list[str]]], Any]:
+        """What the target's row-level expectations judge (``rows``) and what the wave
+        changed (``changed``); see :meth:`_validate_target`."""
+        from continuity.validation import TargetChanges
 
         digest = self._validated_digest("target")
         rows: dict[tuple[str, str], tuple[str, list[str]]] = {}
@@ -1668,15 +1718,23 @@ class WaveRunner:
                 },
                 tables=frozenset(self.metadata.tables),
             )
-        done = run_validation(
-            self.project,
-            "target",
-            run_id=run_id,
-            wave=self.wave.name,
-            suites=self._suites,
-            rows=rows,
-            changed=changed,
-        )
+        return rows, changed
+
+    def _validate_target(self, summary: RunSummary, run_id: str, loader: Loader) -> None:
+        """Validate the target after the wave: a critical failure marks the run failed.
+
+        A delta's row-level expectations judge the rows it wrote, when every other row met
+        the same suites after the last run (the checkpoint ``validated:target``, kept only
+        while the target passes). Where the process that validated the sources was asked
+        to (:meth:`_ask_target`), its verdict is awaited; else the suites run here."""
+        from continuity.validation import stop_message
+
+        digest = self._validated_digest("target")
+        validator, self._validator = self._validator, None
+        if validator is not None:
+            done = validator.answer("target validation")
+        else:
+            done = self._target_suites_aside(run_id)(self._target_scope())
         if done is None:
             return
         result = done.result

@@ -223,6 +223,8 @@ class Resolver:
         #: keeps the resolution state): (key hashes, the position of the record holding each)
         self.keep_dependencies = False
         self._kept: tuple[array[int], array[int]] = (array("q"), array("l"))
+        #: the blocks block_keys(remember=True) worked out, for as many records as were added
+        self._remembered: tuple[int, list[tuple[int, list[int]]]] | None = None
         #: clusters holding two records that were anchors of target records already (a merge
         #: after the fact): (the anchor kept, the other)
         self.merged_after: list[tuple[str, str]] = []
@@ -476,10 +478,14 @@ class Resolver:
                 others[name_key(self._fore[i], self._sur[i])].append(i)
         yield from others.items()
 
-    def block_keys(self) -> Iterable[tuple[int, int]]:
-        """Each block of two records or more among those added: its key and its size."""
-        for key, members in self._blocks():
-            yield key, len(members)
+    def block_keys(self, remember: bool = False) -> list[tuple[int, int]]:
+        """Each block of two records or more among those added: its key and its size.
+        ``remember``: the blocks are kept for :meth:`finish`, which then does not work them
+        out again unless records are added meanwhile (a delta's part: a full run's blocks
+        are worked out one pass at a time, and not kept)."""
+        blocks = list(self._blocks())
+        self._remembered = (len(self._names), blocks) if remember else None
+        return [(key, len(members)) for key, members in blocks]
 
     def counted_forename(self, identity: str) -> str | None:
         """The forename this record adds to the count of forenames in use, if any (see
@@ -541,7 +547,17 @@ class Resolver:
                 if first != i:
                     found[(first, i)] = (1.0, "same_pnc", ("pnc",))
         sizes = self.context.block_sizes if self.context is not None else {}
-        for key, members in self._blocks(keep=self.keep_dependencies):
+        remembered, self._remembered = self._remembered, None
+        blocks: Iterable[tuple[int, list[int]]]
+        if (
+            remembered is not None
+            and remembered[0] == len(self._names)
+            and not self.keep_dependencies
+        ):
+            blocks = remembered[1]
+        else:
+            blocks = self._blocks(keep=self.keep_dependencies)
+        for key, members in blocks:
             if sizes.get(key, len(members)) > s.max_block:
                 self.stats.blocks_capped += 1
                 self.stats.records_in_capped_blocks += len(members)

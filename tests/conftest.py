@@ -68,6 +68,23 @@ mariadb_database_for_module = pytest.fixture(scope="module")(
     _database_factory(MARIADB_URL, "MariaDB")
 )
 
+#: ``any_database``'s kinds, as ``pytest.mark.parametrize("kind", EVERY_DATABASE)``
+EVERY_DATABASE = [
+    "sqlite",
+    pytest.param("pg_database", marks=pytest.mark.postgres),
+    pytest.param("mariadb_database", marks=pytest.mark.mariadb),
+]
+
+
+@pytest.fixture
+def any_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new empty database of the test's ``kind`` (see EVERY_DATABASE): a SQLite file, or
+    one on the PostgreSQL or MariaDB server."""
+    kind = request.getfixturevalue("kind")
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite'}"
+    return str(request.getfixturevalue(kind)())
+
 
 @pytest.fixture(scope="session")
 def small_estate(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -14,6 +14,7 @@ from continuity.cli import main
 from continuity.ledger import AuditLedger
 from continuity.waves import run_wave
 
+from ..conftest import EVERY_DATABASE
 from .test_waves import new_target, project_for
 
 
@@ -237,3 +238,40 @@ def test_review_and_decisions_with_the_work_store_on_a_server(
         ledger.verify()
     finally:
         ledger.close()
+
+
+@pytest.mark.parametrize("kind", EVERY_DATABASE)
+def test_a_delta_rewrites_only_the_changed_pairs_of_the_records_it_resolved_again(
+    kind: str, any_database: str
+) -> None:
+    """A pair listed as it is now keeps its number; a changed one, and one no longer found,
+    goes; a new one is added; pairs of records not resolved again stay whatever the list."""
+    from continuity import people
+    from mappings.resolution import Pair
+
+    url = any_database
+    same = Pair("s|t|1", "s|t|2", 0.95, "name_dob", ("jaro_winkler",), True, "", "A", "B")
+    rescored = Pair("s|t|3", "s|t|4", 0.93, "name_dob", ("phonetic",), True, "", "C", "D")
+    dropped = Pair("s|t|5", "s|t|6", 0.9, "name_dob", ("phonetic",), False, "", "E", "F")
+    outside = Pair("s|t|7", "s|t|8", 1.0, "name_dob_year", ("exact",), False, "weak", "G", "H")
+    assert people.save_review(url, "person", "run-1", [same, rescored, dropped, outside]) == 4
+    now = [
+        same,
+        Pair("s|t|3", "s|t|4", 0.96, "name_dob", ("phonetic",), True, "", "C", "D"),
+        Pair("s|t|1", "s|t|9", 0.94, "name_dob", ("jaro_winkler",), False, "ambiguous", "A", "I"),
+    ]
+    only = {"s|t|1", "s|t|2", "s|t|3", "s|t|4", "s|t|5", "s|t|6", "s|t|9"}
+    assert people.save_review(url, "person", "run-2", now, only=only) == 2
+    listed = {(p["a"], p["b"]): p for p in people.review(url, "person")}
+    assert sorted(listed) == [
+        ("s|t|1", "s|t|2"),
+        ("s|t|1", "s|t|9"),
+        ("s|t|3", "s|t|4"),
+        ("s|t|7", "s|t|8"),
+    ]
+    assert listed[("s|t|1", "s|t|2")]["pair"] == 1  # (as it was: kept, not written again)
+    assert listed[("s|t|7", "s|t|8")]["pair"] == 4  # (not resolved again)
+    assert listed[("s|t|3", "s|t|4")]["pair"] > 4  # (rescored: listed anew)
+    assert listed[("s|t|3", "s|t|4")]["score"] == pytest.approx(0.96)
+    assert listed[("s|t|1", "s|t|9")]["pair"] > 4
+    assert len({p["pair"] for p in listed.values()}) == 4

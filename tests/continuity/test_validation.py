@@ -418,9 +418,12 @@ def test_a_deltas_reference_judges_the_rows_it_wrote_and_those_naming_rows_it_re
 
 @pytest.mark.parametrize("processes", ["1", "2"])
 def test_a_critical_failure_on_the_target_fails_the_run(
-    small_estate: Path, tmp_path: Path, processes: str
+    small_estate: Path, tmp_path: Path, processes: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Whether the target is validated in the run's own process or aside (while it finishes)."""
+    """Whether the target is validated in the run's own process or, with two, in the one that
+    validated the sources (while the run finishes)."""
+    import continuity.validation as validation
+
     suite = """\
 version: 1
 side: target
@@ -431,14 +434,44 @@ expectations:
     max_value: 10
     severity: critical
 """
+    source = """\
+version: 1
+side: source
+source: legacy
+table: NOMINAL
+key: [NOMINAL_REF]
+expectations:
+  - expect: expect_column_values_to_not_be_null
+    column: NOMINAL_REF
+    severity: critical
+"""
+    validated_in: list[tuple[str, int]] = []
+    record = tmp_path / "validated_in.txt"
+    original = validation.run_validation
+
+    def noted(project: Any, side: str, **kwargs: Any) -> Any:
+        with record.open("a") as out:  # (a forked process's list would not come back)
+            out.write(f"{side} {os.getpid()}\n")
+        return original(project, side, **kwargs)
+
+    monkeypatch.setattr(validation, "run_validation", noted)
     target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
     folder = tmp_path / "p"
-    project_with(small_estate, target, folder, {"target.yml": suite})
+    project_with(small_estate, target, folder, {"target.yml": suite, "source.yml": source})
     result = CliRunner().invoke(
         main,
         ["run", "all", "-p", str(folder), "--no-search-index"],
         env={**env(small_estate, target), "CONTINUITY_PROCESSES": processes},
     )
+    validated_in = [
+        (side, int(pid)) for side, pid in map(str.split, record.read_text().split("\n")[:-1])
+    ]
+    assert [side for side, _ in validated_in] == ["source", "target"]
+    (_, source_pid), (_, target_pid) = validated_in
+    if processes == "1":
+        assert source_pid == target_pid == os.getpid()
+    else:  # the process that validated the sources, waiting since, validated the target
+        assert source_pid == target_pid != os.getpid()
     assert result.exit_code == 1, result.output
     assert "run failed: target validation:" in result.output
     assert rows(target, "SELECT COUNT(*) FROM person")[0][0] > 10  # loaded, but failed

@@ -97,6 +97,8 @@ def test_what_is_not_a_postcode_is_none(text: str | None) -> None:
         (["12 ACACIA RD", "MANCHESTER", None, None, None], None),
         (["12 ACACIA RD", "M1 1AE", "M2 2BD"], None),  # two different postcodes
         ([None, "", None], None),
+        (["M1 1AE", "M2 2BD", "M1 1AE"], None),  # (a third line does not settle it)
+        (["MANCHESTER", "M\u00b9 \u00b9AE"], "M1 1AE"),  # superscript ones fold into digits
     ],
 )
 def test_find_postcode_reads_whichever_line_holds_it(
@@ -109,7 +111,7 @@ def test_find_postcode_reads_whichever_line_holds_it(
     st.lists(
         st.one_of(
             st.none(),
-            st.text(alphabet="AM12 ,.-'&ée", max_size=24),
+            st.text(alphabet="AM12 ,.-'&ée\u00b9", max_size=24),
             st.sampled_from(["M1 1AE", "m11ae", "SALFORD M5 4WT", "12 ACACIA RD, M2 2BD", "M1"]),
         ),
         max_size=5,
