@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import MetaData, inspect, select
 
@@ -454,6 +454,16 @@ def _combine(*filters: str | None) -> str | None:
     return " AND ".join(parts) or None
 
 
+class Looked(NamedTuple):
+    """The lookups as read aside (:meth:`WaveRunner._read_lookups`): each relation, by
+    resource name; the digests of those resolution keeps; and, in a delta, how they changed
+    since the state it kept (by entity and name)."""
+
+    tables: dict[str, Any]
+    digests: dict[str, dict[int, int]]
+    since: dict[tuple[str, str], resolution_state.LookupChanges]
+
+
 class WaveRunner:
     """Runs one wave of a project (see :func:`run_wave`)."""
 
@@ -544,6 +554,10 @@ class WaveRunner:
         self._checking_sources: tuple[Aside[Any], Callable[[Any], None], _Clock] | None = None
         #: the process that validated the sources, waiting to validate the target
         self._validator: Aside[Any] | None = None
+        #: the process reading the lookups while change detection reads the sources
+        self._reading: Aside[Looked] | None = None
+        #: what that process worked out of the lookups besides them (see _read_lookups)
+        self._looked = Looked({}, {}, {})
 
     # -- pieces ------------------------------------------------------------------------------
 
@@ -589,9 +603,19 @@ class WaveRunner:
             after=tuple(after) if after is not None else None,
         )
 
-    def resources(self, only: MappingSpec | None = None) -> dict[str, Any]:
+    def resources(
+        self, only: MappingSpec | None = None, lookups: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """What operations look up: every gazetteer and lookup a mapping names (``only``'s),
-        read once."""
+        read once (``lookups``: the lookups, read already by :meth:`lookups`)."""
+        found = self.lookups(only) if lookups is None else dict(lookups)
+        for name, source, selection in self._gazetteers(only):
+            if name not in found:
+                found[name] = self._gazetteer(source, selection)
+        return found
+
+    def lookups(self, only: MappingSpec | None = None) -> dict[str, Any]:
+        """Every lookup a mapping names (``only``'s), read (see :meth:`_load_lookup`)."""
         found: dict[str, Any] = {}
         for step in self.steps:
             if only is not None and step.spec is not only:
@@ -600,10 +624,51 @@ class WaveRunner:
                 for s in f.steps:
                     if s.op == "lookup":
                         self._load_lookup(s, found)
-        for name, source, selection in self._gazetteers(only):
-            if name not in found:
-                found[name] = self._gazetteer(source, selection)
         return found
+
+    def _lookups_aside(self) -> Aside[Looked] | None:
+        """The lookups, read in a forked process while change detection reads the sources
+        (a delta's lookups read two whole relations and parse a million addresses' postcodes:
+        the run's own process waits for the detection's workers meanwhile). None where the
+        run works in one process, or no mapping looks anything up."""
+        if not can_fork() or not any(
+            s.op == "lookup" for step in self.steps for f in step.mapping.fields for s in f.steps
+        ):
+            return None
+        # The forked process opens its own connections: none of this one's may cross.
+        for extractor in self.extractors.values():
+            extractor.close()
+        self.extractors.clear()
+        return Aside(self._read_lookups, "lookups")
+
+    def _read_lookups(self) -> Looked:
+        """The lookups (:meth:`lookups`), with what resolution keeps of those its resolved
+        mappings make (:meth:`_lookup_state`): their digests and, in a delta, how they changed
+        since the state an earlier run kept (the state's digests read here). Each relation's
+        million entries are hashed where they were read, beside change detection."""
+        tables = self.lookups()
+        digests: dict[str, dict[int, int]] = {}
+        since: dict[tuple[str, str], resolution_state.LookupChanges] = {}
+        for spec in self.specs:
+            if spec.resolve is None or not self._state_kept(spec):
+                continue
+            prior = (
+                resolution_state.Prior(self.project.target.location, spec.entity)
+                if self.delta
+                else None
+            )
+            try:
+                for name in self._lookup_names(spec):
+                    if name not in digests:
+                        digests[name] = resolution_state.lookup_digests(tables[name])
+                    if prior is not None:
+                        since[(spec.entity, name)] = resolution_state.lookup_changes(
+                            digests[name], prior.lookup_digests(name)
+                        )
+            finally:
+                if prior is not None:
+                    prior.close()
+        return Looked(tables, digests, since)
 
     def _gazetteers(self, only: MappingSpec | None = None) -> Iterator[tuple[str, str, Selection]]:
         """Each gazetteer a mapping searches (``only``'s): its name, source and selection."""
@@ -1179,16 +1244,24 @@ class WaveRunner:
         earlier run kept) how they changed since. Found once per run."""
         found = self._lookup_digests.get(spec.entity)
         if found is None:
-            names = {n for s in self.steps if s.spec is spec for n, _ in self._lookups_of(s)}
             found = {}
-            for name in sorted(names):
-                now = resolution_state.lookup_digests(self._resources[name])
+            looked = self._looked
+            for name in self._lookup_names(spec):
+                now = looked.digests.get(name)
+                if now is None:
+                    now = resolution_state.lookup_digests(self._resources[name])
                 since = None
                 if prior is not None:
-                    since = resolution_state.lookup_changes(now, prior.lookup_digests(name))
+                    since = looked.since.get((spec.entity, name))
+                    if since is None:
+                        since = resolution_state.lookup_changes(now, prior.lookup_digests(name))
                 found[name] = (now, since)
             self._lookup_digests[spec.entity] = found
         return found
+
+    def _lookup_names(self, spec: MappingSpec) -> list[str]:
+        """The lookups ``spec``'s fields make, by resource name."""
+        return sorted({n for s in self.steps if s.spec is spec for n, _ in self._lookups_of(s)})
 
     def _keep_states(self, tx: Any) -> None:
         """Write each resolved entity's resolution state (in the transaction finishing the
@@ -1266,6 +1339,9 @@ class WaveRunner:
         if self._validator is not None:  # (a dry run, or one that failed, asks nothing)
             self._validator.cancel()
             self._validator = None
+        if self._reading is not None:  # (the run failed before it needed the lookups)
+            self._reading.cancel()
+            self._reading = None
         for ex in self.extractors.values():
             ex.close()
         self.extractors.clear()
@@ -1345,6 +1421,7 @@ class WaveRunner:
             phases: dict[str, float] = {}
             clock = _Clock(phases)
             if self.fingerprints:
+                self._reading = self._lookups_aside()
                 with clock("change detection"):
                     self._changes = self._detect(loader, run_id, dry_run, progress)
             validation: dict[str, Any] = {}
@@ -1355,7 +1432,13 @@ class WaveRunner:
             # Compile everything before the first row moves: a bad mapping or a missing column
             # fails the run here, with nothing written.
             with clock("lookups and gazetteers"):
-                self._resources = self.resources()
+                reading, self._reading = self._reading, None
+                looked = reading.result() if reading is not None else None
+                if looked is not None:
+                    self._looked = looked
+                self._resources = self.resources(
+                    lookups=looked.tables if looked is not None else None
+                )
             self._loader = None if dry_run else loader
             self._checkpoints = loader
             if self.delta and not dry_run and not resumed:

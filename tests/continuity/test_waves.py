@@ -20,9 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import create_engine
 
 from continuity import target_schema
+from continuity.cli import main
 from continuity.db import create_tables, database_digests
 from continuity.domain.errors import ConfigError
 from continuity.ledger import AuditLedger
@@ -564,3 +566,31 @@ def test_a_finish_the_ledger_never_heard_of_is_recovered(
         ledger.close()
     assert states["lost-1"] == "finished (recovered)"
     assert sorted(states.values()) == ["finished", "finished (recovered)"]
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_lookup_that_cannot_be_read_stops_the_run_in_one_line(
+    small_estate: Path, tmp_path: Path, processes: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lookups are read aside while change detection reads the sources (two processes)
+    or in the run's own process (one): a relation the database refuses stops the run either
+    way, before anything is written, in one line naming it."""
+    monkeypatch.setenv("CONTINUITY_PROCESSES", processes)
+    target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
+    folder = tmp_path / "project"
+    project_for(small_estate, target, folder)
+    person = folder / "mappings" / "person.yml"
+    person.write_text(
+        person.read_text(encoding="utf-8").replace("JOIN pw_location l", "JOIN pw_nowhere l"),
+        encoding="utf-8",
+    )
+    before = digests(target)
+    result = CliRunner().invoke(
+        main,
+        ["run", "all", "-p", str(folder), "--no-search-index"],
+        env={"CONTINUITY_ESTATE": str(small_estate), "CONTINUITY_TARGET": target},
+    )
+    assert result.exit_code == 2, result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("error:")]
+    assert "pw_nowhere" in line
+    assert digests(target) == before
