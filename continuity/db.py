@@ -6,6 +6,7 @@ on PostgreSQL): SQLAlchemy's ``insert()`` with dicts is four times slower here.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import itertools
@@ -56,8 +57,11 @@ def stream(
         cursor.execute(str(compiled), params)
         while rows := cursor.fetchmany(size):
             yield from rows
-    finally:
-        cursor.close()
+    except BaseException:
+        with contextlib.suppress(Exception):  # (the error that stopped the read is the one)
+            cursor.close()
+        raise
+    cursor.close()
 
 
 def existing_tables(engine: Engine, metadata: MetaData) -> list[str]:

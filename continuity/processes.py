@@ -8,6 +8,7 @@ open their own connections (none of the run's may cross a fork).
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing as mp
 import os
 import pickle
@@ -77,8 +78,6 @@ def _send(sender: Any, outcome: tuple[bool, Any]) -> None:
 def _give_back() -> None:
     """Collect what is garbage and give the heap's free memory back to the system (glibc's
     ``malloc_trim``; elsewhere, only the collection)."""
-    import gc
-
     gc.collect()
     with contextlib.suppress(Exception):
         import ctypes
@@ -94,6 +93,9 @@ def _run_aside(
     asking: Any,
 ) -> None:
     worker_started()
+    # What the run had at the fork is the run's: the collector leaves it alone here (walking
+    # it would copy each page it touches into this process).
+    gc.freeze()
     if asking is not None:
         asking.close()  # (the run's end of the requests, copied by the fork)
     try:
@@ -112,6 +114,10 @@ def _run_aside(
         sender.close()
 
 
+class ProcessDied(ContinuityError):
+    """A process working aside ended without an answer (killed: out of memory?)."""
+
+
 class Aside(Generic[T]):
     """``call()`` run in a forked process while the caller goes on; :meth:`result` waits for
     its value, or raises what it raised. The call must open its own connections and return
@@ -121,7 +127,9 @@ class Aside(Generic[T]):
     request (something that pickles), on which it runs ``then(request)`` while the caller goes
     on again; :meth:`answer` waits for that value. Work given to a process forked early runs
     in what the caller had then: what it imported since (a library imported for the first
-    call), not the memory it has grown to since."""
+    call), not the memory it has grown to since.
+
+    Whatever interrupts a wait (Ctrl-C included) stops the process."""
 
     def __init__(
         self, call: Callable[[], T], what: str, then: Callable[[Any], Any] | None = None
@@ -143,66 +151,83 @@ class Aside(Generic[T]):
         sender.close()  # the child's end: once it exits, a read here ends instead of waiting
         if requests is not None:
             requests.close()
+        self._received = False  # the first call's outcome
         self._asked = False
 
     def _receive(self, what: str) -> Any:
+        """The next outcome; the process is stopped if none comes (or the wait is cut)."""
         try:
             ok, value = self._receiver.recv()
         except EOFError:
-            self._process.join()
-            raise ContinuityError(
+            self.cancel()
+            raise ProcessDied(
                 f"{what}: its process died (exit {self._process.exitcode}; out of "
                 "memory?); CONTINUITY_PROCESSES=1 does it in the run's own process"
             ) from None
+        except BaseException:
+            self.cancel()
+            raise
         if not ok:
+            self.cancel()  # (it has nothing more to give)
             raise value
         return value
 
     def result(self) -> T:
-        if self._requests is not None:  # (the process now waits for a request, or the end)
-            try:
-                return self._receive(self.what)
-            except BaseException:
-                self.cancel()
-                raise
-        try:
-            return self._receive(self.what)
-        finally:
-            self._receiver.close()
-            self._process.join()
+        value = self._receive(self.what)
+        self._received = True
+        if self._requests is None:  # (the process ends)
+            self._end()
+        return value
 
     @property
     def waiting(self) -> bool:
         """Whether the process waits for a request (:meth:`ask`)."""
-        return self._requests is not None and not self._asked and self._process.is_alive()
+        return (
+            self._requests is not None
+            and self._received
+            and not self._asked
+            and self._process.is_alive()
+        )
 
     def ask(self, request: Any) -> None:
-        """Give the process its further work (once): ``then(request)``."""
-        if self._requests is None or self._asked:
-            raise ValueError(f"{self.what}: nothing more to ask")
+        """Give the process its further work (once): ``then(request)``. Raises ProcessDied if
+        it is gone."""
+        if not self.waiting:
+            self.cancel()
+            raise ProcessDied(f"{self.what}: its process is not waiting (it died?)")
         self._asked = True
-        self._requests.send(request)
+        try:
+            self._requests.send(request)
+        except OSError:
+            self.cancel()
+            raise ProcessDied(f"{self.what}: its process died (out of memory?)") from None
 
     def answer(self, what: str) -> Any:
         """Wait for what ``then`` returned (or raise what it raised); the process ends."""
-        try:
-            return self._receive(what)
-        finally:
-            self._requests.close()
-            self._receiver.close()
-            self._process.join()
+        value = self._receive(what)
+        self._end()
+        return value
+
+    def _end(self) -> None:
+        """The process has answered: it ends by itself."""
+        self._process.join()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for end in (self._receiver, self._requests):
+            if end is not None:
+                with contextlib.suppress(OSError):
+                    end.close()
 
     def cancel(self) -> None:
-        """End the process: stop its work if it still runs (the run failed meanwhile), or let
-        it go if it waits for a request."""
-        if self._requests is not None and not self._asked:
+        """End the process: let it go if it waits for a request, else stop it at once (the
+        run failed meanwhile, or was interrupted)."""
+        if self._process.is_alive() and self.waiting:
             self._asked = True
             with contextlib.suppress(OSError):
                 self._requests.send(None)  # (a process waiting for a request ends)
-                self._requests.close()
             self._process.join(timeout=5)
         if self._process.is_alive():
             self._process.terminate()
         self._process.join()
-        with contextlib.suppress(OSError):
-            self._receiver.close()
+        self._close_pipes()

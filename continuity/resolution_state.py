@@ -363,6 +363,10 @@ class Prior:
         for identity, r in rows.items():
             self._resolved[identity] = Resolved(r.anchor, r.rule, r.role, r.score)
 
+    def kept(self) -> bool:
+        """Whether the target holds state tables at all."""
+        return sa.inspect(self.engine).has_table(LOOKUPS)
+
     def lookup_digests(self, name: str) -> dict[int, int]:
         t = self.lookups.c
         query = sa.select(t.key_hash, t.digest).where(

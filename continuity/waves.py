@@ -38,7 +38,7 @@ from continuity.domain.yamlsource import raise_all
 from continuity.ledger import AuditLedger
 from continuity.loaders.base import Loader, primary_key_indexes
 from continuity.loaders.registry import open_loader
-from continuity.processes import Aside, can_fork
+from continuity.processes import Aside, ProcessDied, can_fork
 from continuity.project import Project
 from continuity.rollback import (
     JOURNAL,
@@ -657,6 +657,9 @@ class WaveRunner:
                 if self.delta
                 else None
             )
+            if prior is not None and not prior.kept():
+                prior.close()  # (no state: a dry run on a target no run has written to)
+                prior = None
             try:
                 for name in self._lookup_names(spec):
                     if name not in digests:
@@ -1507,7 +1510,7 @@ class WaveRunner:
                             "rows_deleted": retired,
                         }
                 if self._validates_target(dry_run):
-                    self._ask_target()
+                    self._ask_target(loader)
                 if not dry_run:
                     with clock("finishing"), loader.transaction() as tx:
                         tx.set_checkpoint(
@@ -1687,6 +1690,8 @@ class WaveRunner:
             value = aside.result()
             if aside.waiting:  # (it validates the target later)
                 self._validator = aside
+            else:
+                aside.cancel()  # (none asked for, or gone: the target is validated here)
             verdict(value)
 
     def _run_source_suites(
@@ -1746,8 +1751,10 @@ class WaveRunner:
         return self.validate and not dry_run and self.project.target.loader == "sql"
 
     def _target_suites_aside(self, run_id: str) -> Callable[[Any], Any]:
-        """The target's validation, as the source validation's process runs it when asked:
-        ``request`` is :meth:`_target_scope`'s (rows, changed)."""
+        """The target's validation, as the source validation's process runs it when asked
+        (or this one, where none does): ``request`` is :meth:`_target_scope`'s (rows,
+        changed). Not recorded: the run records the verdict once it has finished (a run that
+        fails to finish records none)."""
 
         def validate(request: Any) -> Any:
             from continuity.validation import run_validation
@@ -1758,6 +1765,7 @@ class WaveRunner:
                 "target",
                 run_id=run_id,
                 wave=self.wave.name,
+                ledger=False,
                 suites=self._suites,
                 rows=rows,
                 changed=changed,
@@ -1765,13 +1773,19 @@ class WaveRunner:
 
         return validate
 
-    def _ask_target(self) -> None:
+    def _ask_target(self, loader: Loader) -> None:
         """Once every row of the wave is written: the target's validation begins in the
         process that validated the sources, if it waits for it, while this one finishes
         the run (each on a core of its own; the suites read the wave's tables, finishing
-        writes the run's checkpoints and states)."""
-        if self._validator is not None:
+        writes the run's checkpoints and states). Not where a reader waits for a writer (a
+        SQLite target not in WAL mode): it is asked once the run has finished. A process
+        gone meanwhile (killed) leaves the validation to this one."""
+        if self._validator is None or loader.readers_wait_for_writers:
+            return
+        try:
             self._validator.ask(self._target_scope())
+        except ProcessDied:
+            self._validator = None
 
     def _target_scope(self) -> tuple[dict[tuple[str, str], tuple[str, list[str]]], Any]:
         """What the target's row-level expectations judge (``rows``) and what the wave
@@ -1810,16 +1824,23 @@ class WaveRunner:
         the same suites after the last run (the checkpoint ``validated:target``, kept only
         while the target passes). Where the process that validated the sources was asked
         to (:meth:`_ask_target`), its verdict is awaited; else the suites run here."""
-        from continuity.validation import stop_message
+        from continuity.validation import record, stop_message
 
         digest = self._validated_digest("target")
         validator, self._validator = self._validator, None
-        if validator is not None:
-            done = validator.answer("target validation")
-        else:
+        done = None
+        try:
+            if validator is not None:
+                if validator.waiting:  # (not asked while the run finished)
+                    validator.ask(self._target_scope())
+                done = validator.answer("target validation")
+        except ProcessDied:
+            validator = None  # (killed: validated here instead)
+        if validator is None:
             done = self._target_suites_aside(run_id)(self._target_scope())
         if done is None:
             return
+        record(self.project, done, run_id, self.wave.name)
         result = done.result
         summary.validation["target"] = {
             "ok": result.ok,

@@ -88,6 +88,12 @@ class Loader(ABC):
             known = ", ".join(sorted(self.metadata.tables))
             raise ConfigError(f"no target table {name!r} (tables: {known})") from None
 
+    @property
+    def readers_wait_for_writers(self) -> bool:
+        """Whether a reader of the target waits while a transaction writes it (then nothing
+        reads it beside the run's writes)."""
+        return False
+
     def check(self) -> None:  # noqa: B027 - optional: a default that checks nothing
         """Raise a one-line LedgerError or ConfigError unless the target is reachable and
         writable."""

@@ -341,6 +341,11 @@ class SqlLoader(Loader):
         self._raw = raw
         return raw
 
+    @property
+    def readers_wait_for_writers(self) -> bool:
+        """A SQLite target not in WAL mode: a large transaction locks its readers out."""
+        return self.dialect == "sqlite" and self.options["journal_mode"].lower() != "wal"
+
     def check(self) -> None:
         """Connect once; a SQLite file (or its directory) must be writable."""
         database = self.engine.url.database

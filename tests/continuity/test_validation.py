@@ -416,12 +416,17 @@ def test_a_deltas_reference_judges_the_rows_it_wrote_and_those_naming_rows_it_re
     assert judged(changes(tables=("person_dob",))) == (2, 1, {"target.person_dob.person_id": 2})
 
 
-@pytest.mark.parametrize("processes", ["1", "2"])
+@pytest.mark.parametrize(("processes", "journal"), [("1", "wal"), ("2", "wal"), ("2", "delete")])
 def test_a_critical_failure_on_the_target_fails_the_run(
-    small_estate: Path, tmp_path: Path, processes: str, monkeypatch: pytest.MonkeyPatch
+    small_estate: Path,
+    tmp_path: Path,
+    processes: str,
+    journal: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Whether the target is validated in the run's own process or, with two, in the one that
-    validated the sources (while the run finishes)."""
+    validated the sources (while the run finishes; after it, where the finishing transaction
+    would lock the suites' reads out: SQLite not in WAL mode)."""
     import continuity.validation as validation
 
     suite = """\
@@ -458,6 +463,13 @@ expectations:
     target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
     folder = tmp_path / "p"
     project_with(small_estate, target, folder, {"target.yml": suite, "source.yml": source})
+    project_file = folder / "continuity.yml"
+    project_file.write_text(
+        project_file.read_text(encoding="utf-8").replace(
+            "  loader: sql\n", f"  loader: sql\n  options: {{journal_mode: {journal}}}\n"
+        ),
+        encoding="utf-8",
+    )
     result = CliRunner().invoke(
         main,
         ["run", "all", "-p", str(folder), "--no-search-index"],
@@ -473,6 +485,7 @@ expectations:
     else:  # the process that validated the sources, waiting since, validated the target
         assert source_pid == target_pid != os.getpid()
     assert result.exit_code == 1, result.output
+    assert rows(target, "PRAGMA journal_mode")[0][0] == journal
     assert "run failed: target validation:" in result.output
     assert rows(target, "SELECT COUNT(*) FROM person")[0][0] > 10  # loaded, but failed
     project = load_project(folder, env(small_estate, target))
