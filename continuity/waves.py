@@ -456,12 +456,10 @@ def _combine(*filters: str | None) -> str | None:
 
 class Looked(NamedTuple):
     """The lookups as read aside (:meth:`WaveRunner._read_lookups`): each relation, by
-    resource name; the digests of those resolution keeps; and, in a delta, how they changed
-    since the state it kept (by entity and name)."""
+    resource name; and, by entity, what :meth:`WaveRunner._lookup_state` found of them."""
 
     tables: dict[str, Any]
-    digests: dict[str, dict[int, int]]
-    since: dict[tuple[str, str], resolution_state.LookupChanges]
+    states: dict[str, dict[str, tuple[dict[int, int], resolution_state.LookupChanges | None]]]
 
 
 class WaveRunner:
@@ -556,8 +554,6 @@ class WaveRunner:
         self._validator: Aside[Any] | None = None
         #: the process reading the lookups while change detection reads the sources
         self._reading: Aside[Looked] | None = None
-        #: what that process worked out of the lookups besides them (see _read_lookups)
-        self._looked = Looked({}, {}, {})
 
     # -- pieces ------------------------------------------------------------------------------
 
@@ -643,12 +639,10 @@ class WaveRunner:
 
     def _read_lookups(self) -> Looked:
         """The lookups (:meth:`lookups`), with what resolution keeps of those its resolved
-        mappings make (:meth:`_lookup_state`): their digests and, in a delta, how they changed
-        since the state an earlier run kept (the state's digests read here). Each relation's
-        million entries are hashed where they were read, beside change detection."""
+        mappings make (:meth:`_lookup_state`: their digests and, in a delta, how they changed
+        since the state an earlier run kept). Each relation's million entries are hashed
+        where they were read, beside change detection."""
         tables = self.lookups()
-        digests: dict[str, dict[int, int]] = {}
-        since: dict[tuple[str, str], resolution_state.LookupChanges] = {}
         for spec in self.specs:
             if spec.resolve is None or not self._state_kept(spec):
                 continue
@@ -661,17 +655,11 @@ class WaveRunner:
                 prior.close()  # (no state: a dry run on a target no run has written to)
                 prior = None
             try:
-                for name in self._lookup_names(spec):
-                    if name not in digests:
-                        digests[name] = resolution_state.lookup_digests(tables[name])
-                    if prior is not None:
-                        since[(spec.entity, name)] = resolution_state.lookup_changes(
-                            digests[name], prior.lookup_digests(name)
-                        )
+                self._lookup_state(spec, prior, tables)
             finally:
                 if prior is not None:
                     prior.close()
-        return Looked(tables, digests, since)
+        return Looked(tables, self._lookup_digests)
 
     def _gazetteers(self, only: MappingSpec | None = None) -> Iterator[tuple[str, str, Selection]]:
         """Each gazetteer a mapping searches (``only``'s): its name, source and selection."""
@@ -1241,23 +1229,23 @@ class WaveRunner:
         }
 
     def _lookup_state(
-        self, spec: MappingSpec, prior: resolution_state.Prior | None = None
+        self,
+        spec: MappingSpec,
+        prior: resolution_state.Prior | None = None,
+        tables: Mapping[str, Any] | None = None,
     ) -> dict[str, tuple[dict[int, int], resolution_state.LookupChanges | None]]:
         """Each lookup ``spec``'s records make: its digests now and (given the state an
-        earlier run kept) how they changed since. Found once per run."""
+        earlier run kept) how they changed since. Found once per run (``tables``: the
+        lookups, where not yet among the run's resources)."""
         found = self._lookup_digests.get(spec.entity)
         if found is None:
+            read = self._resources if tables is None else tables
             found = {}
-            looked = self._looked
             for name in self._lookup_names(spec):
-                now = looked.digests.get(name)
-                if now is None:
-                    now = resolution_state.lookup_digests(self._resources[name])
+                now = resolution_state.lookup_digests(read[name])
                 since = None
                 if prior is not None:
-                    since = looked.since.get((spec.entity, name))
-                    if since is None:
-                        since = resolution_state.lookup_changes(now, prior.lookup_digests(name))
+                    since = resolution_state.lookup_changes(now, prior.lookup_digests(name))
                 found[name] = (now, since)
             self._lookup_digests[spec.entity] = found
         return found
@@ -1438,7 +1426,7 @@ class WaveRunner:
                 reading, self._reading = self._reading, None
                 looked = reading.result() if reading is not None else None
                 if looked is not None:
-                    self._looked = looked
+                    self._lookup_digests.update(looked.states)
                 self._resources = self.resources(
                     lookups=looked.tables if looked is not None else None
                 )

@@ -439,18 +439,6 @@ expectations:
     max_value: 10
     severity: critical
 """
-    source = """\
-version: 1
-side: source
-source: legacy
-table: NOMINAL
-key: [NOMINAL_REF]
-expectations:
-  - expect: expect_column_values_to_not_be_null
-    column: NOMINAL_REF
-    severity: critical
-"""
-    validated_in: list[tuple[str, int]] = []
     record = tmp_path / "validated_in.txt"
     original = validation.run_validation
 
@@ -462,7 +450,12 @@ expectations:
     monkeypatch.setattr(validation, "run_validation", noted)
     target = new_target(f"sqlite:///{tmp_path / 'product.sqlite'}")
     folder = tmp_path / "p"
-    project_with(small_estate, target, folder, {"target.yml": suite, "source.yml": source})
+    project_with(
+        small_estate,
+        target,
+        folder,
+        {"target.yml": suite, "legacy.yml": GENDER_SUITES["legacy.yml"]},
+    )
     project_file = folder / "continuity.yml"
     project_file.write_text(
         project_file.read_text(encoding="utf-8").replace(
