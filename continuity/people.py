@@ -109,11 +109,15 @@ def save_review(
     run_id: str | None,
     pairs: Iterable[Any],
     only: set[str] | None = None,
+    stale: set[str] | None = None,
 ) -> int:
     """Replace ``entity``'s review list with ``pairs`` (:class:`mappings.resolution.Pair`);
     with ``only``, just the pairs of those records (a delta resolved them again): a pair
     listed already as it is now keeps its number and the run that listed it, the others of
-    those records go, and the new ones are added. Returns how many pairs were written."""
+    those records go, and the new ones are added. With ``stale`` (the records changed or
+    gone), a listed pair of a record of ``only`` with one outside it stays as listed unless
+    either is stale (a pair too weak to merge ties no component: see
+    ``mappings.resolution.Resolver._links``). Returns how many pairs were written."""
     engine = _engine(url)
     t = person_review.c
     written = (t.score, t.rule, t.reasons, t.merged, t.refused, t.a_seen, t.b_seen)
@@ -143,6 +147,13 @@ def save_review(
                 first = max(first, number + 1)
                 if a not in only and b not in only:
                     continue
+                if (
+                    stale is not None
+                    and (a not in only or b not in only)
+                    and a not in stale
+                    and b not in stale
+                ):
+                    continue  # (resolved again on one side only, and neither changed)
                 same = now.get((a, b))
                 if same is not None and _same_pair(same[2:], values) and (a, b) not in kept:
                     kept.add((a, b))

@@ -3,7 +3,8 @@
 A full run resolves every record of a resolved mapping (:mod:`mappings.resolution`). It then
 keeps, in the target beside the fingerprints, each record's *state*: a digest of what
 resolution read of it (and the values themselves), where it went (anchor, rule, role, score),
-its *component* (the records candidate pairs, merged or not, tie it to), its name and whether it
+its *component* (the records tied to it by pairs whose outcomes can depend on each other's: see
+``Resolver._links``), its name and whether it
 has a DOB and counts toward the forenames in use, and its *dependency keys* (its blocks, its PNC
 ID, for a record with no DOB its name, the keys of the values it looked up).
 
@@ -17,10 +18,15 @@ A delta then resolves only the *part* of the population a change can reach, whic
    changed one now pairs with (scored against what the state read of them, in every block
    within ``max_block``), every record of a block whose size crosses ``max_block`` either
    way, the records sharing a changed one's PNC ID, the records of a forename whose standing
-   as a name in use flipped, and the records reviewers decided on;
-3. the part grows to whole components, the changed and gone records' old ones included.
-   Nothing outside it can resolve differently: a pair of unchanged records in a block whose
-   capping did not change scores as it did, so it tied them into one component before;
+   as a name in use flipped, and the records reviewers decided on; and a vague record (an
+   estimated or no DOB) a changed record, or a block crossing ``max_block``, may give its first
+   weak pair strong enough to merge brings the records it pairs with: from then on it reads
+   the clusters of every person it fits;
+3. the part grows to whole components, the changed and gone records' old ones included (a
+   component: the records tied by the pairs whose outcomes can depend on each other's, see
+   ``Resolver._links``; a weak pair too weak to merge ties none). Nothing outside it can
+   resolve differently: a pair of unchanged records in a block whose capping did not change
+   scores as it did, so it tied them into one component before, or it is refused as it was;
 4. names: a record with no DOB weighs every person of its name (it joins the one it fits, of
    several none). A record with no DOB outside the part whose name a record of the part bears
    or bore joins it with its component, until none is left; for each record with no DOB in
@@ -71,7 +77,7 @@ KEYS = "migration_resolution_key"
 LOOKUPS = "migration_resolution_lookup"
 TABLES = (STATE, KEYS, LOOKUPS)
 #: Bumped whenever resolution or its dependency keys change meaning: the next run resolves all.
-VERSION = 4
+VERSION = 5
 #: Values per IN list.
 CHUNK = 500
 #: Values per IN list of a read through the driver (SQLite binds 32,766 values at most).
@@ -650,6 +656,31 @@ def _keys_of(settings: ResolveSettings, rows: Mapping[str, Row]) -> dict[str, se
     return {i: scratch.dependency_keys(i) | row.lookups() for i, row in rows.items()}
 
 
+def _fitted(
+    prior: Prior,
+    now: Resolver,
+    records: set[str],
+    sizes: Mapping[int, int],
+    cap: int,
+    besides: set[str],
+) -> set[str]:
+    """The records a candidate pair joins to any of ``records`` (unchanged records the state
+    holds), in blocks no larger than ``cap`` (``sizes``: the blocks' sizes now, where a change
+    touched them), but for ``besides`` (gone): ``now`` (holding the changed records as they
+    are now) is given them and those they may pair with, as the state read them."""
+    if not records:
+        return set()
+    held = set(now.identities())
+    for identity, row in sorted(prior.rows(records - held).items()):
+        now.add(identity, row.values())
+    keys = {k for i in records for k in now.dependency_keys(i)}
+    counted = {**prior.sizes(keys - sizes.keys()), **{k: sizes[k] for k in keys & sizes.keys()}}
+    mates = prior.holders(k for k in keys if counted.get(k, 0) <= cap) - besides
+    for identity, row in sorted(prior.rows(mates - held - records).items()):
+        now.add(identity, row.values())
+    return now.partners(records, counted)
+
+
 def resolve_part(
     prior: Prior,
     settings: ResolveSettings,
@@ -692,7 +723,8 @@ def resolve_part(
     mates -= gone | changed
     for identity, row in sorted(prior.rows(mates).items()):
         now.add(identity, row.values())
-    partners = now.partners(changed, after)
+    corroborated: set[str] = set()
+    partners = now.partners(changed, after, corroborated)
     # The old names of the changed and gone records (see the names' rule below).
     olds = {(r.forename or "", r.surname or "") for i in changed | gone if (r := before.get(i))}
     # The forenames in use, before and after.
@@ -714,10 +746,18 @@ def resolve_part(
     pncs = {dependency_hash(PNC_KEY, p) for i in changed if (p := now.pnc(i))}
     # (A record read again whose digest did not change seeds nothing: it resolves as before
     # unless something else reaches its component.)
-    seeds = changed | partners | decided
-    seeds |= prior.holders(crossing | pncs)
+    crossed = prior.holders(crossing)
+    sharing = prior.holders(pncs)
+    seeds = changed | partners | decided | crossed | sharing
     seeds |= prior.named(flipped)
     seeds -= gone
+    # A vague record a change may give its first weak pair strong enough to merge reads, from
+    # now on, the clusters of everyone it fits: they may be tied to it by no component yet.
+    # Such a pair is one with a changed record, one in a block no longer too large to compare,
+    # or one of two records of a PNC ID a changed record now holds first (two holders after
+    # the first pair by their names, not by the PNC ID: see Resolver._candidates).
+    reach = (corroborated | crossed | sharing) - changed - gone
+    seeds |= _fitted(prior, now, reach, after, cap, gone)
     rows = prior.rows(seeds - fresh.keys())
     # (a gone record's too: its going may part its cluster)
     components = {r.component for r in rows.values()} | {

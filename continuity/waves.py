@@ -853,6 +853,7 @@ class WaveRunner:
                         run_id,
                         resolver.review,
                         only=set(resolver.identities()) | part.gone,
+                        stale=part.changed | part.gone,
                     )
             self._resources[f"resolution:{spec.entity}"] = resolution
             self._states[spec.entity] = (resolver, read, part)

@@ -225,6 +225,9 @@ class Resolver:
         self._kept: tuple[array[int], array[int]] = (array("q"), array("l"))
         #: the blocks block_keys(remember=True) worked out, for as many records as were added
         self._remembered: tuple[int, list[tuple[int, list[int]]]] | None = None
+        #: every record's keys in every blocking pass, for partners (grown as records are
+        #: added): how many records it holds, and (pass, key) -> the records holding it
+        self._holding: tuple[int, dict[tuple[int, Any], list[int]]] = (0, defaultdict(list))
         #: clusters holding two records that were anchors of target records already (a merge
         #: after the fact): (the anchor kept, the other)
         self.merged_after: list[tuple[str, str]] = []
@@ -598,28 +601,63 @@ class Resolver:
             return None
         return names.score, "name_" + relation, (*names.reasons, relation)
 
-    def partners(self, of: Iterable[str], sizes: Mapping[int, int]) -> set[str]:
+    def partners(
+        self,
+        of: Iterable[str],
+        sizes: Mapping[int, int],
+        corroborated: set[str] | None = None,
+    ) -> set[str]:
         """The records a candidate pair joins to any of ``of`` (records sharing a PNC ID
         included), in blocks no larger than ``max_block`` by ``sizes`` (each block's size over
-        every record; the block's records here where not given)."""
+        every record; the block's records here where not given). ``corroborated`` gets those
+        of them that are vague and whose weak pair with one of ``of`` is strong enough to
+        merge (either way round)."""
         s = self.settings
         floor = s.match - s.review_margin
         mine = {self._ids[i] for i in of if i in self._ids}
         found: set[int] = set()
         pncs = {self._pnc[i] for i in mine} - {None}
         found |= {i for i, pnc in enumerate(self._pnc) if pnc in pncs}
-        for key, members in self._blocks():
-            if sizes.get(key, len(members)) > s.max_block or mine.isdisjoint(members):
-                continue
-            for i in mine.intersection(members):
-                for j in members:
-                    # (either way round: the order a full run takes them in is not known here)
-                    if j != i and (
-                        self._candidate(i, j, floor) is not None
-                        or self._candidate(j, i, floor) is not None
-                    ):
+        holding = self._holders_by_key()
+        passes = self._passes()
+        for i in sorted(mine):
+            for number, keys_of in enumerate(passes):
+                for k in keys_of(i):
+                    members = holding[(number, k)]
+                    if len(members) < 2:
+                        continue
+                    key = dependency_hash(number, k)
+                    if sizes.get(key, len(members)) > s.max_block:
+                        continue
+                    for j in members:
+                        if j == i:
+                            continue
+                        # (either way round: the order a full run takes them in is not known
+                        # here; a score of 1.0, all that is strong enough, is either)
+                        pair = self._candidate(i, j, floor) or self._candidate(j, i, floor)
+                        if pair is None:
+                            continue
                         found.add(j)
+                        if (
+                            corroborated is not None
+                            and pair[1] in WEAK_RULES
+                            and self._vague(j)
+                            and self._strong_enough(i, j, pair[0])
+                        ):
+                            corroborated.add(self._names[j])
         return {self._names[i] for i in found - mine}
+
+    def _holders_by_key(self) -> dict[tuple[int, Any], list[int]]:
+        """Each (pass, key) of the records added with the records holding it (in the order
+        added), worked out for the records added since it was last asked for."""
+        done, holding = self._holding
+        passes = self._passes()
+        for i in range(done, len(self._names)):
+            for number, keys_of in enumerate(passes):
+                for k in keys_of(i):
+                    holding[(number, k)].append(i)
+        self._holding = (len(self._names), holding)
+        return holding
 
     def finish(self) -> None:
         """Resolve every record added."""
@@ -672,13 +710,20 @@ class Resolver:
                 # people of its name outside the part resolved: each a choice too (a number
                 # below zero, no record's position)
                 choices[e] |= set(range(-outside.get(name, 0), 0))
-        for (i, j), (score, rule, reasons) in weak:
-            ambiguous = any(
+        enough = [self._strong_enough(i, j, score) for (i, j), (score, _, _) in weak]
+        for ((i, j), (score, rule, reasons)), corroborated in zip(weak, enough, strict=True):
+            if not corroborated:
+                # Too little to merge on whoever else it fits: ``weak``, found from the pair
+                # alone (its outcome reads no other cluster: see _links).
+                why = "weak"
+            elif any(
                 self._torn_between(e, j if e == i else i, choices.get(e, ()))
                 for e in (i, j)
                 if self._vague(e)
-            )
-            why = "ambiguous" if ambiguous else "" if self._strong_enough(i, j, score) else "weak"
+            ):
+                why = "ambiguous"
+            else:
+                why = ""
             self._consider(i, j, score, rule, reasons, why)
         # A pair refused on its own may have been joined through other records since: say so.
         ids = self._ids
@@ -715,15 +760,42 @@ class Resolver:
             if root not in self._ghost:
                 self._ghost[root] = gone
                 self._writer[root] = firsts[(gone, root)]
-        self._components(found)
+        self._components(self._links(strong, weak, enough))
         self._members.clear()
         self.finished = True
 
-    def _components(self, found: Mapping[tuple[int, int], Any]) -> None:
-        """Group the records into components: those joined by a candidate pair (merged or not,
-        a reviewer's decision included). Nothing outside a record's component can change how
-        it resolves, unless a record sharing a dependency key with it changes (see
-        ``dependency_keys``), or, for a record with no DOB, a person of its name."""
+    def _links(
+        self,
+        strong: Sequence[tuple[tuple[int, int], Any]],
+        weak: Sequence[tuple[tuple[int, int], Any]],
+        enough: Sequence[bool],
+    ) -> Iterator[tuple[int, int]]:
+        """The pairs whose outcome can depend on each other's (see ``_components``): every
+        strong candidate pair (merged or not, a reviewer's confirmation included); every weak
+        pair strong enough to merge; and a vague record with such a pair to each person it
+        fits (whose cluster its merge reads: ``_torn_between``). A weak pair too weak to merge
+        links nothing: it is refused as ``weak`` unless its records are one person by other
+        pairs, which link them."""
+        match = self.settings.match
+        yield from (pair for pair, _ in strong)
+        mergeable = [pair for (pair, _), ok in zip(weak, enough, strict=True) if ok]
+        yield from mergeable
+        corroborated = {e for pair in mergeable for e in pair if self._vague(e)}
+        for (i, j), (score, _, _) in weak:
+            if score >= match:
+                for e, other in ((i, j), (j, i)):
+                    if (
+                        e in corroborated
+                        and not self._vague(other)
+                        and not self._forbidden(e, other)
+                    ):
+                        yield e, other
+
+    def _components(self, links: Iterable[tuple[int, int]]) -> None:
+        """Group the records into components: those joined by ``links`` (``_links``). Nothing
+        outside a record's component can change how it resolves, unless a record sharing a
+        dependency key with it changes (see ``dependency_keys``), or, for a record with no
+        DOB, a person of its name."""
         parent = list(range(len(self._names)))
 
         def find(i: int) -> int:
@@ -739,7 +811,7 @@ class Resolver:
             if a != b:
                 parent[max(a, b)] = min(a, b)
 
-        for i, j in found:
+        for i, j in links:
             join(i, j)
         self._component = [find(i) for i in range(len(parent))]
 

@@ -84,10 +84,16 @@ def test_the_part_a_change_reaches_resolves_as_every_record_would(
 ) -> None:
     """With the state's checkpoint (counts, and the blocks too large to compare), as a run
     reads it, and without (every count asked of the state's rows)."""
+    from continuity import people
+
     rng = random.Random(seed)
     population = {_identity(rng, n): _record(rng) for n in range(160)}
     url, loader = _state(tmp_path, population)
     kept = _keep_counts(population) if checkpoint else None
+    # The review list, as a delta keeps it: the pairs of the part written again, the others
+    # (a record resolved again paired with one not, neither changed) left as listed.
+    ledger = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    people.save_review(ledger, "person", "run-0", _resolve(population).review)
     resolved_again = []
     for _round in range(3):  # deltas one after another: each keeps the state the next reads
         changed = set(rng.sample(sorted(population), 4))
@@ -110,6 +116,15 @@ def test_the_part_a_change_reaches_resolves_as_every_record_would(
                 assert part.resolved(identity) == whole.resolved(identity), identity
             for identity in part.resolver.identities():
                 assert part.resolver.component(identity) == whole.component(identity)
+            people.save_review(
+                ledger,
+                "person",
+                f"run-{_round + 1}",
+                part.resolver.review,
+                only=set(part.resolver.identities()) | part.gone,
+                stale=part.changed | part.gone,
+            )
+            assert _listed(ledger) == _listing(whole.review)
             resolved_again.append(len(part.resolver))
             held = _keep(loader, part.resolver, population, part)
         finally:
@@ -158,6 +173,25 @@ def test_a_record_read_again_unchanged_is_not_resolved_again(tmp_path: Path) -> 
         assert part.resolved(alone) == whole.resolved(alone) is not None
     finally:
         part.prior.close()
+
+
+def _listed(ledger: str) -> list[tuple[Any, ...]]:
+    """The review list the work store holds, pair by pair (numbers and runs aside)."""
+    from continuity import people
+
+    fields = ("a", "b", "score", "rule", "reasons", "merged", "refused", "a_seen", "b_seen")
+    return sorted(
+        tuple(",".join(p[f]) if f == "reasons" else p[f] for f in fields)
+        for p in people.review(ledger, "person")
+    )
+
+
+def _listing(pairs: list[Any]) -> list[tuple[Any, ...]]:
+    """A resolution's review pairs as the work store lists them."""
+    return sorted(
+        (p.a, p.b, p.score, p.rule, ",".join(p.reasons), p.merged, p.refused, p.a_seen, p.b_seen)
+        for p in pairs
+    )
 
 
 def _keep_counts(population: dict[str, list[Any]]) -> dict[str, Any]:
@@ -256,6 +290,95 @@ def test_a_forename_falling_out_of_use_reaches_records_no_change_touched(tmp_pat
     assert part.resolved("policeworks|pw_person|P2") == joined
     loader.close()
     part.prior.close()
+
+
+def test_an_estimate_a_block_coming_under_its_cap_corroborates_weighs_all_it_fits(
+    tmp_path: Path,
+) -> None:
+    """John Lee Smith, his DOB estimated as 1980, and John Lee Smith born in 1980 are never
+    compared while their year's block is over max_block: nothing ties the estimate to John
+    Smith born in 1981, whom it fits too (nothing corroborates that pair). Two deletions bring
+    the block under its cap: the estimate, now enough to merge with the first, fits both men,
+    and stays apart (ambiguous). The delta must weigh the second man, though no change touched
+    him nor his block."""
+    population: dict[str, list[Any]] = {
+        "legacy|NOMINAL|E": ["John", "Smith", dt.date(1980, 1, 1), True, None, "M", "Lee", ""],
+        "legacy|NOMINAL|X": ["John", "Smith", dt.date(1980, 5, 5), False, "P0", "M", "Lee", ""],
+        "legacy|NOMINAL|C": ["John", "Smith", dt.date(1981, 3, 3), False, "P1", "M", None, ""],
+    }
+    for n in range(6):  # other men of the name born in 1980 (the year's block holds 8), each
+        # with another middle name: none of them the estimate's man
+        population[f"policeworks|pw_person|F{n}"] = [
+            *("John", "Smith", dt.date(1980, 6, n + 1), False, f"Q{n}", "M", "Ray", "")
+        ]
+    estimate, first = "legacy|NOMINAL|E", "legacy|NOMINAL|X"
+    assert _resolve(population).resolved(estimate).role == "anchor"  # type: ignore[union-attr]
+    url, loader = _state(tmp_path, population)
+    gone = {"policeworks|pw_person|F0", "policeworks|pw_person|F1"}
+    for identity in gone:
+        del population[identity]
+    part = _part(url, population, set(), gone)
+    whole = _resolve(population)
+    assert any({p.a, p.b} == {estimate, first} and p.refused == "ambiguous" for p in whole.review)
+    for identity in population:
+        assert part.resolved(identity) == whole.resolved(identity), identity
+    loader.close()
+    part.prior.close()
+
+
+def test_a_new_first_holder_of_a_pnc_id_leaves_two_others_to_their_names(
+    tmp_path: Path,
+) -> None:
+    """Records sharing a PNC ID pair with its first holder. A new nominal holding the ID of
+    John Lee Smith (DOB estimated as 1980) and John Lee Smith born in 1980 sorts before both:
+    the two now pair by their names, a weak pair strong enough to merge, and the estimate weighs
+    John Smith born in 1981 too, whom nothing tied to it before."""
+    population: dict[str, list[Any]] = {
+        "policeworks|pw_person|E": [
+            "John",
+            "Smith",
+            dt.date(1980, 1, 1),
+            True,
+            "P",
+            "M",
+            "Lee",
+            "",
+        ],
+        "policeworks|pw_person|X": [
+            "John",
+            "Smith",
+            dt.date(1980, 5, 5),
+            False,
+            "P",
+            None,
+            "Lee",
+            "",
+        ],
+        "policeworks|pw_person|K": [
+            "John",
+            "Smith",
+            dt.date(1981, 3, 3),
+            False,
+            None,
+            "M",
+            None,
+            "",
+        ],
+    }
+    url, loader = _state(tmp_path, population)
+    first = "legacy|NOMINAL|C"
+    population[first] = ["Zed", "Other", None, False, "P", "F", None, ""]
+    part = _part(url, population, {first}, set())
+    whole = _resolve(population)
+    try:
+        for identity in population:
+            assert part.resolved(identity) == whole.resolved(identity), identity
+        for identity in part.resolver.identities():
+            assert part.resolver.component(identity) == whole.component(identity)
+        assert "policeworks|pw_person|K" in part.resolver
+    finally:
+        loader.close()
+        part.prior.close()
 
 
 def test_a_block_larger_than_its_cap_stays_uncompared_in_a_part_holding_few_of_it(

@@ -104,17 +104,30 @@ def test_several_estimates_of_one_person_all_join_them() -> None:
 
 
 def test_an_estimate_two_humans_fit_is_left_alone_for_review() -> None:
+    # The same middle name corroborates each estimate: enough to merge, were one man to fit.
     r = resolve(
         [
-            ("1", "John", "Smith", D(1980, 4, 4), False, "PNC/1", "M"),
-            ("2", "John", "Smith", D(1981, 9, 9), False, "PNC/2", "M"),
-            ("3", "John", "Smith", D(1980, 1, 1), True, None, "M"),  # could be either
-            ("4", "John", "Smith", D(1981, 1, 1), True, None, "M"),  # and so could this
+            ("1", "John", "Smith", D(1980, 4, 4), False, "PNC/1", "M", "Lee"),
+            ("2", "John", "Smith", D(1981, 9, 9), False, "PNC/2", "M", "Lee"),
+            ("3", "John", "Smith", D(1980, 1, 1), True, None, "M", "Lee"),  # could be either
+            ("4", "John", "Smith", D(1981, 1, 1), True, None, "M", "Lee"),  # and so could this
         ]
     )
     assert r.cluster_count() == 4
     assert r.stats.refused.get("ambiguous", 0) >= 1
     assert any(p.refused == "ambiguous" for p in r.review)
+    # With nothing to corroborate them the estimates are too weak to merge whoever else they
+    # fit: refused as weak, which the pair alone shows.
+    r = resolve(
+        [
+            ("1", "John", "Smith", D(1980, 4, 4), False, "PNC/1", "M"),
+            ("2", "John", "Smith", D(1981, 9, 9), False, "PNC/2", "M"),
+            ("3", "John", "Smith", D(1980, 1, 1), True, None, "M"),
+            ("4", "John", "Smith", D(1981, 1, 1), True, None, "M"),
+        ]
+    )
+    assert r.cluster_count() == 4
+    assert {p.refused for p in r.review} == {"weak"}
 
 
 def test_of_two_humans_an_estimate_fits_the_one_at_its_home_is_no_guess() -> None:
