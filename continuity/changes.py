@@ -534,7 +534,12 @@ class _ScanJob:
             every.append(kh)
             fp = fingerprint.many(batch)
             if n:
-                at = np.minimum(np.searchsorted(hashes, kh), n - 1)
+                # (the keys looked for in order: each search starts where the last ended, and
+                # the baseline's pages are met in order; half the time of a search in any order)
+                order = np.argsort(kh)
+                at = np.empty(len(kh), dtype=np.intp)
+                at[order] = np.searchsorted(hashes, kh[order])
+                at = np.minimum(at, n - 1)
                 found = hashes[at] == kh
                 seen[at[found]] = True
                 differs = found & (prints[at] != fp)
