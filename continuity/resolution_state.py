@@ -19,9 +19,9 @@ A delta then resolves only the *part* of the population a change can reach, whic
    within ``max_block``), every record of a block whose size crosses ``max_block`` either
    way, the records sharing a changed one's PNC ID, the records of a forename whose standing
    as a name in use flipped, and the records reviewers decided on; and a vague record (an
-   estimated or no DOB) a changed record, or a block crossing ``max_block``, may give its first
-   weak pair strong enough to merge brings the records it pairs with: from then on it reads
-   the clusters of every person it fits;
+   estimated or no DOB) a changed record, a block crossing ``max_block`` or a new first holder
+   of its PNC ID may give its first weak pair strong enough to merge brings the records it
+   pairs with: from then on it reads the clusters of every person it fits;
 3. the part grows to whole components, the changed and gone records' old ones included (a
    component: the records tied by the pairs whose outcomes can depend on each other's, see
    ``Resolver._links``; a weak pair too weak to merge ties none). Nothing outside it can
