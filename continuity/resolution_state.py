@@ -656,29 +656,34 @@ def _keys_of(settings: ResolveSettings, rows: Mapping[str, Row]) -> dict[str, se
     return {i: scratch.dependency_keys(i) | row.lookups() for i, row in rows.items()}
 
 
-def _fitted(
+def _partners(
     prior: Prior,
     now: Resolver,
     records: set[str],
     sizes: Mapping[int, int],
     cap: int,
     besides: set[str],
+    keys: set[int] | None = None,
+    corroborated: set[str] | None = None,
 ) -> set[str]:
-    """The records a candidate pair joins to any of ``records`` (unchanged records the state
-    holds), in blocks no larger than ``cap`` (``sizes``: the blocks' sizes now, where a change
-    touched them), but for ``besides`` (gone): ``now`` (holding the changed records as they
-    are now) is given them and those they may pair with, as the state read them."""
+    """The records a candidate pair joins to any of ``records`` (held by ``now``, or unchanged
+    records the state holds), in blocks no larger than ``cap`` (``sizes``: the blocks' sizes
+    now, where a change touched them; else as the state counts them), but for ``besides``
+    (gone). ``now``, holding the changed records as they are now, is given ``records`` and the
+    records they may pair with, as the state read them. ``keys``: the records' dependency
+    keys, where known; ``corroborated``: see :meth:`Resolver.partners`."""
     if not records:
         return set()
     held = set(now.identities())
     for identity, row in sorted(prior.rows(records - held).items()):
         now.add(identity, row.values())
-    keys = {k for i in records for k in now.dependency_keys(i)}
+    if keys is None:
+        keys = {k for i in records for k in now.dependency_keys(i)}
     counted = {**prior.sizes(keys - sizes.keys()), **{k: sizes[k] for k in keys & sizes.keys()}}
     mates = prior.holders(k for k in keys if counted.get(k, 0) <= cap) - besides
     for identity, row in sorted(prior.rows(mates - held - records).items()):
         now.add(identity, row.values())
-    return now.partners(records, counted)
+    return now.partners(records, counted, corroborated)
 
 
 def resolve_part(
@@ -719,12 +724,10 @@ def resolve_part(
         after.update(keys)
     crossing = {k for k in touched if (sizes.get(k, 0) > cap) != (after[k] > cap)}
     # The records a changed one pairs with now: scored against what the state read of them.
-    mates = prior.holders(k for keys in new_keys.values() for k in keys if after[k] <= cap)
-    mates -= gone | changed
-    for identity, row in sorted(prior.rows(mates).items()):
-        now.add(identity, row.values())
     corroborated: set[str] = set()
-    partners = now.partners(changed, after, corroborated)
+    partners = _partners(
+        prior, now, changed, after, cap, gone, set().union(*new_keys.values()), corroborated
+    )
     # The old names of the changed and gone records (see the names' rule below).
     olds = {(r.forename or "", r.surname or "") for i in changed | gone if (r := before.get(i))}
     # The forenames in use, before and after.
@@ -757,7 +760,7 @@ def resolve_part(
     # or one of two records of a PNC ID a changed record now holds first (two holders after
     # the first pair by their names, not by the PNC ID: see Resolver._candidates).
     reach = (corroborated | crossed | sharing) - changed - gone
-    seeds |= _fitted(prior, now, reach, after, cap, gone)
+    seeds |= _partners(prior, now, reach, after, cap, gone)
     rows = prior.rows(seeds - fresh.keys())
     # (a gone record's too: its going may part its cluster)
     components = {r.component for r in rows.values()} | {

@@ -688,11 +688,13 @@ class Resolver:
             torn = rule.startswith("name_") and self._torn(i, j, score, partners)
             self._consider(i, j, score, rule, reasons, "ambiguous" if torn else "")
         choices: dict[int, set[int]] = defaultdict(set)
+        fitted: dict[int, list[int]] = defaultdict(list)  # (the records: see _links)
         for (i, j), (score, _, _) in weak:
             if score >= s.match:
                 for e, other in ((i, j), (j, i)):
                     if self._vague(e) and not self._forbidden(e, other) and not self._vague(other):
                         choices[e].add(self._find(other))  # a person with a full DOB
+                        fitted[e].append(other)
         # A record with no DOB could be anyone of its name: every cluster holding the very same
         # name (a father and his son, one with no home on record) is a choice it has.
         unknown = {e for (i, j), _ in weak for e in (i, j) if self._dob[e] is None}
@@ -760,7 +762,7 @@ class Resolver:
             if root not in self._ghost:
                 self._ghost[root] = gone
                 self._writer[root] = firsts[(gone, root)]
-        self._components(self._links(strong, weak, enough))
+        self._components(self._links(strong, weak, enough, fitted))
         self._members.clear()
         self.finished = True
 
@@ -769,27 +771,21 @@ class Resolver:
         strong: Sequence[tuple[tuple[int, int], Any]],
         weak: Sequence[tuple[tuple[int, int], Any]],
         enough: Sequence[bool],
+        fitted: Mapping[int, list[int]],
     ) -> Iterator[tuple[int, int]]:
         """The pairs whose outcome can depend on each other's (see ``_components``): every
         strong candidate pair (merged or not, a reviewer's confirmation included); every weak
-        pair strong enough to merge; and a vague record with such a pair to each person it
-        fits (whose cluster its merge reads: ``_torn_between``). A weak pair too weak to merge
-        links nothing: it is refused as ``weak`` unless its records are one person by other
-        pairs, which link them."""
-        match = self.settings.match
+        pair strong enough to merge (``enough``); and a vague record with such a pair to each
+        record with a full DOB it fits (``fitted``: whose clusters its merge reads, see
+        ``_torn_between``). A weak pair too weak to merge links nothing: it is refused as
+        ``weak`` unless its records are one person by other pairs, which link them."""
         yield from (pair for pair, _ in strong)
         mergeable = [pair for (pair, _), ok in zip(weak, enough, strict=True) if ok]
         yield from mergeable
         corroborated = {e for pair in mergeable for e in pair if self._vague(e)}
-        for (i, j), (score, _, _) in weak:
-            if score >= match:
-                for e, other in ((i, j), (j, i)):
-                    if (
-                        e in corroborated
-                        and not self._vague(other)
-                        and not self._forbidden(e, other)
-                    ):
-                        yield e, other
+        for e in corroborated:
+            for other in fitted.get(e, ()):
+                yield e, other
 
     def _components(self, links: Iterable[tuple[int, int]]) -> None:
         """Group the records into components: those joined by ``links`` (``_links``). Nothing
